@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// consulAgent is a Consul dev agent this program started, on free ports.
+type consulAgent struct {
+	cmd     *exec.Cmd
+	client  *api.Client
+	dir     string
+	logPath string
+	done    chan struct{}
+}
+
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, n)
+	ls := make([]net.Listener, n)
+	defer func() {
+		for _, l := range ls {
+			if l != nil {
+				_ = l.Close()
+			}
+		}
+	}()
+	for i := range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls[i] = l
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports, nil
+}
+
+func startConsul(bin string) (*consulAgent, error) {
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("consul binary %s: %w (build it with `make consul`, or pass -consul none)", bin, err)
+	}
+	p, err := freePorts(4)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "healthbench-consul-")
+	if err != nil {
+		return nil, err
+	}
+	a := &consulAgent{dir: dir, logPath: filepath.Join(dir, "consul.log"), done: make(chan struct{})}
+	logf, err := os.Create(a.logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	// -dev logs at DEBUG, which with thousands of checks is most of its CPU;
+	// measure it at the level it would run at in production.
+	a.cmd = exec.Command(bin, "agent", "-dev", "-log-level", "info",
+		"-bind", "127.0.0.1", "-client", "127.0.0.1",
+		"-http-port", fmt.Sprint(p[0]), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
+		"-serf-lan-port", fmt.Sprint(p[1]), "-serf-wan-port", fmt.Sprint(p[2]), "-server-port", fmt.Sprint(p[3]))
+	a.cmd.Stdout, a.cmd.Stderr = logf, logf
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := a.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { _ = a.cmd.Wait(); close(a.done) }()
+
+	cfg := api.DefaultConfig()
+	cfg.Address = fmt.Sprintf("127.0.0.1:%d", p[0])
+	a.client, err = api.NewClient(cfg)
+	if err != nil {
+		a.stop()
+		return nil, err
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		leader, err := a.client.Status().Leader()
+		if err == nil && leader != "" {
+			return a, nil
+		}
+		select {
+		case <-a.done:
+			return nil, fmt.Errorf("consul agent exited at start; see %s", a.logPath)
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			a.stop()
+			return nil, fmt.Errorf("consul agent has no leader after 60s; see %s", a.logPath)
+		}
+	}
+}
+
+func (a *consulAgent) pid() string { return fmt.Sprint(a.cmd.Process.Pid) }
+
+// register adds one service per port, each with an HTTP check on /health,
+// through the agent API with parallel requests in flight.
+func (a *consulAgent) register(ctx context.Context, ports []int, interval, timeout time.Duration, parallel int) error {
+	work := make(chan int)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				reg := &api.AgentServiceRegistration{
+					ID: fmt.Sprintf("bench-%d", i), Name: "bench", Address: "127.0.0.1", Port: ports[i],
+					Check: &api.AgentServiceCheck{
+						HTTP:     fmt.Sprintf("http://127.0.0.1:%d/health", ports[i]),
+						Interval: interval.String(),
+						Timeout:  timeout.String(),
+					},
+				}
+				if err := a.client.Agent().ServiceRegisterOpts(reg, api.ServiceRegisterOpts{}.WithContext(ctx)); err != nil {
+					select {
+					case errs <- fmt.Errorf("register %s: %w", reg.ID, err):
+					default:
+					}
+				}
+			}
+		}()
+	}
+	for i := range ports {
+		select {
+		case work <- i:
+		case err := <-errs:
+			close(work)
+			wg.Wait()
+			return err
+		}
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+// waitPassing polls until n checks pass or the deadline.
+func (a *consulAgent) waitPassing(n int, deadline time.Time) (int, error) {
+	for {
+		checks, err := a.client.Agent().Checks()
+		passing := 0
+		for _, c := range checks {
+			if c.Status == api.HealthPassing && c.ServiceID != "" {
+				passing++
+			}
+		}
+		if err == nil && passing >= n {
+			return passing, nil
+		}
+		if time.Now().After(deadline) {
+			return passing, errors.Join(fmt.Errorf("%d of %d consul checks passing at the deadline", passing, n), err)
+		}
+		time.Sleep(time.Second) // poll, bounded by the deadline
+	}
+}
+
+// checkSummary counts the agent's service checks by status and groups the
+// outputs of those not passing (numbers masked), most frequent first.
+func (a *consulAgent) checkSummary() (map[string]int, []string, error) {
+	checks, err := a.client.Agent().Checks()
+	if err != nil {
+		return nil, nil, err
+	}
+	status := map[string]int{}
+	why := map[string]int{}
+	digits := regexp.MustCompile(`[0-9]+`)
+	for _, c := range checks {
+		if c.ServiceID == "" {
+			continue
+		}
+		status[c.Status]++
+		if c.Status != api.HealthPassing {
+			out := c.Output
+			if len(out) > 160 {
+				out = out[:160] + "..."
+			}
+			why[digits.ReplaceAllString(out, "N")]++
+		}
+	}
+	var reasons []string
+	for r, n := range why {
+		reasons = append(reasons, fmt.Sprintf("%d× %s", n, r))
+	}
+	slices.SortFunc(reasons, func(x, y string) int {
+		var nx, ny int
+		fmt.Sscan(x, &nx)
+		fmt.Sscan(y, &ny)
+		return ny - nx
+	})
+	return status, reasons, nil
+}
+
+// stop ends the agent this program started: SIGTERM, then SIGKILL by pid.
+func (a *consulAgent) stop() {
+	_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.done:
+	case <-time.After(10 * time.Second):
+		_ = a.cmd.Process.Kill()
+		<-a.done
+	}
+}
+
+// cleanup removes the agent's directory (its log).
+func (a *consulAgent) cleanup() { _ = os.RemoveAll(a.dir) }

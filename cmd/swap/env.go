@@ -1,0 +1,93 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/swap-dev/swap/deployments"
+	"github.com/swap-dev/swap/internal/wire"
+	"github.com/swap-dev/swap/switcher"
+)
+
+// cliEnv is what a command that talks to the stack has: the config, the switcher wired
+// to Docker, Consul and HAProxy, and the progress renderer.
+type cliEnv struct {
+	cfg      *deployments.Config
+	globals  globals
+	sw       *switcher.Switcher
+	progress *progress
+	close    func()
+}
+
+// setup loads the config and wires the switcher for cmd.
+func setup(cmd *cobra.Command) (*cliEnv, error) {
+	g, err := globalOptions(cmd)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return nil, err
+	}
+	log, err := newLogger(cmd.ErrOrStderr(), g.LogLevel)
+	if err != nil {
+		return nil, withCode(exitUsage, err)
+	}
+	sw, closeFn, err := wire.New(cfg, log, wire.Options{
+		Command:         strings.Join(os.Args, " "),
+		ContainerLabels: parseLabels(os.Getenv("SWAP_CONTAINER_LABELS")),
+		PruneLabels:     splitList(os.Getenv("SWAP_PRUNE_LABELS")),
+	})
+	if err != nil {
+		return nil, classify(err)
+	}
+	p := newProgress(cmd.OutOrStdout(), g.Output == outputJSON)
+	sw.OnEvent = p.event
+	sw.LookupEnv = os.LookupEnv
+	sw.Fault = faultFromEnv(os.Getenv("SWAP_FAULT"))
+	return &cliEnv{cfg: cfg, globals: g, sw: sw, progress: p, close: func() { closeFn(); _ = log.Sync() }}, nil
+}
+
+// parseLabels reads "k=v,k2=v2" (SWAP_CONTAINER_LABELS: extra labels on every container
+// swap starts; the tests use it for their cleanup label).
+func parseLabels(s string) map[string]string {
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(kv), "="); ok && k != "" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// splitList reads "a,b" (SWAP_PRUNE_LABELS: the cleanup step prunes only dangling images
+// carrying these labels, "key" or "key=value"; the tests and the demo keep their prunes
+// to their own images with it).
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// faultFromEnv arms the crash tests' fault-injection point: SWAP_FAULT=<step>:<phase>
+// (phase "before" or "after") makes swap kill itself with SIGKILL there, as a crash
+// would. Not for production use.
+func faultFromEnv(spec string) func(switcher.Step, string) {
+	step, phase, ok := strings.Cut(spec, ":")
+	if !ok {
+		return nil
+	}
+	return func(s switcher.Step, p string) {
+		if string(s) == step && p == phase {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // the signal is on its way
+		}
+	}
+}

@@ -1,0 +1,39 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/swap-dev/swap/deployments"
+	"github.com/swap-dev/swap/deployments/consul"
+	"github.com/swap-dev/swap/deployments/docker"
+	"github.com/swap-dev/swap/lbconfig"
+	"github.com/swap-dev/swap/switcher"
+)
+
+// classify gives err its exit code (docs/cli.md):
+//
+//	0 done; 1 failed (and rolled back); 2 bad input or config; 3 lock busy (or a swap
+//	waits in preview); 4 Docker, Consul or HAProxy unreachable.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ee *exitError
+	var se *switcher.Error
+	switch {
+	case errors.As(err, &ee):
+		return err
+	case errors.As(err, &se) && se.RolledBack:
+		return withCode(exitFailed, err) // whatever the cause, the live color kept serving
+	case errors.Is(err, switcher.ErrBadInput):
+		return withCode(exitUsage, err)
+	case errors.Is(err, deployments.ErrInvalidConfig), errors.Is(err, deployments.ErrUnknownApp):
+		return withCode(exitUsage, err)
+	case errors.Is(err, consul.ErrLocked), errors.Is(err, switcher.ErrPreviewPending):
+		return withCode(exitBusy, err)
+	case errors.Is(err, docker.ErrUnreachable), errors.Is(err, docker.ErrPermissionDenied),
+		errors.Is(err, consul.ErrUnreachable), errors.Is(err, consul.ErrNoLeader), errors.Is(err, lbconfig.ErrUnreachable):
+		return withCode(exitUnreachable, err)
+	}
+	return withCode(exitFailed, err)
+}

@@ -1,0 +1,349 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/swap-dev/swap/deployments"
+	"github.com/swap-dev/swap/lbconfig"
+	"github.com/swap-dev/swap/switcher"
+)
+
+func newLBCmd() *cobra.Command {
+	lb := &cobra.Command{
+		Use:   "lb",
+		Short: "Render HAProxy's config from swap's config and show what HAProxy serves",
+		Long: `swap lb works on HAProxy directly: render writes haproxy.cfg and the map files
+(docs/haproxy.md explains the layout), status shows every backend and server of every
+HAProxy instance.`,
+		Args: cobra.NoArgs,
+	}
+	lb.AddCommand(newLBRenderCmd(), newLBStatusCmd())
+	return lb
+}
+
+// lbClients returns a Runtime API client for every HAProxy instance in the config.
+func lbClients(cfg *deployments.Config) ([]*lbconfig.Client, error) {
+	var out []*lbconfig.Client
+	for _, in := range cfg.HAProxy.Instances {
+		network, addr := "unix", in.Socket
+		if in.Address != "" {
+			network, addr = "tcp", in.Address
+		}
+		c, err := lbconfig.New(network, addr, lbconfig.WithName(in.Name))
+		if err != nil {
+			return nil, withCode(exitUsage, fmt.Errorf("haproxy instance %s: %w", in.Name, err))
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// renderResult is `swap lb render`'s JSON output.
+type renderResult struct {
+	Source    string   `json:"source"` // where the servers and maps came from
+	DryRun    bool     `json:"dry_run"`
+	Changed   []string `json:"changed"`
+	Unchanged []string `json:"unchanged"`
+	Diff      string   `json:"diff,omitempty"`
+	Notes     []string `json:"notes,omitempty"`
+}
+
+func newLBRenderCmd() *cobra.Command {
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "render",
+		Short: "Write haproxy.cfg, routes.map, preview.map, canary.map and server-state to haproxy.dir",
+		Long: `render writes HAProxy's files from swap's config, with the servers and map entries
+HAProxy serves now: they are read from the first instance that answers (show servers
+state, show map), so the files reproduce what is live and a reload changes nothing.
+When no instance answers, they are read from the files already in haproxy.dir.
+
+Each file is written to a temp file next to it, fsynced, checked (haproxy -c for
+haproxy.cfg) and renamed over the old one; a file whose bytes are equal is left alone.
+--dry-run writes nothing and prints the diff. render does not reload HAProxy.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			g, err := globalOptions(cmd)
+			if err != nil {
+				return err
+			}
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			res, err := renderLB(cmd.Context(), cfg, dryRun)
+			if err != nil {
+				return err
+			}
+			if g.Output == outputJSON {
+				return writeJSON(cmd.OutOrStdout(), res)
+			}
+			printRender(cmd.OutOrStdout(), cmd.ErrOrStderr(), cfg.HAProxy.Dir, res)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "write nothing; print the diff of what would change")
+	return cmd
+}
+
+// renderLB renders the layout of cfg with the live servers and maps.
+func renderLB(ctx context.Context, cfg *deployments.Config, dryRun bool) (*renderResult, error) {
+	layout, err := switcher.LBLayout(cfg, switcher.LBCurrent{})
+	if err != nil {
+		return nil, withCode(exitUsage, err)
+	}
+	clients, err := lbClients(cfg)
+	if err != nil {
+		return nil, err
+	}
+	res := &renderResult{DryRun: dryRun}
+	var live *lbconfig.Layout
+	var state []byte
+	for _, c := range clients {
+		l, err := c.Snapshot(ctx, layout)
+		if err != nil {
+			res.Notes = append(res.Notes, fmt.Sprintf("haproxy %s not used: %v", c.Name(), err))
+			continue
+		}
+		if st, err := c.ServerStateFile(ctx); err == nil {
+			state = st
+		}
+		live, res.Source = l, "haproxy "+c.Name()
+		break
+	}
+	if live == nil {
+		live, err = lbconfig.ReadLayoutFiles(layout)
+		if err != nil {
+			return nil, withCode(exitFailed, fmt.Errorf("no HAProxy answered and the files in %s cannot be read: %w", layout.Dir, err))
+		}
+		res.Source = "the files in " + layout.Dir
+	}
+	files, err := lbconfig.Render(live)
+	if err != nil {
+		return nil, withCode(exitFailed, err)
+	}
+	// The state file changes with every check; it is written, never diffed.
+	if state != nil && !dryRun {
+		files = append(files, lbconfig.File{Name: lbconfig.StateFile, Data: state})
+	}
+	wr, err := lbconfig.WriteFiles(ctx, layout.Dir, files, lbconfig.WriteOptions{Binary: cfg.HAProxy.Binary, DryRun: dryRun})
+	res.Changed, res.Unchanged, res.Diff = wr.Changed, wr.Unchanged, wr.Diff
+	if err != nil {
+		return res, withCode(exitFailed, fmt.Errorf("render %s: %w", layout.Dir, err))
+	}
+	return res, nil
+}
+
+func printRender(out, errOut io.Writer, dir string, res *renderResult) {
+	for _, n := range res.Notes {
+		fmt.Fprintf(errOut, "swap: note: %s\n", n)
+	}
+	fmt.Fprintf(out, "servers and maps from %s\n", res.Source)
+	if res.DryRun {
+		if res.Diff == "" {
+			fmt.Fprintf(out, "no changes in %s\n", dir)
+			return
+		}
+		fmt.Fprint(out, res.Diff)
+		return
+	}
+	if len(res.Changed) == 0 {
+		fmt.Fprintf(out, "no changes in %s\n", dir)
+		return
+	}
+	fmt.Fprintf(out, "wrote %s in %s", strings.Join(res.Changed, ", "), dir)
+	if len(res.Unchanged) > 0 {
+		fmt.Fprintf(out, " (unchanged: %s)", strings.Join(res.Unchanged, ", "))
+	}
+	fmt.Fprintln(out, "\nHAProxy serves them after its next reload; the runtime already matches them.")
+}
+
+// lbServer is one server in `swap lb status`.
+type lbServer struct {
+	Name         string `json:"name"`
+	Addr         string `json:"addr"`
+	Status       string `json:"status"`
+	CheckStatus  string `json:"check_status"`
+	Weight       int    `json:"weight"`
+	Sessions     int64  `json:"sessions"`
+	Queued       int64  `json:"queued"`
+	UsedConns    int64  `json:"used_conns"`
+	Responses5xx int64  `json:"responses_5xx"`
+}
+
+// lbBackend is one backend in `swap lb status`.
+type lbBackend struct {
+	Name     string     `json:"name"`
+	Status   string     `json:"status"`
+	Sessions int64      `json:"sessions"`
+	Servers  []lbServer `json:"servers"`
+}
+
+// lbInstance is one HAProxy instance in `swap lb status`.
+type lbInstance struct {
+	Name     string            `json:"name"`
+	Error    string            `json:"error,omitempty"`
+	Version  string            `json:"version,omitempty"`
+	Routes   map[string]string `json:"routes,omitempty"`
+	Backends []lbBackend       `json:"backends"`
+}
+
+func newLBStatusCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the backends, servers, states, sessions and check results of every HAProxy instance",
+		Long: `status asks every HAProxy instance of the config for its backends (show stat) and
+routes (show map) and prints them as a table, or as JSON with --output json. It shows
+swap's backends (<app>_blue, <app>_green) and swap_fallback. An instance that does not
+answer is listed with its error, and the exit code is 4.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			g, err := globalOptions(cmd)
+			if err != nil {
+				return err
+			}
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			all, err := lbStatus(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			if g.Output == outputJSON {
+				err = writeJSON(cmd.OutOrStdout(), all)
+			} else {
+				printLBStatus(cmd.OutOrStdout(), all)
+			}
+			if err != nil {
+				return err
+			}
+			var failed []string
+			for _, in := range all {
+				if in.Error != "" {
+					failed = append(failed, in.Name)
+				}
+			}
+			if len(failed) > 0 {
+				return withCode(exitUnreachable, fmt.Errorf("haproxy %s did not answer: %w", strings.Join(failed, ", "), lbconfig.ErrUnreachable))
+			}
+			return nil
+		},
+	}
+}
+
+func lbStatus(ctx context.Context, cfg *deployments.Config) ([]lbInstance, error) {
+	layout, err := switcher.LBLayout(cfg, switcher.LBCurrent{})
+	if err != nil {
+		return nil, withCode(exitUsage, err)
+	}
+	clients, err := lbClients(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ours := map[string]bool{lbconfig.FallbackBackend: true}
+	for _, b := range layout.Backends {
+		ours[b.Name] = true
+	}
+	var all []lbInstance
+	for _, c := range clients {
+		in := lbInstance{Name: c.Name(), Backends: []lbBackend{}}
+		if err := fillInstance(ctx, c, layout, ours, &in); err != nil {
+			in.Error = err.Error()
+		}
+		all = append(all, in)
+	}
+	return all, nil
+}
+
+func fillInstance(ctx context.Context, c *lbconfig.Client, layout *lbconfig.Layout, ours map[string]bool, in *lbInstance) error {
+	v, err := c.Version(ctx)
+	if err != nil {
+		return err
+	}
+	in.Version = v.Raw
+	rows, err := c.Stat(ctx, "")
+	if err != nil {
+		return err
+	}
+	byName := map[string]*lbBackend{}
+	var order []string
+	backend := func(name string) *lbBackend {
+		if b, ok := byName[name]; ok {
+			return b
+		}
+		byName[name] = &lbBackend{Name: name, Servers: []lbServer{}}
+		order = append(order, name)
+		return byName[name]
+	}
+	for _, r := range rows {
+		if !ours[r.Proxy] {
+			continue
+		}
+		switch r.Type {
+		case lbconfig.StatBackend:
+			b := backend(r.Proxy)
+			b.Status, b.Sessions = r.Status, r.Scur
+		case lbconfig.StatServer:
+			b := backend(r.Proxy)
+			b.Servers = append(b.Servers, lbServer{
+				Name: r.Name, Addr: r.Addr, Status: r.Status, CheckStatus: strings.TrimPrefix(r.CheckStatus, "* "),
+				Weight: r.Weight, Sessions: r.Scur, Queued: r.Qcur, UsedConns: r.UsedConnCur, Responses5xx: r.Hrsp5xx,
+			})
+		}
+	}
+	sort.Strings(order)
+	for _, name := range order {
+		in.Backends = append(in.Backends, *byName[name])
+	}
+	entries, err := c.ShowMap(ctx, layout.RoutesMap())
+	if err != nil && !errors.Is(err, lbconfig.ErrNoSuchMap) {
+		return err
+	}
+	if len(entries) > 0 {
+		in.Routes = map[string]string{}
+		for _, e := range entries {
+			in.Routes[e.Key] = e.Value
+		}
+	}
+	return nil
+}
+
+func printLBStatus(w io.Writer, all []lbInstance) {
+	for i, in := range all {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		if in.Error != "" {
+			fmt.Fprintf(w, "haproxy %s: unreachable: %s\n", in.Name, in.Error)
+			continue
+		}
+		fmt.Fprintf(w, "haproxy %s (%s)\n", in.Name, in.Version)
+		keys := make([]string, 0, len(in.Routes))
+		for k := range in.Routes {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(w, "  route %s -> %s\n", k, in.Routes[k])
+		}
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  BACKEND\tSERVER\tADDR\tSTATUS\tCHECK\tWEIGHT\tSESSIONS\tQUEUED\tCONNS\t5XX")
+		for _, b := range in.Backends {
+			fmt.Fprintf(tw, "  %s\t-\t-\t%s\t-\t-\t%d\t-\t-\t-\n", b.Name, orDash(b.Status), b.Sessions)
+			for _, s := range b.Servers {
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", b.Name, s.Name, s.Addr, s.Status,
+					orDash(s.CheckStatus), s.Weight, s.Sessions, s.Queued, s.UsedConns, s.Responses5xx)
+			}
+		}
+		tw.Flush()
+	}
+}

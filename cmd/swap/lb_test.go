@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swap-dev/swap/internal/testenv"
+	"github.com/swap-dev/swap/lbconfig"
+)
+
+// lbConfig writes a swap.yaml whose HAProxy is h (dir, admin socket) plus extra
+// instances, and returns its path.
+func lbConfig(t *testing.T, h *testenv.HAProxyInstance, extra string) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`haproxy:
+  dir: %s
+  instances:
+    - name: local
+      socket: %s
+%s  frontend:
+    bind: 127.0.0.1:%d
+  routing: host
+apps:
+  web:
+    image: web:1
+    port: 8080
+    route: web.example.com
+    healthcheck:
+      path: /healthz
+      interval: 100ms
+      timeout: 100ms
+`, h.Dir, h.AdminSock, extra, h.Port("fe"))
+	path := filepath.Join(t.TempDir(), "swap.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func runSwap(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = execute(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestLBRenderWritesWhatHAProxyServesAndStatusShowsIt(t *testing.T) {
+	h := testenv.HAProxy(t, "frontend boot\n    bind 127.0.0.1:{{.Port \"boot\"}}\n    http-request return status 200\n")
+	cfgPath := lbConfig(t, h, "")
+
+	// HAProxy runs a config swap did not render: render falls back to the files (none).
+	code, out, errOut := runSwap(t, "--config", cfgPath, "lb", "render", "--dry-run")
+	if code != exitOK {
+		t.Fatalf("dry run: exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "servers and maps from the files in "+h.Dir) || !strings.Contains(out, "+backend web_blue") {
+		t.Fatalf("dry run printed:\n%s", out)
+	}
+	if !strings.Contains(errOut, "haproxy local not used") {
+		t.Fatalf("no note about the instance: %q", errOut)
+	}
+	if _, err := os.Stat(filepath.Join(h.Dir, "routes.map")); err == nil {
+		t.Fatal("the dry run wrote routes.map")
+	}
+
+	code, out, errOut = runSwap(t, "--config", cfgPath, "lb", "render")
+	if code != exitOK || !strings.Contains(out, "wrote routes.map, canary.map, haproxy.cfg") {
+		t.Fatalf("render: exit %d:\n%s\n%s", code, out, errOut)
+	}
+	h.Reload(t) // HAProxy now runs the rendered config
+
+	// A runtime change, then render again: the files follow HAProxy.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := lbconfig.New("unix", h.AdminSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddServer(ctx, "web_blue", lbconfig.Server{Name: "web-blue-0", Addr: "127.0.0.1", Port: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.PutMap(ctx, filepath.Join(h.Dir, "routes.map"), "web.example.com", "web_blue"); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = runSwap(t, "--config", cfgPath, "lb", "render", "--dry-run")
+	if code != exitOK || !strings.Contains(out, "servers and maps from haproxy local") ||
+		!strings.Contains(out, "+    server web-blue-0 127.0.0.1:1 check inter 100ms rise 2 fall 3 weight 100") ||
+		!strings.Contains(out, "+web.example.com web_blue") {
+		t.Fatalf("dry run after a runtime change: exit %d:\n%s\n%s", code, out, errOut)
+	}
+	code, out, _ = runSwap(t, "--config", cfgPath, "--output", "json", "lb", "render")
+	var res renderResult
+	if code != exitOK || json.Unmarshal([]byte(out), &res) != nil || res.Source != "haproxy local" ||
+		!lbHas(res.Changed, "haproxy.cfg") || !lbHas(res.Changed, "server-state") {
+		t.Fatalf("render --output json: exit %d: %s", code, out)
+	}
+	code, out, _ = runSwap(t, "--config", cfgPath, "--output", "json", "lb", "render")
+	res = renderResult{}
+	if code != exitOK || json.Unmarshal([]byte(out), &res) != nil || lbHas(res.Changed, "haproxy.cfg") || lbHas(res.Changed, "routes.map") {
+		t.Fatalf("a second render rewrote files: exit %d: %s", code, out)
+	}
+
+	code, out, errOut = runSwap(t, "--config", cfgPath, "lb", "status")
+	if code != exitOK {
+		t.Fatalf("status: exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"haproxy local (2.", "route web.example.com -> web_blue", "BACKEND", "web_blue", "web-blue-0", "127.0.0.1:1", "swap_fallback"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("status lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _ = runSwap(t, "--config", cfgPath, "--output", "json", "lb", "status")
+	var st []lbInstance
+	if code != exitOK || json.Unmarshal([]byte(out), &st) != nil || len(st) != 1 {
+		t.Fatalf("status --output json: exit %d: %s", code, out)
+	}
+	var found bool
+	for _, b := range st[0].Backends {
+		for _, s := range b.Servers {
+			if b.Name == "web_blue" && s.Name == "web-blue-0" && strings.HasPrefix(s.Status, "DOWN") && s.Addr == "127.0.0.1:1" {
+				found = true
+			}
+		}
+	}
+	if !found || st[0].Routes["web.example.com"] != "web_blue" {
+		t.Fatalf("status JSON: %s", out)
+	}
+
+	t.Run("an instance that does not answer is listed and exits 4", func(t *testing.T) {
+		ghost := filepath.Join(t.TempDir(), "ghost.sock")
+		cfgPath := lbConfig(t, h, "    - name: ghost\n      socket: "+ghost+"\n")
+		code, out, errOut := runSwap(t, "--config", cfgPath, "lb", "status")
+		if code != exitUnreachable || !strings.Contains(out, "haproxy ghost: unreachable") || !strings.Contains(out, "web-blue-0") || !strings.Contains(errOut, "ghost") {
+			t.Fatalf("exit %d:\n%s\n%s", code, out, errOut)
+		}
+	})
+}
+
+func lbHas(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,286 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/swap-dev/swap/internal/testenv"
+	"github.com/swap-dev/swap/lbconfig"
+	"github.com/swap-dev/swap/switcher"
+)
+
+// The end-to-end tests drive the real CLI — this test binary re-executed as swap — against
+// a real Consul dev agent, a real HAProxy and the real Docker engine, with load running
+// through HAProxy.
+
+func TestMain(m *testing.M) {
+	if os.Getenv("SWAP_E2E_CLI") == "1" {
+		os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// stack is one app world: Consul, Docker images, a rendered HAProxy, a swap.yaml.
+type stack struct {
+	t        *testing.T
+	dir      string
+	cfgPath  string
+	consul   *testenv.ConsulAgent
+	docker   *testenv.DockerEnv
+	haproxy  *testenv.HAProxyInstance
+	frontend string // 127.0.0.1:port
+	preview  string
+	v1, v2   string // demoapp images
+}
+
+// appYAML is the default app, e2eApp("web"): two replicas of demoapp, fast checks.
+const appYAML = `
+  %s:
+    image: %s
+    replicas: 2
+    port: 8080
+    route: web.test
+    healthcheck:
+      path: /healthz
+      interval: 250ms
+      timeout: 250ms
+      rise: 2
+      fall: 3
+    min_healthy_time: 300ms
+    deploy_timeout: 20s
+    drain_timeout: 10s
+    stop_timeout: 5s
+`
+
+// newStack starts the stack with apps (YAML under `apps:`; "" for appYAML with v1).
+func newStack(t *testing.T, apps string) *stack {
+	t.Helper()
+	// A short directory: a unix socket path must stay under ~100 bytes.
+	dir, err := os.MkdirTemp("", "swap-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	s := &stack{t: t, dir: dir}
+	s.consul = testenv.Consul(t)
+	s.docker = testenv.Docker(t)
+	s.v1 = s.docker.DemoImage(t, "v1")
+	s.v2 = s.docker.DemoImage(t, "v2")
+	if apps == "" {
+		apps = fmt.Sprintf(appYAML, e2eApp("web"), s.v1)
+	}
+	hdir := filepath.Join(s.dir, "haproxy")
+	if err := os.MkdirAll(hdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s.frontend = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	s.preview = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	cfg := fmt.Sprintf(`docker: {}
+consul:
+  address: %s
+  kv_prefix: swap-test-%s
+haproxy:
+  dir: %s
+  instances:
+    - name: lb1
+      socket: %s/admin.sock
+      master_socket: %s/master.sock
+  frontend: {name: www, bind: "%s"}
+  preview: {name: www_preview, bind: "%s"}
+  routing: host
+apps:
+%s`, s.consul.Addr, s.docker.RunID, hdir, hdir, hdir, s.frontend, s.preview, apps)
+	s.cfgPath = filepath.Join(s.dir, "swap.yaml")
+	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.render()
+	s.haproxy = testenv.RunHAProxy(t, filepath.Join(hdir, "haproxy.cfg"), filepath.Join(hdir, "admin.sock"))
+	return s
+}
+
+// render writes haproxy.cfg and the maps for the config, with no servers yet.
+func (s *stack) render() {
+	t := s.t
+	cfg, err := readConfig(newViper(newRootCmd(io.Discard, io.Discard)), s.cfgPath)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	layout, err := switcher.LBLayout(cfg, switcher.LBCurrent{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := lbconfig.Render(layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lbconfig.WriteFiles(context.Background(), layout.Dir, files, lbconfig.WriteOptions{}); err != nil {
+		t.Fatalf("write haproxy files: %v", err)
+	}
+}
+
+// run is one swap CLI run.
+type cliRun struct {
+	code           int
+	stdout, stderr string
+}
+
+func (r cliRun) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// swap runs the CLI in its own process; env adds variables (SWAP_FAULT=...).
+func (s *stack) swap(env []string, args ...string) cliRun {
+	s.t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "SWAP_E2E_CLI=1", "SWAP_CONFIG="+s.cfgPath,
+		"SWAP_CONTAINER_LABELS="+s.docker.Label, "SWAP_PRUNE_LABELS="+s.docker.Label, "SWAP_LOG_LEVEL=warn")
+	cmd.Env = append(cmd.Env, env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := cliRun{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+		if ee.ProcessState.Sys() != nil && strings.Contains(ee.String(), "killed") {
+			r.code = -9
+		}
+	case err != nil:
+		s.t.Fatalf("run swap %v: %v", args, err)
+	}
+	return r
+}
+
+// mustSwap runs the CLI and fails the test unless it exits 0.
+func (s *stack) mustSwap(args ...string) cliRun {
+	s.t.Helper()
+	r := s.swap(nil, args...)
+	if r.code != 0 {
+		s.t.Fatalf("swap %s: %s", strings.Join(args, " "), r)
+	}
+	return r
+}
+
+// get sends one request for host through the frontend and returns status and body.
+func (s *stack) get(host, path string) (int, string, error) {
+	req, _ := http.NewRequest("GET", "http://"+s.frontend+path, nil)
+	req.Host = host
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// load runs requests through HAProxy until stopped: half the workers on keep-alive
+// connections, half with Connection: close. It is bounded: at most maxLoad long.
+type load struct {
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+	total   atomic.Int64
+	mu      sync.Mutex
+	fails   []string
+	byColor map[string]int
+	bodies  map[string]int
+}
+
+const maxLoad = 3 * time.Minute
+
+func (s *stack) startLoad(host, path string, workers int) *load {
+	ctx, cancel := context.WithTimeout(context.Background(), maxLoad)
+	l := &load{stop: cancel, byColor: map[string]int{}, bodies: map[string]int{}}
+	for w := range workers {
+		keepAlive := w%2 == 0
+		tr := &http.Transport{DisableKeepAlives: !keepAlive, MaxIdleConnsPerHost: 1,
+			DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext}
+		client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			defer tr.CloseIdleConnections()
+			for ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(context.WithoutCancel(ctx), "GET", "http://"+s.frontend+path, nil)
+				req.Host = host
+				resp, err := client.Do(req)
+				l.total.Add(1)
+				if err != nil {
+					l.fail(err.Error())
+					continue
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != 200 {
+					l.fail(fmt.Sprintf("%d %q %v", resp.StatusCode, strings.TrimSpace(string(body)), err))
+					continue
+				}
+				l.mu.Lock()
+				l.byColor[resp.Header.Get("X-Color")]++
+				l.bodies[strings.TrimSpace(string(body))]++
+				l.mu.Unlock()
+				time.Sleep(2 * time.Millisecond) // leave the two cores some air
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) fail(why string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.fails = append(l.fails, why)
+}
+
+// finish stops the load and returns the failures.
+func (l *load) finish() []string {
+	l.stop()
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fails
+}
+
+// requireNoFailures stops the load and fails the test on any failed request.
+func (l *load) requireNoFailures(t *testing.T) {
+	t.Helper()
+	fails := l.finish()
+	t.Logf("load: %d requests, by color %v, by answer %v", l.total.Load(), l.byColor, l.bodies)
+	if len(fails) > 0 {
+		n := min(len(fails), 10)
+		t.Fatalf("%d of %d requests failed; first %d: %v", len(fails), l.total.Load(), n, fails[:n])
+	}
+	if l.total.Load() == 0 {
+		t.Fatal("the load sent no request")
+	}
+}
+
+// waitAnswer polls the frontend until host answers with want in its body.
+func (s *stack) waitAnswer(host, want string) {
+	s.t.Helper()
+	testenv.WaitFor(s.t, 10*time.Second, "frontend answers "+want, func() error {
+		code, body, err := s.get(host, "/")
+		if err != nil {
+			return err
+		}
+		if code != 200 || !strings.Contains(body, want) {
+			return fmt.Errorf("GET / = %d %q", code, body)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,146 @@
+package deployments
+
+import "time"
+
+// Config is swap's whole configuration: where Docker, Consul and HAProxy are, and the
+// apps. It is decoded from YAML (plus SWAP_* environment and flags, in cmd/) and checked
+// by Validate. Field tags are the YAML keys; durations are Go durations ("1s", "2m").
+// SetDefaults fills the defaults; docs/config.md describes every key.
+type Config struct {
+	Docker  DockerConfig    `yaml:"docker" mapstructure:"docker"`
+	Consul  ConsulConfig    `yaml:"consul" mapstructure:"consul"`
+	HAProxy HAProxyConfig   `yaml:"haproxy" mapstructure:"haproxy"`
+	Apps    map[string]*App `yaml:"apps" mapstructure:"apps"`
+}
+
+// DockerConfig says which Docker engine runs the containers.
+type DockerConfig struct {
+	// Host is a Docker host URL (unix:///var/run/docker.sock, tcp://...); empty means
+	// DOCKER_HOST or the default socket.
+	Host string `yaml:"host" mapstructure:"host"`
+	// HostIP is the address container ports are published on (default 127.0.0.1).
+	HostIP string `yaml:"host_ip" mapstructure:"host_ip"`
+}
+
+// ConsulConfig says how to reach Consul.
+type ConsulConfig struct {
+	Address    string    `yaml:"address" mapstructure:"address"` // host:port, default 127.0.0.1:8500
+	Scheme     string    `yaml:"scheme" mapstructure:"scheme"`   // http or https
+	Token      string    `yaml:"token" mapstructure:"token"`     // ACL token; never logged
+	TokenFile  string    `yaml:"token_file" mapstructure:"token_file"`
+	Datacenter string    `yaml:"datacenter" mapstructure:"datacenter"`
+	KVPrefix   string    `yaml:"kv_prefix" mapstructure:"kv_prefix"` // default "swap"
+	TLS        TLSConfig `yaml:"tls" mapstructure:"tls"`
+}
+
+// TLSConfig is a client TLS setup.
+type TLSConfig struct {
+	CAFile             string `yaml:"ca_file" mapstructure:"ca_file"`
+	CertFile           string `yaml:"cert_file" mapstructure:"cert_file"`
+	KeyFile            string `yaml:"key_file" mapstructure:"key_file"`
+	ServerName         string `yaml:"server_name" mapstructure:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify" mapstructure:"insecure_skip_verify"`
+}
+
+// HAProxyConfig describes the HAProxy instances in front of the apps and the files swap
+// renders for them.
+type HAProxyConfig struct {
+	// Dir holds haproxy.cfg, routes.map, preview.map and server-state (default
+	// "haproxy", relative to the config file's directory).
+	Dir string `yaml:"dir" mapstructure:"dir"`
+	// Binary is the haproxy executable used for `haproxy -c` (default "haproxy").
+	Binary    string            `yaml:"binary" mapstructure:"binary"`
+	Instances []HAProxyInstance `yaml:"instances" mapstructure:"instances"`
+	Frontend  Listener          `yaml:"frontend" mapstructure:"frontend"`
+	Preview   Listener          `yaml:"preview" mapstructure:"preview"` // optional: Bind empty = no preview frontend
+	// Routing is what the routes map is keyed by: "host" (the Host header) or "path"
+	// (the longest matching path prefix).
+	Routing  string          `yaml:"routing" mapstructure:"routing"` // default "host"
+	Timeouts HAProxyTimeouts `yaml:"timeouts" mapstructure:"timeouts"`
+}
+
+// HAProxyInstance is one HAProxy's admin socket: a unix socket path or a TCP address.
+type HAProxyInstance struct {
+	Name    string `yaml:"name" mapstructure:"name"`       // default "haproxy-<index>"
+	Socket  string `yaml:"socket" mapstructure:"socket"`   // unix socket path
+	Address string `yaml:"address" mapstructure:"address"` // host:port
+	// MasterSocket is the master CLI, for reloads (optional).
+	MasterSocket string `yaml:"master_socket" mapstructure:"master_socket"`
+}
+
+// Listener is a frontend: its HAProxy name and bind address.
+type Listener struct {
+	Name string `yaml:"name" mapstructure:"name"`
+	Bind string `yaml:"bind" mapstructure:"bind"` // 127.0.0.1:8080
+}
+
+// HAProxyTimeouts are the defaults section's timeouts (5s, 30s, 30s).
+type HAProxyTimeouts struct {
+	Connect time.Duration `yaml:"connect" mapstructure:"connect"`
+	Client  time.Duration `yaml:"client" mapstructure:"client"`
+	Server  time.Duration `yaml:"server" mapstructure:"server"`
+}
+
+// App is one application swap deploys. Its name is the key in Config.Apps.
+type App struct {
+	Name     string            `yaml:"-" mapstructure:"-"` // set from the map key
+	Image    string            `yaml:"image" mapstructure:"image"`
+	Replicas int               `yaml:"replicas" mapstructure:"replicas"`
+	Port     int               `yaml:"port" mapstructure:"port"` // the container's app port
+	Env      map[string]string `yaml:"env" mapstructure:"env"`
+	EnvFile  string            `yaml:"env_file" mapstructure:"env_file"` // docker run --env-file syntax
+	Labels   map[string]string `yaml:"labels" mapstructure:"labels"`
+	Command  []string          `yaml:"command" mapstructure:"command"`
+	// Route is the routes map key: a Host header (routing: host) or a path prefix
+	// starting with "/" (routing: path).
+	Route       string      `yaml:"route" mapstructure:"route"`
+	HealthCheck HealthCheck `yaml:"healthcheck" mapstructure:"healthcheck"`
+
+	MinHealthyTime time.Duration `yaml:"min_healthy_time" mapstructure:"min_healthy_time"`
+	DeployTimeout  time.Duration `yaml:"deploy_timeout" mapstructure:"deploy_timeout"`
+	DrainTimeout   time.Duration `yaml:"drain_timeout" mapstructure:"drain_timeout"`
+	StopTimeout    time.Duration `yaml:"stop_timeout" mapstructure:"stop_timeout"`
+	ScaleDownDelay time.Duration `yaml:"scale_down_delay" mapstructure:"scale_down_delay"`
+	Retain         int           `yaml:"retain" mapstructure:"retain"`             // previous images kept (default 2)
+	AutoPromote    *bool         `yaml:"auto_promote" mapstructure:"auto_promote"` // nil means true; see Promotes
+	Verify         Verify        `yaml:"verify" mapstructure:"verify"`
+	Canary         []CanaryStep  `yaml:"canary" mapstructure:"canary"`
+	Hooks          Hooks         `yaml:"hooks" mapstructure:"hooks"`
+}
+
+// HealthCheck is how an instance is probed: by swap, by Consul and by HAProxy alike.
+type HealthCheck struct {
+	Type   string `yaml:"type" mapstructure:"type"` // http or tcp
+	Path   string `yaml:"path" mapstructure:"path"`
+	Method string `yaml:"method" mapstructure:"method"` // default GET
+	Host   string `yaml:"host" mapstructure:"host"`     // Host header, optional
+	// ExpectStatus is a status or range list: "200", "200-399", "200,204".
+	ExpectStatus string        `yaml:"expect_status" mapstructure:"expect_status"`
+	Body         string        `yaml:"body" mapstructure:"body"` // substring the body must contain
+	Interval     time.Duration `yaml:"interval" mapstructure:"interval"`
+	Timeout      time.Duration `yaml:"timeout" mapstructure:"timeout"`
+	Rise         int           `yaml:"rise" mapstructure:"rise"`
+	Fall         int           `yaml:"fall" mapstructure:"fall"`
+	// DeregisterCriticalAfter removes a Consul instance critical this long.
+	DeregisterCriticalAfter time.Duration `yaml:"deregister_critical_after" mapstructure:"deregister_critical_after"`
+}
+
+// Verify watches the new color after the shift.
+type Verify struct {
+	Window     time.Duration `yaml:"window" mapstructure:"window"`
+	Max5xxRate float64       `yaml:"max_5xx_rate" mapstructure:"max_5xx_rate"` // 0..1
+}
+
+// CanaryStep sends Weight percent of traffic to the new color for Bake.
+type CanaryStep struct {
+	Weight int           `yaml:"weight" mapstructure:"weight"` // 1..100
+	Bake   time.Duration `yaml:"bake" mapstructure:"bake"`
+}
+
+// Hooks are shell commands (run with /bin/sh -c) around a deploy. They see SWAP_APP,
+// SWAP_COLOR, SWAP_IMAGE and SWAP_DEPLOY in their environment.
+type Hooks struct {
+	PreDeploy  string `yaml:"pre_deploy" mapstructure:"pre_deploy"`
+	PostShift  string `yaml:"post_shift" mapstructure:"post_shift"`
+	PostDeploy string `yaml:"post_deploy" mapstructure:"post_deploy"`
+}

@@ -1,0 +1,365 @@
+package consul
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"go.uber.org/zap"
+
+	"github.com/swap-dev/swap/deployments"
+)
+
+// Service metadata keys swap sets on every instance it registers. Consul requires meta
+// keys to match ^[a-zA-Z0-9_-]+$, be at most 128 bytes, not start with "consul-", and
+// values to be at most 512 bytes, with at most 64 pairs.
+const (
+	MetaColor     = "color"
+	MetaImage     = "image"
+	MetaContainer = "container"
+	MetaDeploy    = "deploy"
+	MetaVersion   = "version"
+)
+
+// Check defaults for fields the health check leaves zero.
+const (
+	DefaultCheckInterval = 5 * time.Second
+	DefaultCheckTimeout  = 2 * time.Second
+)
+
+// Consul's limits on service metadata.
+const (
+	metaKeyMax   = 128
+	metaValueMax = 512
+)
+
+var metaKeyPattern = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
+
+// ProbeCheckID is the ID of the HTTP or TCP check Consul runs for service serviceID.
+func ProbeCheckID(serviceID string) string { return serviceID + ":probe" }
+
+// TTLCheckID is the ID of the TTL check that PublishTTL updates for service serviceID.
+func TTLCheckID(serviceID string) string { return serviceID + ":ttl" }
+
+// Registration is one instance to register as a service.
+type Registration struct {
+	Instance deployments.Instance
+	// Check is how Consul probes the instance itself: Type "http" (the default when
+	// Path is set) or "tcp". Ignored when TTLOnly.
+	Check   deployments.HealthCheck
+	Version string // becomes a tag and meta "version"; optional
+	// TTL > 0 adds a TTL check (ID TTLCheckID) that starts critical and is kept up to
+	// date by PublishTTL from swap's own probes. It must be republished more often
+	// than TTL or it turns critical.
+	TTL time.Duration
+	// TTLOnly registers the TTL check alone, so Consul's view is exactly swap's probes.
+	TTLOnly bool
+}
+
+// Register registers inst as an instance of service inst.App with Consul probing it by
+// check. It is RegisterService without a TTL check.
+func (r *Registry) Register(ctx context.Context, inst deployments.Instance, check deployments.HealthCheck, version string) error {
+	return r.RegisterService(ctx, Registration{Instance: inst, Check: check, Version: version})
+}
+
+// RegisterService registers reg's instance on the agent: service name = app, ID =
+// inst.ID(), tags [color, version], meta {color, image, container, deploy, version},
+// address and port the published host address, and its checks. Registering an ID again
+// replaces the service and its checks, so it is idempotent.
+func (r *Registry) RegisterService(ctx context.Context, reg Registration) error {
+	svc, err := serviceDefinition(reg)
+	if err != nil {
+		return err
+	}
+	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)
+	if err := r.client.Agent().ServiceRegisterOpts(svc, opts); err != nil {
+		return r.fail(fmt.Sprintf("register %s (app %s, color %s)", svc.ID, reg.Instance.App, reg.Instance.Color), err)
+	}
+	r.log.Debug("registered", zap.String("service", svc.ID), zap.String("app", reg.Instance.App),
+		zap.String("color", string(reg.Instance.Color)), zap.Int("checks", len(svc.Checks)))
+	return nil
+}
+
+// serviceDefinition builds the agent registration for reg, checking what Consul would
+// refuse later with a less helpful message.
+func serviceDefinition(reg Registration) (*api.AgentServiceRegistration, error) {
+	inst := reg.Instance
+	id := inst.ID()
+	what := fmt.Sprintf("consul: register %s", id)
+	if !deployments.NamePattern.MatchString(inst.App) {
+		return nil, fmt.Errorf("%s: app name %q must match %s", what, inst.App, deployments.NamePattern)
+	}
+	if _, err := deployments.ParseColor(string(inst.Color)); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if inst.Host == "" || inst.Port <= 0 || inst.Port > 65535 {
+		return nil, fmt.Errorf("%s: needs the published host and port, got %q:%d; is the container running with its port published?", what, inst.Host, inst.Port)
+	}
+	meta := map[string]string{
+		MetaColor:     string(inst.Color),
+		MetaImage:     inst.Image,
+		MetaContainer: inst.ContainerID,
+		MetaDeploy:    inst.Deploy,
+	}
+	if reg.Version != "" {
+		meta[MetaVersion] = reg.Version
+	}
+	for k, v := range meta {
+		if v == "" {
+			delete(meta, k)
+			continue
+		}
+		if err := validMeta(k, v); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	tags := []string{string(inst.Color)}
+	if reg.Version != "" && reg.Version != string(inst.Color) {
+		tags = append(tags, reg.Version)
+	}
+	svc := &api.AgentServiceRegistration{
+		ID:      id,
+		Name:    inst.App,
+		Tags:    tags,
+		Meta:    meta,
+		Address: inst.Host,
+		Port:    inst.Port,
+	}
+	deregister := ""
+	if d := reg.Check.DeregisterCriticalAfter; d > 0 {
+		deregister = d.String()
+	}
+	if !reg.TTLOnly {
+		c, err := probeCheck(inst, reg.Check)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		c.DeregisterCriticalServiceAfter = deregister
+		svc.Checks = append(svc.Checks, c)
+	}
+	if reg.TTL > 0 || reg.TTLOnly {
+		if reg.TTL <= 0 {
+			return nil, fmt.Errorf("%s: TTLOnly needs a TTL longer than swap's republish interval", what)
+		}
+		c := &api.AgentServiceCheck{
+			CheckID: TTLCheckID(id),
+			Name:    "swap probe (TTL)",
+			Notes:   "swap's own health probe result, published by swap",
+			TTL:     reg.TTL.String(),
+			Status:  api.HealthCritical,
+		}
+		if reg.TTLOnly {
+			c.DeregisterCriticalServiceAfter = deregister
+		}
+		svc.Checks = append(svc.Checks, c)
+	}
+	return svc, nil
+}
+
+func validMeta(k, v string) error {
+	switch {
+	case !metaKeyPattern.MatchString(k) || len(k) > metaKeyMax || strings.HasPrefix(k, "consul-"):
+		return fmt.Errorf("meta key %q: Consul wants [a-zA-Z0-9_-], at most %d bytes, not starting with consul-", k, metaKeyMax)
+	case len(v) > metaValueMax:
+		return fmt.Errorf("meta %s: value of %d bytes is over Consul's limit of %d", k, len(v), metaValueMax)
+	}
+	return nil
+}
+
+// probeCheck is the HTTP or TCP check Consul runs against the published address.
+func probeCheck(inst deployments.Instance, hc deployments.HealthCheck) (*api.AgentServiceCheck, error) {
+	interval, timeout := hc.Interval, hc.Timeout
+	if interval <= 0 {
+		interval = DefaultCheckInterval
+	}
+	if timeout <= 0 {
+		timeout = min(DefaultCheckTimeout, interval)
+	}
+	c := &api.AgentServiceCheck{
+		CheckID:  ProbeCheckID(inst.ID()),
+		Interval: interval.String(),
+		Timeout:  timeout.String(),
+		// New instances start critical: nothing passes before it has been checked.
+		Status: api.HealthCritical,
+	}
+	if hc.Rise > 1 {
+		c.SuccessBeforePassing = hc.Rise
+	}
+	if hc.Fall > 1 {
+		c.FailuresBeforeCritical = hc.Fall
+	}
+	addr := inst.Host + ":" + strconv.Itoa(inst.Port)
+	typ := hc.Type
+	if typ == "" {
+		typ = "http"
+		if hc.Path == "" {
+			typ = "tcp"
+		}
+	}
+	switch typ {
+	case "http":
+		path := hc.Path
+		if !strings.HasPrefix(path, "/") {
+			path = "/" + path
+		}
+		method := hc.Method
+		if method == "" {
+			method = "GET"
+		}
+		c.Name = fmt.Sprintf("HTTP %s %s", method, path)
+		c.HTTP = "http://" + addr + path
+		c.Method = method
+		if hc.Host != "" {
+			c.Header = map[string][]string{"Host": {hc.Host}}
+		}
+	case "tcp":
+		c.Name = "TCP " + addr
+		c.TCP = addr
+	default:
+		return nil, fmt.Errorf("health check type %q: Consul checks are http or tcp", hc.Type)
+	}
+	return c, nil
+}
+
+// Deregister removes service serviceID (and its checks) from the agent. A service that
+// is not registered is not an error.
+func (r *Registry) Deregister(ctx context.Context, serviceID string) error {
+	err := r.client.Agent().ServiceDeregisterOpts(serviceID, r.query(ctx))
+	if err != nil && !isNotFound(err) {
+		return r.fail("deregister "+serviceID, err)
+	}
+	r.log.Debug("deregistered", zap.String("service", serviceID))
+	return nil
+}
+
+// PublishTTL sets the TTL check checkID (TTLCheckID(serviceID)) to passing or critical
+// with output as its note, and restarts its TTL. The check lives on the agent swap
+// talks to, which must be the one the service was registered with.
+func (r *Registry) PublishTTL(ctx context.Context, checkID string, passing bool, output string) error {
+	status := api.HealthCritical
+	if passing {
+		status = api.HealthPassing
+	}
+	if err := r.client.Agent().UpdateTTLOpts(checkID, output, status, r.query(ctx)); err != nil {
+		se, isStatus := statusError(err)
+		err = r.fail(fmt.Sprintf("update TTL check %s to %s", checkID, status), err)
+		if isStatus && se.Code != http.StatusForbidden {
+			return fmt.Errorf("%w; was the instance registered with a TTL check on this agent (Registration.TTL)?", err)
+		}
+		return err
+	}
+	return nil
+}
+
+// Check is one Consul health check of an instance or its node.
+type Check struct {
+	ID        string
+	Name      string
+	Node      string
+	ServiceID string // empty for a node check
+	Status    string // passing, warning or critical
+	Output    string
+}
+
+// ServiceInstance is one registered instance of an app as the catalog has it.
+type ServiceInstance struct {
+	ID        string
+	Node      string
+	Address   string
+	Port      int
+	Color     deployments.Color // meta color; empty if missing
+	Version   string
+	Image     string
+	Container string
+	Deploy    string
+	Tags      []string
+	Meta      map[string]string
+	// Verdict is Passing's decision over the node's and the instance's checks.
+	Verdict Verdict
+	Checks  []Check
+}
+
+// Passing reports Verdict.Passing.
+func (s ServiceInstance) Passing() bool { return s.Verdict.Passing }
+
+// Instances lists the registered instances of app on every node, sorted by ID, with
+// their checks and a verdict (warning counts as failing, see Passing).
+func (r *Registry) Instances(ctx context.Context, app string) ([]ServiceInstance, error) {
+	out, _, err := r.instances(ctx, app, 0, 0, true)
+	return out, err
+}
+
+// instances is Instances as a blocking query: waitIndex 0 answers at once. Without
+// outputs, check outputs are left out of the checks and the verdict's reason.
+func (r *Registry) instances(ctx context.Context, app string, waitIndex uint64, wait time.Duration, outputs bool) ([]ServiceInstance, uint64, error) {
+	q := &api.QueryOptions{WaitIndex: waitIndex, WaitTime: wait}
+	entries, meta, err := r.client.Health().Service(app, "", false, q.WithContext(ctx))
+	if err != nil {
+		return nil, 0, r.fail("list instances of "+app, err)
+	}
+	out := make([]ServiceInstance, 0, len(entries))
+	for _, e := range entries {
+		if e == nil || e.Service == nil || e.Node == nil {
+			continue
+		}
+		if !outputs {
+			e.Checks = withoutOutputs(e.Checks)
+		}
+		out = append(out, toInstance(e))
+	}
+	slices.SortFunc(out, func(a, b ServiceInstance) int {
+		return strings.Compare(a.ID+"\x00"+a.Node, b.ID+"\x00"+b.Node)
+	})
+	return out, meta.LastIndex, nil
+}
+
+func withoutOutputs(checks api.HealthChecks) api.HealthChecks {
+	out := make(api.HealthChecks, 0, len(checks))
+	for _, c := range checks {
+		if c == nil {
+			continue
+		}
+		cc := *c
+		cc.Output = ""
+		out = append(out, &cc)
+	}
+	return out
+}
+
+func toInstance(e *api.ServiceEntry) ServiceInstance {
+	s := e.Service
+	addr := s.Address
+	if addr == "" {
+		addr = e.Node.Address
+	}
+	ref := ServiceRef{Node: e.Node.Node, ServiceID: s.ID}
+	si := ServiceInstance{
+		ID:        s.ID,
+		Node:      e.Node.Node,
+		Address:   addr,
+		Port:      s.Port,
+		Color:     deployments.Color(s.Meta[MetaColor]),
+		Version:   s.Meta[MetaVersion],
+		Image:     s.Meta[MetaImage],
+		Container: s.Meta[MetaContainer],
+		Deploy:    s.Meta[MetaDeploy],
+		Tags:      slices.Clone(s.Tags),
+		Meta:      s.Meta,
+		Verdict:   Judge(ref, e.Checks, WarningFails),
+	}
+	for _, c := range e.Checks {
+		if c == nil {
+			continue
+		}
+		si.Checks = append(si.Checks, Check{ID: c.CheckID, Name: c.Name, Node: c.Node,
+			ServiceID: c.ServiceID, Status: c.Status, Output: c.Output})
+	}
+	slices.SortFunc(si.Checks, func(a, b Check) int { return strings.Compare(a.ID, b.ID) })
+	return si
+}

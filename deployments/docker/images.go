@@ -1,0 +1,217 @@
+package docker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+	"go.uber.org/zap"
+)
+
+// EnsureImage makes sure ref is on the Docker host: a local image is used as it is,
+// a missing one is pulled, with the credentials Docker's config file
+// ($DOCKER_CONFIG/config.json or ~/.docker/config.json) holds for its registry. A pull
+// holds the host's pull/prune lock shared. An image that is neither local nor pullable
+// is ErrImageNotFound naming ref and the pull's error.
+func (d *Driver) EnsureImage(ctx context.Context, ref string) error {
+	if _, err := d.cli.ImageInspect(ctx, ref); err == nil {
+		return nil
+	} else if !cerrdefs.IsNotFound(err) {
+		return d.engineError("inspect image "+ref, err)
+	}
+
+	auth, err := registryAuthHeader(d.dockerConfig, ref)
+	if errors.Is(err, errCredentialHelper) {
+		d.log.Warn("pulling without credentials", zap.String("image", ref), zap.String("reason", err.Error()))
+	} else if err != nil {
+		return fmt.Errorf("pull %s: %w", ref, err)
+	}
+
+	release, err := d.lock.acquire(ctx, false)
+	if err != nil {
+		return fmt.Errorf("pull %s: %w", ref, err)
+	}
+	defer release()
+
+	d.log.Info("pulling image", zap.String("image", ref))
+	if err := pull(ctx, d.cli, ref, auth, d.log); err != nil {
+		if client.IsErrConnectionFailed(err) {
+			return d.engineError("pull "+ref, err)
+		}
+		return fmt.Errorf("%w: %s is not on the Docker host at %s and pulling it failed: %v; "+
+			"build or load it on that host (docker build, docker load), or check the reference and the registry's credentials in %s",
+			ErrImageNotFound, ref, d.host, err, d.dockerConfig)
+	}
+	if _, err := d.cli.ImageInspect(ctx, ref); err != nil {
+		return fmt.Errorf("%w: pulled %s but the engine does not show it: %v", ErrImageNotFound, ref, err)
+	}
+	d.log.Info("image pulled", zap.String("image", ref))
+	return nil
+}
+
+// pull pulls ref and reads the progress stream to its end: the engine reports a failed
+// pull inside the stream, not as an HTTP status.
+func pull(ctx context.Context, c client.ImageAPIClient, ref, auth string, log *zap.Logger) error {
+	rc, err := c.ImagePull(ctx, ref, image.PullOptions{RegistryAuth: auth})
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	dec := json.NewDecoder(rc)
+	for {
+		var msg struct {
+			Status      string `json:"status"`
+			ID          string `json:"id"`
+			Error       string `json:"error"`
+			ErrorDetail struct {
+				Message string `json:"message"`
+			} `json:"errorDetail"`
+		}
+		if err := dec.Decode(&msg); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("read pull progress: %w", err)
+		}
+		if msg.Error != "" {
+			return errors.New(msg.Error)
+		}
+		if msg.ErrorDetail.Message != "" {
+			return errors.New(msg.ErrorDetail.Message)
+		}
+		if msg.ID == "" && msg.Status != "" {
+			log.Debug("pull", zap.String("image", ref), zap.String("status", msg.Status))
+		}
+	}
+}
+
+// RemoveImage removes the image ref names (untags it, when it has other tags), and the
+// untagged parents it leaves behind. It refuses with ErrImageInUse when any container
+// (managed by swap or not, running or not) uses the image: it never forces. It holds the
+// host's pull/prune lock exclusively, so it never runs during a pull. An image that is
+// already gone is not an error.
+func (d *Driver) RemoveImage(ctx context.Context, ref string) error {
+	release, err := d.lock.acquire(ctx, true)
+	if err != nil {
+		return fmt.Errorf("remove image %s: %w", ref, err)
+	}
+	defer release()
+
+	img, err := d.cli.ImageInspect(ctx, ref)
+	if cerrdefs.IsNotFound(err) {
+		d.log.Info("image already gone", zap.String("image", ref))
+		return nil
+	}
+	if err != nil {
+		return d.engineError("remove image "+ref, err)
+	}
+	users, err := imageUsers(ctx, d.cli, img.ID)
+	if err != nil {
+		return d.engineError("remove image "+ref+": list containers", err)
+	}
+	if len(users) > 0 {
+		return fmt.Errorf("remove image %s: %w by container(s) %s; swap never removes an image a container uses, running or not",
+			ref, ErrImageInUse, strings.Join(users, ", "))
+	}
+	deleted, err := d.cli.ImageRemove(ctx, ref, image.RemoveOptions{Force: false, PruneChildren: true})
+	if err != nil {
+		if cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "container") {
+			// A container was created from it since the check.
+			return fmt.Errorf("remove image %s: %w: %v", ref, ErrImageInUse, err)
+		}
+		if cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		return d.engineError("remove image "+ref, err)
+	}
+	for _, r := range deleted {
+		if r.Deleted != "" {
+			d.log.Info("image removed", zap.String("image", ref), zap.String("id", r.Deleted))
+		} else if r.Untagged != "" {
+			d.log.Info("image untagged", zap.String("image", ref), zap.String("tag", r.Untagged))
+		}
+	}
+	return nil
+}
+
+// imageUsers names the containers, of any kind and in any state, whose image is id.
+func imageUsers(ctx context.Context, c client.ContainerAPIClient, id string) ([]string, error) {
+	cs, err := c.ContainerList(ctx, container.ListOptions{All: true})
+	if err != nil {
+		return nil, err
+	}
+	var users []string
+	for _, s := range cs {
+		if s.ImageID == id {
+			name := s.ID
+			if len(s.Names) > 0 {
+				name = strings.TrimPrefix(s.Names[0], "/")
+			}
+			users = append(users, fmt.Sprintf("%s (%s)", name, s.State))
+		}
+	}
+	return users, nil
+}
+
+// PruneDangling removes dangling images (untagged, not parents of other images) that no
+// container uses, like `docker image prune`; it never removes tagged images and never
+// touches volumes. labels ("key" or "key=value") narrow it to images carrying them. It
+// holds the host's pull/prune lock exclusively, waiting for pulls in progress. It returns
+// the IDs of the removed images (untagged parents included, layers not) and the bytes
+// reclaimed.
+func (d *Driver) PruneDangling(ctx context.Context, labels ...string) (removed []string, reclaimed uint64, err error) {
+	release, err := d.lock.acquire(ctx, true)
+	if err != nil {
+		return nil, 0, fmt.Errorf("prune dangling images: %w", err)
+	}
+	defer release()
+
+	f := filters.NewArgs(filters.Arg("dangling", "true"))
+	for _, l := range labels {
+		f.Add("label", l)
+	}
+	// The engine reports deleted layers among deleted images; the images known before
+	// the prune tell them apart.
+	before, err := d.cli.ImageList(ctx, image.ListOptions{All: true})
+	if err != nil {
+		return nil, 0, d.engineError("prune dangling images: list images", err)
+	}
+	known := make(map[string]bool, len(before))
+	for _, img := range before {
+		known[img.ID] = true
+	}
+	rep, err := d.cli.ImagesPrune(ctx, f)
+	// The engine runs one prune at a time and refuses a second (409) while one runs
+	// (another swap's cleanup, a `docker image prune`): wait for it, within ctx.
+	for attempt := 0; err != nil && isPruneRunning(err) && attempt < 50; attempt++ {
+		select {
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("prune dangling images: another prune is running: %w", ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+		rep, err = d.cli.ImagesPrune(ctx, f)
+	}
+	if err != nil {
+		return nil, 0, d.engineError("prune dangling images", err)
+	}
+	for _, r := range rep.ImagesDeleted {
+		if r.Deleted != "" && known[r.Deleted] {
+			removed = append(removed, r.Deleted)
+		}
+	}
+	d.log.Info("dangling images pruned", zap.Int("images", len(removed)), zap.Uint64("bytes", rep.SpaceReclaimed))
+	return removed, rep.SpaceReclaimed, nil
+}
+
+// isPruneRunning tells the engine's refusal of a prune while another one runs.
+func isPruneRunning(err error) bool {
+	return strings.Contains(err.Error(), "prune operation is already running")
+}

@@ -1,0 +1,115 @@
+package deployments
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// ResolvePaths makes the config's relative file paths absolute, relative to baseDir
+// (the config file's directory): haproxy.dir, haproxy.binary when it contains a '/',
+// haproxy.instances[].socket and master_socket (when not host:port),
+// consul.token_file, consul.tls.*_file and apps.*.env_file. Empty paths stay empty.
+func (c *Config) ResolvePaths(baseDir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(baseDir, *p)
+		}
+	}
+	h := &c.HAProxy
+	abs(&h.Dir)
+	if strings.Contains(h.Binary, "/") {
+		abs(&h.Binary)
+	}
+	for i := range h.Instances {
+		in := &h.Instances[i]
+		abs(&in.Socket)
+		if in.MasterSocket != "" && hostPortProblem(in.MasterSocket, false) != "" {
+			abs(&in.MasterSocket)
+		}
+	}
+	cs := &c.Consul
+	abs(&cs.TokenFile)
+	abs(&cs.TLS.CAFile)
+	abs(&cs.TLS.CertFile)
+	abs(&cs.TLS.KeyFile)
+	for _, a := range c.Apps {
+		if a != nil {
+			abs(&a.EnvFile)
+		}
+	}
+}
+
+// CheckFiles checks the files the config names and swap reads: that the Consul token
+// and TLS files are readable, and that every app's env_file is readable and parses. It
+// reports problems like Validate does (a *ValidationError), with the same paths.
+func (c *Config) CheckFiles() error {
+	var ps problems
+	cs := &c.Consul
+	if cs.TokenFile != "" {
+		if b, err := os.ReadFile(cs.TokenFile); err != nil {
+			ps.add("consul.token_file", "%s", fileProblem(cs.TokenFile, err))
+		} else if strings.TrimSpace(string(b)) == "" {
+			ps.add("consul.token_file", "%s is empty: put the Consul ACL token in it", cs.TokenFile)
+		}
+	}
+	for _, f := range []struct {
+		key, path string
+	}{{"ca_file", cs.TLS.CAFile}, {"cert_file", cs.TLS.CertFile}, {"key_file", cs.TLS.KeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		if b, err := os.ReadFile(f.path); err != nil {
+			ps.add(Path("consul.tls").Key(f.key), "%s", fileProblem(f.path, err))
+		} else if !strings.Contains(string(b), "-----BEGIN ") {
+			ps.add(Path("consul.tls").Key(f.key), "%s is not PEM: give a PEM file (-----BEGIN ...)", f.path)
+		}
+	}
+	for _, name := range c.AppNames() {
+		a := c.Apps[name]
+		if a == nil || a.EnvFile == "" {
+			continue
+		}
+		p := Path("apps").Key(name).Key("env_file")
+		f, err := os.Open(a.EnvFile)
+		if err != nil {
+			ps.add(p, "%s", fileProblem(a.EnvFile, err))
+			continue
+		}
+		_, err = ParseEnvFileWith(f, nil)
+		f.Close()
+		if err != nil {
+			ps.add(p, "%s: %v", a.EnvFile, err)
+		}
+	}
+	return ps.err()
+}
+
+func fileProblem(path string, err error) string {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Sprintf("%s does not exist: create it or fix the path (relative paths are relative to the config file)", path)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Sprintf("%s is not readable by this user: fix its permissions", path)
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Sprintf("cannot read %s: %v", path, err)
+}
+
+// ACLToken is the Consul ACL token: token, or the trimmed contents of token_file, or "".
+func (cs ConsulConfig) ACLToken() (string, error) {
+	if cs.Token != "" || cs.TokenFile == "" {
+		return cs.Token, nil
+	}
+	b, err := os.ReadFile(cs.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("consul.token_file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}

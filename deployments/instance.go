@@ -1,0 +1,78 @@
+// Package deployments says what an app is and where its instances run: the app spec and
+// its validation, and the types the Docker and Consul adapters (in the docker and consul
+// sub-packages) share with the switcher.
+package deployments
+
+import (
+	"fmt"
+	"regexp"
+)
+
+// Color is one of the two slots an app's instances run in.
+type Color string
+
+// The two colors.
+const (
+	Blue  Color = "blue"
+	Green Color = "green"
+)
+
+// Colors lists both colors, blue first.
+var Colors = []Color{Blue, Green}
+
+// ParseColor accepts "blue" or "green".
+func ParseColor(s string) (Color, error) {
+	switch c := Color(s); c {
+	case Blue, Green:
+		return c, nil
+	}
+	return "", fmt.Errorf("color %q: must be blue or green", s)
+}
+
+// Other returns the other color.
+func (c Color) Other() Color {
+	if c == Blue {
+		return Green
+	}
+	return Blue
+}
+
+func (c Color) String() string { return string(c) }
+
+// NamePattern is what every name that can reach HAProxy's Runtime API (app, color,
+// backend, server) must match.
+var NamePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// Labels swap puts on every container it creates.
+const (
+	LabelApp     = "swap.app"
+	LabelColor   = "swap.color"
+	LabelDeploy  = "swap.deploy"
+	LabelIndex   = "swap.index"
+	LabelManaged = "swap.managed" // "true"
+)
+
+// Instance is one running container of an app's color.
+type Instance struct {
+	App         string
+	Color       Color
+	Index       int    // 0..replicas-1
+	Deploy      string // the deploy ID that started it
+	Image       string // image reference it runs
+	ContainerID string
+	Host        string // published host IP, 127.0.0.1 by default
+	Port        int    // published host port of the app port
+	State       string // Docker's state: created, running, exited...
+}
+
+// ID is the instance's name everywhere: container name, Consul service ID, HAProxy
+// server name: "<app>-<color>-<index>".
+func (i Instance) ID() string { return InstanceID(i.App, i.Color, i.Index) }
+
+// InstanceID is "<app>-<color>-<index>".
+func InstanceID(app string, c Color, index int) string {
+	return fmt.Sprintf("%s-%s-%d", app, c, index)
+}
+
+// Addr is "<host>:<port>".
+func (i Instance) Addr() string { return fmt.Sprintf("%s:%d", i.Host, i.Port) }

@@ -1,0 +1,489 @@
+package deployments
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Validate checks the whole config and reports every problem at once as a
+// *ValidationError (matching ErrInvalidConfig), each with its path and what to do:
+//
+//	apps.web.healthcheck.interval: must be > 0 (like 1s), got -1s
+//
+// Call it after SetDefaults: zero values that have a default are reported as missing.
+// Validate reads no files; CheckFiles does that.
+func (c *Config) Validate() error {
+	var ps problems
+	c.validateDocker(&ps)
+	c.validateConsul(&ps)
+	c.validateHAProxy(&ps)
+	c.validateApps(&ps)
+	return ps.err()
+}
+
+func (c *Config) validateDocker(ps *problems) {
+	p := Path("docker")
+	if h := c.Docker.Host; h != "" {
+		scheme, rest, ok := strings.Cut(h, "://")
+		switch {
+		case !ok:
+			ps.add(p.Key("host"), "%q is not a URL: use unix:///var/run/docker.sock or tcp://host:2375, or leave it empty for DOCKER_HOST", h)
+		case scheme == "unix" || scheme == "npipe":
+			if rest == "" {
+				ps.add(p.Key("host"), "%q has no socket path: use %s:///var/run/docker.sock", h, scheme)
+			}
+		case scheme == "tcp" || scheme == "http" || scheme == "https":
+			if msg := hostPortProblem(strings.TrimSuffix(rest, "/"), false); msg != "" {
+				ps.add(p.Key("host"), "%s: use %s://host:port", msg, scheme)
+			}
+		default:
+			ps.add(p.Key("host"), "scheme %q is not supported: use unix:///var/run/docker.sock or tcp://host:2375", scheme)
+		}
+	}
+	if _, err := netip.ParseAddr(c.Docker.HostIP); err != nil {
+		ps.add(p.Key("host_ip"), "%q is not an IP address: use the address container ports are published on, like 127.0.0.1", c.Docker.HostIP)
+	}
+}
+
+var (
+	datacenterPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	kvPrefixPattern   = regexp.MustCompile(`^[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$`)
+)
+
+func (c *Config) validateConsul(ps *problems) {
+	cs := &c.Consul
+	p := Path("consul")
+	if a := cs.Address; strings.HasPrefix(a, "unix://") {
+		if len(a) == len("unix://") {
+			ps.add(p.Key("address"), "%q has no socket path: use unix:///path/to/consul.sock", a)
+		}
+	} else if scheme, rest, ok := strings.Cut(a, "://"); ok {
+		ps.add(p.Key("address"), "drop %q: write host:port here (%s) and the scheme in consul.scheme", scheme+"://", rest)
+	} else if msg := hostPortProblem(a, false); msg != "" {
+		ps.add(p.Key("address"), "%s: use host:port like 127.0.0.1:8500", msg)
+	}
+	switch cs.Scheme {
+	case "http":
+		if cs.TLS != (TLSConfig{}) {
+			ps.add(p.Key("scheme"), "is http but consul.tls is set: use scheme: https, or remove tls")
+		}
+	case "https":
+	default:
+		ps.add(p.Key("scheme"), "%q must be http or https", cs.Scheme)
+	}
+	if cs.Token != "" && cs.TokenFile != "" {
+		ps.add(p.Key("token"), "token_file is set too: keep only one of token and token_file")
+	}
+	if hasSpaceOrControl(cs.Token) {
+		ps.add(p.Key("token"), "must not contain whitespace or control characters")
+	}
+	if cs.Datacenter != "" && !datacenterPattern.MatchString(cs.Datacenter) {
+		ps.add(p.Key("datacenter"), "%q must be letters, digits, '_' and '-', or empty for the agent's datacenter", cs.Datacenter)
+	}
+	switch kv := cs.KVPrefix; {
+	case strings.HasPrefix(kv, "/") || strings.HasSuffix(kv, "/"):
+		ps.add(p.Key("kv_prefix"), "%q: remove the leading and trailing '/', like %s", kv, strings.Trim(kv, "/"))
+	case !kvPrefixPattern.MatchString(kv):
+		ps.add(p.Key("kv_prefix"), "%q must be '/'-separated segments of letters, digits, '.', '_' and '-', like swap or team/swap", kv)
+	}
+	tls := p.Key("tls")
+	if cs.TLS.CertFile != "" && cs.TLS.KeyFile == "" {
+		ps.add(tls.Key("key_file"), "cert_file is set without key_file: set both to use a client certificate")
+	}
+	if cs.TLS.KeyFile != "" && cs.TLS.CertFile == "" {
+		ps.add(tls.Key("cert_file"), "key_file is set without cert_file: set both to use a client certificate")
+	}
+	if hasSpaceOrControl(cs.TLS.ServerName) {
+		ps.add(tls.Key("server_name"), "must be a host name, without whitespace")
+	}
+}
+
+// MaxSocketPath is the longest unix socket path HAProxy 2.6 accepts in `stats socket`.
+const MaxSocketPath = 97
+
+func (c *Config) validateHAProxy(ps *problems) {
+	h := &c.HAProxy
+	p := Path("haproxy")
+	if strings.ContainsAny(h.Dir, " \t\"'#$\\") || hasControl(h.Dir) {
+		ps.add(p.Key("dir"), "%q must not contain spaces, quotes, '#', '$', '\\' or control characters: it is written into haproxy.cfg", h.Dir)
+	}
+	if n := len(h.Dir) + len("/admin.sock"); n > MaxSocketPath {
+		ps.add(p.Key("dir"), "%q is too long: the admin socket %s/admin.sock would be %d bytes and HAProxy takes at most %d; use a shorter directory", h.Dir, h.Dir, n, MaxSocketPath)
+	}
+	if h.Binary == "" {
+		ps.add(p.Key("binary"), "set the haproxy executable, like haproxy or /usr/sbin/haproxy")
+	}
+	if h.Routing != RoutingHost && h.Routing != RoutingPath {
+		ps.add(p.Key("routing"), "%q must be host (route by Host header) or path (route by path prefix)", h.Routing)
+	}
+
+	if len(h.Instances) == 0 {
+		ps.add(p.Key("instances"), "add at least one HAProxy instance: its admin socket (socket: /path/admin.sock) or address (address: host:port)")
+	}
+	names := map[string]int{}
+	endpoints := map[string]int{}
+	for i, in := range h.Instances {
+		ip := p.Key("instances").Index(i)
+		if err := CheckName(in.Name); err != nil {
+			ps.add(ip.Key("name"), "%v", err)
+		} else if j, dup := names[in.Name]; dup {
+			ps.add(ip.Key("name"), "%q is also the name of haproxy.instances[%d]: names must be unique", in.Name, j)
+		} else {
+			names[in.Name] = i
+		}
+		switch {
+		case in.Socket != "" && in.Address != "":
+			ps.add(ip, "set one of socket and address, not both")
+		case in.Socket == "" && in.Address == "":
+			ps.add(ip, "set socket (the admin socket's path) or address (its host:port)")
+		case in.Address != "":
+			if msg := hostPortProblem(in.Address, false); msg != "" {
+				ps.add(ip.Key("address"), "%s: use the host:port of HAProxy's admin socket, like 127.0.0.1:9999", msg)
+			}
+		}
+		if hasControl(in.Socket) {
+			ps.add(ip.Key("socket"), "must not contain control characters")
+		}
+		for _, ep := range []struct{ key, v string }{{"socket", in.Socket}, {"address", in.Address}} {
+			if ep.v == "" {
+				continue
+			}
+			if j, dup := endpoints[ep.v]; dup {
+				ps.add(ip.Key(ep.key), "%q is also used by haproxy.instances[%d]: list each HAProxy once", ep.v, j)
+			} else {
+				endpoints[ep.v] = i
+			}
+		}
+		if ms := in.MasterSocket; ms != "" && hasControl(ms) {
+			ps.add(ip.Key("master_socket"), "must not contain control characters")
+		}
+	}
+
+	fe, pv := p.Key("frontend"), p.Key("preview")
+	if err := CheckName(h.Frontend.Name); err != nil {
+		ps.add(fe.Key("name"), "%v", err)
+	}
+	if h.Frontend.Bind == "" {
+		ps.add(fe.Key("bind"), "set the address HAProxy serves the apps on, like 127.0.0.1:8080 or :80")
+	} else if msg := bindProblem(h.Frontend.Bind); msg != "" {
+		ps.add(fe.Key("bind"), "%s: use an address like 127.0.0.1:8080 or :80", msg)
+	}
+	if h.Preview.Bind == "" {
+		if h.Preview.Name != "" {
+			ps.add(pv.Key("name"), "is set but preview.bind is empty: set bind to enable the preview frontend, or remove name")
+		}
+	} else {
+		if err := CheckName(h.Preview.Name); err != nil {
+			ps.add(pv.Key("name"), "%v", err)
+		} else if h.Preview.Name == h.Frontend.Name {
+			ps.add(pv.Key("name"), "%q is also haproxy.frontend.name: the preview frontend needs its own name", h.Preview.Name)
+		}
+		if msg := bindProblem(h.Preview.Bind); msg != "" {
+			ps.add(pv.Key("bind"), "%s: use an address like 127.0.0.1:8081", msg)
+		} else if h.Preview.Bind == h.Frontend.Bind {
+			ps.add(pv.Key("bind"), "%q is also haproxy.frontend.bind: the preview frontend needs its own address", h.Preview.Bind)
+		}
+	}
+	for _, l := range []struct {
+		p    Path
+		name string
+	}{{fe, h.Frontend.Name}, {pv, h.Preview.Name}} {
+		if l.name == fallbackBackend {
+			ps.add(l.p.Key("name"), "%q is the name of swap's fallback backend: choose another name", l.name)
+		}
+		for app := range c.Apps {
+			for _, col := range Colors {
+				if l.name != "" && l.name == BackendName(app, col) {
+					ps.add(l.p.Key("name"), "%q is the name of app %s's %s backend: choose another name", l.name, app, col)
+				}
+			}
+		}
+	}
+
+	t := p.Key("timeouts")
+	positive(ps, t.Key("connect"), h.Timeouts.Connect, "5s")
+	positive(ps, t.Key("client"), h.Timeouts.Client, "30s")
+	positive(ps, t.Key("server"), h.Timeouts.Server, "30s")
+}
+
+// fallbackBackend is the backend lbconfig renders for requests no route matches.
+const fallbackBackend = "swap_fallback"
+
+// bindProblem says what is wrong with a bind address (":80", "*:80", "127.0.0.1:80"),
+// or returns "".
+func bindProblem(s string) string {
+	if msg := hostPortProblem(s, true); msg != "" {
+		return msg
+	}
+	if host, _, _ := net.SplitHostPort(s); host != "" && host != "*" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return fmt.Sprintf("%q: the host must be an IP address (HAProxy binds addresses, not names)", s)
+		}
+	}
+	return ""
+}
+
+// BackendName is the HAProxy backend of an app's color: "<app>_<color>".
+func BackendName(app string, c Color) string { return app + "_" + string(c) }
+
+func (c *Config) validateApps(ps *problems) {
+	if len(c.Apps) == 0 {
+		ps.add("apps", "define at least one app (image, port and route)")
+		return
+	}
+	names := c.AppNames()
+	lower := map[string]string{}
+	routes := map[string]string{}
+	for _, name := range names {
+		a := c.Apps[name]
+		p := Path("apps").Key(name)
+		if err := CheckAppName(name); err != nil {
+			ps.add(p, "%v", err)
+		}
+		if other, clash := lower[strings.ToLower(name)]; clash {
+			ps.add(p, "differs from app %q only in case, and Consul treats them as one service: rename one", other)
+		} else {
+			lower[strings.ToLower(name)] = name
+		}
+		if a == nil {
+			ps.add(p, "is empty: set at least image, port and route")
+			continue
+		}
+		a.validate(ps, p, c.HAProxy.Routing)
+		if a.Route != "" {
+			key := a.Route
+			if c.HAProxy.Routing == RoutingHost {
+				key = strings.ToLower(key)
+			}
+			if other, dup := routes[key]; dup {
+				ps.add(p.Key("route"), "%q is also the route of app %s: every app needs its own route", a.Route, other)
+			} else {
+				routes[key] = name
+			}
+		}
+	}
+}
+
+func (a *App) validate(ps *problems, p Path, routing string) {
+	if a.Image == "" {
+		ps.add(p.Key("image"), "set the image to run, like registry.example.com/web:1.4.2")
+	} else if err := CheckImageRef(a.Image); err != nil {
+		ps.add(p.Key("image"), "%v", err)
+	}
+	if a.Replicas < 1 || a.Replicas > MaxReplicas {
+		ps.add(p.Key("replicas"), "must be from 1 to %d, got %d", MaxReplicas, a.Replicas)
+	}
+	switch {
+	case a.Port == 0:
+		ps.add(p.Key("port"), "set the port the app listens on inside the container (1-65535)")
+	case a.Port < 0 || a.Port > 65535:
+		ps.add(p.Key("port"), "must be from 1 to 65535, got %d", a.Port)
+	}
+	for k, v := range a.Env {
+		kp := p.Key("env").Key(k)
+		switch {
+		case k == "":
+			ps.add(kp, "variable name is empty")
+		case strings.Contains(k, "=") || hasSpaceOrControl(k):
+			ps.add(kp, "variable name must not contain '=', whitespace or control characters")
+		}
+		if strings.ContainsRune(v, 0) {
+			ps.add(kp, "value must not contain a NUL byte")
+		}
+	}
+	if hasControl(a.EnvFile) {
+		ps.add(p.Key("env_file"), "must not contain control characters")
+	}
+	for k := range a.Labels {
+		kp := p.Key("labels").Key(k)
+		switch {
+		case k == "":
+			ps.add(kp, "label name is empty")
+		case strings.HasPrefix(strings.ToLower(k), "swap."):
+			ps.add(kp, "the swap. prefix is reserved for the labels swap sets itself: use another prefix")
+		case hasControl(k):
+			ps.add(kp, "label name must not contain control characters")
+		}
+	}
+	for i, arg := range a.Command {
+		if strings.ContainsRune(arg, 0) {
+			ps.add(p.Key("command").Index(i), "must not contain a NUL byte")
+		} else if i == 0 && arg == "" {
+			ps.add(p.Key("command").Index(i), "the program to run is empty: name it, or remove command to use the image's")
+		}
+	}
+	a.validateRoute(ps, p.Key("route"), routing)
+	a.HealthCheck.validate(ps, p.Key("healthcheck"))
+
+	nonNegative(ps, p.Key("min_healthy_time"), a.MinHealthyTime)
+	positive(ps, p.Key("deploy_timeout"), a.DeployTimeout, "2m")
+	hc := a.HealthCheck
+	if a.DeployTimeout > 0 && hc.Interval > 0 && hc.Rise > 0 && a.MinHealthyTime >= 0 {
+		need := time.Duration(hc.Rise)*hc.Interval + a.MinHealthyTime
+		if a.DeployTimeout <= need {
+			ps.add(p.Key("deploy_timeout"), "%v is too short: becoming healthy takes at least healthcheck.rise × healthcheck.interval + min_healthy_time = %v, plus the containers' start: allow more, like %v",
+				a.DeployTimeout, need, max(DefaultDeployTimeout, 4*need).Round(time.Second))
+		}
+	}
+	positive(ps, p.Key("drain_timeout"), a.DrainTimeout, "30s")
+	positive(ps, p.Key("stop_timeout"), a.StopTimeout, "10s")
+	nonNegative(ps, p.Key("scale_down_delay"), a.ScaleDownDelay)
+	if a.Retain < 1 {
+		ps.add(p.Key("retain"), "must be at least 1 (a rollback needs the previous image), got %d", a.Retain)
+	}
+
+	v := p.Key("verify")
+	nonNegative(ps, v.Key("window"), a.Verify.Window)
+	switch r := a.Verify.Max5xxRate; {
+	case !(r >= 0 && r <= 1): // also NaN
+		ps.add(v.Key("max_5xx_rate"), "must be a fraction from 0 to 1 (0.05 is 5%%), got %v", r)
+	case r > 0 && a.Verify.Window == 0:
+		ps.add(v.Key("max_5xx_rate"), "has no effect while verify.window is 0: set window (like 2m) to watch the new color after the shift")
+	}
+
+	prev := 0
+	for i, st := range a.Canary {
+		sp := p.Key("canary").Index(i)
+		switch {
+		case st.Weight < 1 || st.Weight > 100:
+			ps.add(sp.Key("weight"), "must be a percentage from 1 to 100, got %d", st.Weight)
+		case st.Weight <= prev:
+			ps.add(sp.Key("weight"), "%d is not above the previous step's %d: weights must increase", st.Weight, prev)
+		}
+		prev = max(prev, st.Weight)
+		if st.Bake <= 0 {
+			ps.add(sp.Key("bake"), "must be > 0: how long to hold this weight before the next step, like 5m")
+		}
+	}
+
+	for _, hk := range []struct{ key, cmd string }{
+		{"pre_deploy", a.Hooks.PreDeploy}, {"post_shift", a.Hooks.PostShift}, {"post_deploy", a.Hooks.PostDeploy},
+	} {
+		if strings.ContainsRune(hk.cmd, 0) {
+			ps.add(p.Key("hooks").Key(hk.key), "must not contain a NUL byte")
+		}
+	}
+}
+
+func (a *App) validateRoute(ps *problems, p Path, routing string) {
+	r := a.Route
+	switch {
+	case r == "" && routing == RoutingPath:
+		ps.add(p, "set the path prefix this app serves, like /web (haproxy.routing is path)")
+	case r == "":
+		ps.add(p, "set the Host header this app serves, like web.example.com (haproxy.routing is host)")
+	case hasSpaceOrControl(r):
+		ps.add(p, "%q must not contain whitespace or control characters", r)
+	case routing == RoutingPath:
+		if !strings.HasPrefix(r, "/") {
+			ps.add(p, "%q must start with '/' (haproxy.routing is path), like /%s", r, r)
+		} else if !routePathPattern.MatchString(r) {
+			ps.add(p, "%q may contain only letters, digits and . _ ~ / %% + = & : @ , - after its leading '/'", r)
+		}
+	case routing == RoutingHost:
+		if strings.HasPrefix(r, "/") {
+			ps.add(p, "%q is a path but haproxy.routing is host: use a Host header like web.example.com, or set haproxy.routing: path", r)
+		} else if msg := routeHostProblem(r); msg != "" {
+			ps.add(p, "%s", msg)
+		}
+	}
+}
+
+func (h *HealthCheck) validate(ps *problems, p Path) {
+	switch h.Type {
+	case CheckHTTP:
+		if !strings.HasPrefix(h.Path, "/") {
+			ps.add(p.Key("path"), "%q must start with '/', like /healthz", h.Path)
+		} else if !checkPathPattern.MatchString(h.Path) {
+			ps.add(p.Key("path"), "%q may contain only letters, digits and . _ ~ / %% + = & ? : @ , - after its leading '/'", h.Path)
+		}
+		if !methodPattern.MatchString(h.Method) {
+			ps.add(p.Key("method"), "%q must be an upper-case HTTP method (at most 16 letters), like GET or HEAD", h.Method)
+		} else if h.Method == "HEAD" && h.Body != "" {
+			ps.add(p.Key("body"), "a HEAD response has no body: remove body or use method GET")
+		}
+		if h.Host != "" {
+			if msg := checkHostProblem(h.Host); msg != "" {
+				ps.add(p.Key("host"), "%s", msg)
+			}
+		}
+		if !parseStatusList(h.ExpectStatus) {
+			ps.add(p.Key("expect_status"), "%q must be status codes from 100 to 599 and ranges, like 200, 200-399 or 200,204", h.ExpectStatus)
+		}
+		if h.Body != "" && !checkBodyPattern.MatchString(h.Body) {
+			ps.add(p.Key("body"), "%q must be at most 256 letters, digits, spaces and punctuation other than quotes, '#', '$' and '\\'", h.Body)
+		}
+	case CheckTCP:
+		for _, f := range []struct{ key, v string }{
+			{"path", h.Path}, {"method", h.Method}, {"host", h.Host}, {"expect_status", h.ExpectStatus}, {"body", h.Body},
+		} {
+			if f.v != "" {
+				ps.add(p.Key(f.key), "applies to type http only: remove it, or set type: http")
+			}
+		}
+	default:
+		ps.add(p.Key("type"), "%q must be http or tcp", h.Type)
+	}
+	positive(ps, p.Key("interval"), h.Interval, "1s")
+	positive(ps, p.Key("timeout"), h.Timeout, "1s")
+	if h.Interval > 0 && h.Timeout > h.Interval {
+		ps.add(p.Key("timeout"), "%v is longer than interval %v: a probe must end before the next one starts; lower timeout or raise interval", h.Timeout, h.Interval)
+	}
+	if h.Rise < 1 {
+		ps.add(p.Key("rise"), "must be at least 1 (passing probes in a row to become healthy), got %d", h.Rise)
+	}
+	if h.Fall < 1 {
+		ps.add(p.Key("fall"), "must be at least 1 (failing probes in a row to become unhealthy), got %d", h.Fall)
+	}
+	switch d := h.DeregisterCriticalAfter; {
+	case d < 0:
+		ps.add(p.Key("deregister_critical_after"), "must not be negative, got %v", d)
+	case d > 0 && d < time.Minute:
+		ps.add(p.Key("deregister_critical_after"), "%v is below Consul's minimum of 1m: use 1m or more", d)
+	}
+}
+
+func positive(ps *problems, p Path, d time.Duration, example string) {
+	if d <= 0 {
+		ps.add(p, "must be > 0 (like %s), got %v", example, d)
+	}
+}
+
+func nonNegative(ps *problems, p Path, d time.Duration) {
+	if d < 0 {
+		ps.add(p, "must not be negative, got %v", d)
+	}
+}
+
+// AppNames lists the configured apps, sorted.
+func (c *Config) AppNames() []string {
+	names := make([]string, 0, len(c.Apps))
+	for n := range c.Apps {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// App returns the app called name, or an error wrapping ErrUnknownApp that lists the
+// configured apps.
+func (c *Config) App(name string) (*App, error) {
+	if a, ok := c.Apps[name]; ok && a != nil {
+		return a, nil
+	}
+	names := c.AppNames()
+	if len(names) == 0 {
+		return nil, fmt.Errorf("%w %q: no apps are configured; add one under apps: in the config file", ErrUnknownApp, name)
+	}
+	hint := ""
+	if s := suggest(name, names); s != "" {
+		hint = fmt.Sprintf("; did you mean %s?", s)
+	}
+	return nil, fmt.Errorf("%w %q%s (configured: %s); check the name or add the app under apps: in the config file",
+		ErrUnknownApp, name, hint, strings.Join(names, ", "))
+}

@@ -1,0 +1,431 @@
+// Command demo is `make demo`: it starts a Consul dev agent and HAProxy on loopback,
+// makes two versions of examples/demoapp into FROM-scratch images, deploys v1 (blue)
+// with swap, puts load on HAProxy's frontend, swaps to v2 (green) under that load and
+// prints what the load saw: requests, failures, answers per color before and after the
+// cutover, and each step's time. Then it removes everything it started — also on
+// Ctrl-C. `demo -down` (make demo-down) removes what a killed demo left behind.
+//
+// Everything lives in one working directory (.demo): swap.yaml, HAProxy's files and
+// sockets, logs and pid files. Containers and images carry the label swap.demo=<id>.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/swap-dev/swap/examples/demo/stack"
+	"github.com/swap-dev/swap/switcher"
+)
+
+// The load: bounded in time, loopback only.
+const (
+	loadWorkers = 4
+	loadPause   = 2 * time.Millisecond // between one worker's requests: leave the CPUs some air
+	loadMax     = 3 * time.Minute      // the load stops by itself after this, whatever happens
+	loadBefore  = 2 * time.Second      // load on blue before the swap starts
+	loadAfter   = 2 * time.Second      // and on green after it ends
+)
+
+// appYAML is the demo's app: two replicas of demoapp routed by the Host header
+// web.demo, checked every 250ms, with a 3s verify window after the shift.
+const appYAML = `  %[1]s:
+    image: %[2]s
+    replicas: 2
+    port: 8080
+    route: %[1]s.demo
+    healthcheck:
+      path: /healthz
+      interval: 250ms
+      timeout: 250ms
+      rise: 2
+      fall: 2
+    min_healthy_time: 1s
+    deploy_timeout: 1m
+    drain_timeout: 10s
+    stop_timeout: 5s
+    verify:
+      window: 3s
+      max_5xx_rate: 0.01
+`
+
+func main() {
+	var (
+		dir     = flag.String("dir", ".demo", "working `directory` (created, and removed at the end)")
+		down    = flag.Bool("down", false, "remove what a killed demo left in -dir, then exit")
+		keep    = flag.Bool("keep", false, "leave the stack running at the end (remove it with `make demo-down`)")
+		app     = flag.String("app", "web", "the app's `name`; its route is <name>.demo")
+		swapBin = flag.String("swap", "bin/swap", "the swap `binary`")
+		consul  = flag.String("consul", "bin/consul", "the consul `binary`")
+		demoapp = flag.String("demoapp", "bin/demoapp", "the static demoapp `binary` the images are made of")
+	)
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	out := os.Stdout
+	if *down {
+		if err := stack.Down(ctx, *dir, out); err != nil {
+			fmt.Fprintf(os.Stderr, "demo-down: %v\n", err)
+			os.Exit(1)
+		}
+		fmt.Fprintln(out, "demo-down: done")
+		return
+	}
+	d := &demo{out: out, dir: *dir, app: *app, swap: *swapBin, consul: *consul, demoapp: *demoapp, keep: *keep}
+	err := d.run(ctx, stop)
+	switch {
+	case err != nil && d.interrupted:
+		fmt.Fprintf(os.Stderr, "\ndemo: interrupted (%v)\n", err)
+		os.Exit(130)
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "\ndemo: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+type demo struct {
+	out                 io.Writer
+	dir, app            string
+	swap, consul        string
+	demoapp             string
+	keep                bool
+	interrupted         bool // by a signal: the teardown saw ctx done
+	st                  *stack.Stack
+	v1, v2, host, front string
+}
+
+func (d *demo) printf(format string, args ...any) { fmt.Fprintf(d.out, format, args...) }
+
+func (d *demo) run(ctx context.Context, stopSignals context.CancelFunc) (err error) {
+	if _, err := os.Stat(d.dir); err == nil {
+		d.printf("a previous demo left %s behind: removing what it started first\n", d.dir)
+		if err := stack.Down(ctx, d.dir, indent(d.out, "  ")); err != nil {
+			return fmt.Errorf("clean up the previous demo: %w", err)
+		}
+	}
+	bin, err := os.ReadFile(d.demoapp)
+	if err != nil {
+		return fmt.Errorf("%w: run `make build` first", err)
+	}
+	d.printf("== starting Consul and HAProxy on 127.0.0.1 (working directory %s)\n", d.dir)
+	st, err := stack.Up(ctx, stack.Options{
+		Dir: d.dir, Swap: d.swap, Consul: d.consul, Log: indent(d.out, "  "),
+		Apps: fmt.Sprintf(appYAML, d.app, "swap-demo/"+d.app+":v1"),
+	})
+	if st != nil {
+		d.st = st
+		defer func() { err = errors.Join(err, d.teardown(ctx, stopSignals, err)) }()
+	}
+	if err != nil {
+		return err
+	}
+	d.host, d.front = d.app+".demo", st.Frontend
+	if err := d.checkAppFree(ctx); err != nil {
+		return err
+	}
+
+	d.v1, d.v2 = "swap-demo/"+d.app+":v1", "swap-demo/"+d.app+":v2"
+	t0 := time.Now()
+	for _, v := range []struct{ ref, version string }{{d.v1, "v1"}, {d.v2, "v2"}} {
+		if err := st.DemoImage(ctx, v.ref, v.version, bin); err != nil {
+			return err
+		}
+	}
+	d.printf("  images             %s, %s: FROM scratch, imported from %s, nothing pulled (%s)\n",
+		d.v1, d.v2, d.demoapp, since(t0))
+
+	d.printf("\n== swap deploy %s --image %s    (the first deploy: blue; one line per step)\n", d.app, d.v1)
+	var first time.Time
+	skipped := map[switcher.Step]string{}
+	if _, err := st.SwapJSON(ctx, "", func(e switcher.Event) {
+		if first.IsZero() {
+			first = e.Time
+		}
+		switch e.Kind {
+		case switcher.EventSkip:
+			skipped[e.Step] = e.Message
+		case switcher.EventDone, switcher.EventFailed:
+			if msg, ok := skipped[e.Step]; ok {
+				e.Kind, e.Message = switcher.EventSkip, msg
+			}
+			d.printEvent(first, e)
+		}
+	}, "deploy", d.app, "--image", d.v1); err != nil {
+		return err
+	}
+	if err := d.waitAnswer(ctx, "color=blue version=v1"); err != nil {
+		return err
+	}
+
+	load, err := stack.StartLoad(d.front, d.host, loadWorkers, loadPause, loadMax)
+	if err != nil {
+		return err
+	}
+	defer load.Stop()
+	d.printf("\n== load: %d workers on http://%s/ with Host: %s (%d on keep-alive connections, %d on a new connection per request)\n",
+		loadWorkers, d.front, d.host, (loadWorkers+1)/2, loadWorkers/2)
+	if err := sleep(ctx, loadBefore); err != nil {
+		return err
+	}
+
+	d.printf("\n== swap deploy %s --image %s --output json    (blue -> green, under load)\n", d.app, d.v2)
+	first = time.Time{}
+	run, err := st.SwapJSON(ctx, "", func(e switcher.Event) {
+		if first.IsZero() {
+			first = e.Time
+		}
+		d.printEvent(first, e)
+	}, "deploy", d.app, "--image", d.v2)
+	if err != nil {
+		return err
+	}
+	if err := sleep(ctx, loadAfter); err != nil {
+		return err
+	}
+	results := load.Stop()
+	if failed := d.summary(run, load, results); failed > 0 {
+		return fmt.Errorf("%d requests failed during the swap", failed)
+	}
+	return nil
+}
+
+// checkAppFree refuses to run when Docker already has swap containers of the app: the
+// demo's would need their names, and its first deploy would remove them.
+func (d *demo) checkAppFree(ctx context.Context) error {
+	insts, err := d.st.Docker.List(ctx, d.app)
+	if err != nil {
+		return err
+	}
+	if len(insts) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(insts))
+	for _, in := range insts {
+		names = append(names, in.ID())
+	}
+	return fmt.Errorf("docker already runs swap containers of app %s (%s); the demo would take their names: "+
+		"remove them, or run the demo with another app name (make demo DEMO_FLAGS='-app demo2')", d.app, strings.Join(names, ", "))
+}
+
+// waitAnswer polls the frontend until it answers with want.
+func (d *demo) waitAnswer(ctx context.Context, want string) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	client := &http.Client{Timeout: 2 * time.Second}
+	var last string
+	for {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+d.front+"/", nil)
+		req.Host = d.host
+		if resp, err := client.Do(req); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if last = strings.TrimSpace(string(b)); resp.StatusCode == 200 && last == want {
+				return nil
+			}
+		} else {
+			last = err.Error()
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return fmt.Errorf("the frontend %s never answered %q for %s (last: %s)", d.front, want, d.host, last)
+		}
+	}
+}
+
+var kindMark = map[switcher.EventKind]string{
+	switcher.EventDone: "✓", switcher.EventFailed: "✗", switcher.EventSkip: "-", switcher.EventInfo: " ",
+}
+
+// printEvent shows one event line as swap's text output does.
+func (d *demo) printEvent(t0 time.Time, e switcher.Event) {
+	if e.Kind == switcher.EventStart {
+		return
+	}
+	took := ""
+	if e.Elapsed > 0 {
+		took = e.Elapsed.Round(time.Millisecond).String()
+	}
+	d.printf("  %7.2fs %s %-8s %8s  %s\n", e.Time.Sub(t0).Seconds(), kindMark[e.Kind], e.Step, took, e.Message)
+}
+
+// summary prints what the load saw and the swap's steps; it returns the failed requests.
+func (d *demo) summary(run *stack.Run, load *stack.Load, results []stack.Result) int {
+	cut, _ := run.Cutover()
+	swapStart, swapEnd := run.Span()
+	type counts struct{ before, after int }
+	answers := map[string]*counts{}
+	var failed counts
+	var failures []string
+	var lastBlue, firstGreen time.Time
+	blue, green := "color=blue version=v1", "color=green version=v2"
+	for _, r := range results {
+		c := &failed
+		if r.Err == "" {
+			if answers[r.Body] == nil {
+				answers[r.Body] = &counts{}
+			}
+			c = answers[r.Body]
+		} else if len(failures) < 5 {
+			failures = append(failures, r.Err)
+		}
+		if r.Sent.Before(cut) {
+			c.before++
+		} else {
+			c.after++
+		}
+		if r.Body == blue && r.Sent.After(lastBlue) {
+			lastBlue = r.Sent
+		}
+		if r.Body == green && (firstGreen.IsZero() || r.Sent.Before(firstGreen)) {
+			firstGreen = r.Sent
+		}
+	}
+	total := len(results)
+	nFailed := failed.before + failed.after
+	span := load.Stopped().Sub(load.Start)
+
+	d.printf("\n== summary\n")
+	w := tabwriter.NewWriter(d.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "  requests\t%d in %s (%.0f/s), %d workers, 127.0.0.1 only\n", total, span.Round(time.Millisecond), float64(total)/span.Seconds(), load.Workers)
+	fmt.Fprintf(w, "  failed\t%d\n", nFailed)
+	fmt.Fprintf(w, "  swap\t%s from its first event to its last\n", swapEnd.Sub(swapStart).Round(time.Millisecond))
+	fmt.Fprintf(w, "  cutover\t%s, %s into the swap: one `set map` on HAProxy's admin socket\n",
+		cut.Format("15:04:05.000"), cut.Sub(swapStart).Round(time.Millisecond))
+	if !lastBlue.IsZero() && !firstGreen.IsZero() {
+		how := "one clean switch"
+		if !lastBlue.Before(firstGreen) {
+			how = "an overlap"
+		}
+		fmt.Fprintf(w, "  \t%s: blue answered every request sent until %s it, green every one sent from %s it\n", how, rel(lastBlue, cut), rel(firstGreen, cut))
+		fmt.Fprintf(w, "  \t(swap reports the cutover once it is journaled in Consul, a few ms after HAProxy switched)\n")
+	}
+	w.Flush()
+
+	d.printf("\n  answers (by when the request was sent)     before cutover   after cutover\n")
+	bodies := make([]string, 0, len(answers))
+	for b := range answers {
+		bodies = append(bodies, b)
+	}
+	sort.Strings(bodies)
+	for _, b := range bodies {
+		d.printf("    %-40s %14d %15d\n", b, answers[b].before, answers[b].after)
+	}
+	d.printf("    %-40s %14d %15d\n", "failed", failed.before, failed.after)
+	for _, f := range failures {
+		d.printf("      e.g. %s\n", f)
+	}
+
+	d.printf("\n  steps of swap deploy %s --image %s\n", d.app, d.v2)
+	var sum time.Duration
+	for _, s := range run.Steps() {
+		sum += s.Took
+		note := stepNote[s.Step]
+		if s.Skipped != "" {
+			note = "skipped: " + s.Skipped
+		}
+		d.printf("    %-9s %8s  %s\n", s.Step, s.Took.Round(time.Millisecond), note)
+	}
+	d.printf("    %-9s %8s\n", "total", sum.Round(time.Millisecond))
+	return nFailed
+}
+
+// stepNote says what each step of the demo's swap waits on.
+var stepNote = map[switcher.Step]string{
+	switcher.StepLock:     "Consul session lock swap/locks/<app>",
+	switcher.StepPlan:     "read the state in Consul KV, pick green and the image",
+	switcher.StepStart:    "Docker: create and start 2 containers",
+	switcher.StepRegister: "Consul: service, tags, HTTP check",
+	switcher.StepStage:    "HAProxy: add server x2, DOWN until its own checks pass",
+	switcher.StepGate:     "wait: swap's probe, Consul and HAProxy healthy for min_healthy_time (1s)",
+	switcher.StepShift:    "HAProxy: one set map on the admin socket, then routes.map rewritten",
+	switcher.StepVerify:   "watch green's 5xx rate for the verify window (3s)",
+	switcher.StepDrain:    "wait until blue's servers have no sessions",
+	switcher.StepRetire:   "HAProxy del server x2, Consul deregister, docker stop + rm x2",
+	switcher.StepCleanup:  "remove images beyond retain, prune dangling",
+	switcher.StepCommit:   "write the state and history, release the lock",
+}
+
+// rel says when t was relative to ref: "12ms before" or "3ms after".
+func rel(t, ref time.Time) string {
+	d := t.Sub(ref).Round(time.Millisecond)
+	if d < 0 {
+		return (-d).String() + " before"
+	}
+	return d.String() + " after"
+}
+
+// teardown removes the stack (unless -keep and the demo went well). It runs with its own
+// deadline, so a Ctrl-C still cleans up; a second Ctrl-C stops the demo at once and
+// leaves the rest to `make demo-down`.
+func (d *demo) teardown(ctx context.Context, stopSignals context.CancelFunc, runErr error) error {
+	if ctx.Err() != nil {
+		d.interrupted = true
+		d.printf("\ninterrupted: removing what the demo started (Ctrl-C again leaves it to `make demo-down`)\n")
+	}
+	stopSignals()
+	if d.keep && runErr == nil {
+		d.printf("\n== the stack keeps running (-keep)\n")
+		d.printf("  curl -H 'Host: %s' http://%s/\n", d.host, d.front)
+		d.printf("  SWAP_CONFIG=%s SWAP_CONTAINER_LABELS=%s bin/swap status %s\n", d.st.Config, d.st.Label, d.app)
+		d.printf("  make demo-down    # removes it all\n")
+		return nil
+	}
+	d.printf("\n== cleaning up\n")
+	cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := d.st.Down(cctx); err != nil {
+		return fmt.Errorf("cleanup: %w", err)
+	}
+	d.printf("  removed the containers and images labelled %s, stopped HAProxy and Consul, removed %s\n", d.st.Label, d.dir)
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func since(t0 time.Time) string { return time.Since(t0).Round(time.Millisecond).String() }
+
+// indent prefixes every line written to w.
+func indent(w io.Writer, prefix string) io.Writer { return &indenter{w: w, prefix: prefix, bol: true} }
+
+type indenter struct {
+	w      io.Writer
+	prefix string
+	bol    bool
+}
+
+func (in *indenter) Write(p []byte) (int, error) {
+	var b bytes.Buffer
+	for _, c := range p {
+		if in.bol {
+			b.WriteString(in.prefix)
+			in.bol = false
+		}
+		b.WriteByte(c)
+		if c == '\n' {
+			in.bol = true
+		}
+	}
+	if _, err := in.w.Write(b.Bytes()); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}

@@ -1,0 +1,407 @@
+// Package stack starts and stops the world the demo and the swap benchmark run swap in:
+// a Consul dev agent and an HAProxy (master-worker, with a master socket) on free
+// loopback ports, a swap.yaml, HAProxy's files rendered by `swap lb render`, and
+// demoapp images made FROM scratch. Everything it starts is recorded in its working
+// directory (pid files) and everything Docker holds carries the label swap.demo=<id>,
+// so Down — in this process or in a later one, after a crash — removes it all.
+package stack
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/swap-dev/swap/deployments"
+	"github.com/swap-dev/swap/deployments/docker"
+)
+
+// LabelKey marks every container and image a demo or benchmark makes; its value is the
+// run's ID.
+const LabelKey = "swap.demo"
+
+// Files in the working directory.
+const (
+	idFile      = "demo.id"
+	consulPid   = "consul.pid"
+	haproxyPid  = "haproxy.pid"
+	configFile  = "swap.yaml"
+	haproxyDir  = "haproxy"
+	consulLog   = "consul.log"
+	haproxyLog  = "haproxy.log"
+	stopTimeout = 10 * time.Second
+)
+
+// Options say what to start.
+type Options struct {
+	// Dir is the working directory; it must not exist yet (see Down). Keep it short:
+	// the HAProxy sockets live in it and a unix socket path has ~100 bytes at most.
+	Dir string
+	// Swap, Consul and HAProxy are the binaries (HAProxy: looked up in PATH).
+	Swap, Consul, HAProxy string
+	// Apps is the `apps:` section of swap.yaml, indented by two spaces.
+	Apps string
+	// Preview binds a preview frontend too.
+	Preview bool
+	// CheckBinary, when set, is swap.yaml's haproxy.binary: what checks a rendered
+	// config (`<binary> -c -f <file>`). The benchmark sets /bin/true to measure swap
+	// without those checks; nothing else should.
+	CheckBinary string
+	// Log hears one line per thing done (nil: io.Discard).
+	Log io.Writer
+}
+
+// Stack is a running world.
+type Stack struct {
+	ID       string // the run's ID: the value of LabelKey
+	Label    string // LabelKey=ID, for Docker filters
+	Dir      string // absolute working directory
+	Config   string // swap.yaml
+	Consul   string // Consul's HTTP address, 127.0.0.1:port
+	Frontend string // HAProxy's frontend, 127.0.0.1:port
+	Preview  string // the preview frontend, when Options.Preview
+	Docker   *docker.Driver
+
+	opts    Options
+	procs   []*proc
+	haproxy *proc
+}
+
+// Up starts the world in opts.Dir. On error, what was started is left for Down (the
+// caller's deferred Down, or Down(dir) after a crash).
+func Up(ctx context.Context, opts Options) (*Stack, error) {
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	if opts.HAProxy == "" {
+		opts.HAProxy = "haproxy"
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range []*string{&opts.Swap, &opts.Consul} {
+		if *b, err = filepath.Abs(*b); err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(*b); err != nil {
+			return nil, fmt.Errorf("%s is missing: run `make deps build` first", *b)
+		}
+	}
+	if _, err := exec.LookPath(opts.HAProxy); err != nil {
+		return nil, fmt.Errorf("haproxy is not installed (%v): run `make deps`", err)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		return nil, fmt.Errorf("%s exists: a demo may still run there, or one was killed; run `make demo-down` first", dir)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, haproxyDir), 0o700); err != nil {
+		return nil, err
+	}
+	s := &Stack{ID: newID(), Dir: dir, Config: filepath.Join(dir, configFile), opts: opts}
+	s.Label = LabelKey + "=" + s.ID
+	if err := os.WriteFile(filepath.Join(dir, idFile), []byte(s.ID+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	if s.Docker, err = docker.New(deployments.DockerConfig{}, nil); err != nil {
+		return s, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.Docker.Ping(pctx); err != nil {
+		return s, err
+	}
+	if err := s.startConsul(ctx); err != nil {
+		return s, err
+	}
+	if err := s.writeConfig(); err != nil {
+		return s, err
+	}
+	if err := s.render(ctx); err != nil {
+		return s, err
+	}
+	if err := s.startHAProxy(ctx); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+func newID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (s *Stack) logf(format string, args ...any) {
+	fmt.Fprintf(s.opts.Log, format+"\n", args...)
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	seen := map[int]bool{}
+	for len(ports) < n {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		if !seen[p] {
+			seen[p] = true
+			ports = append(ports, p)
+		}
+	}
+	return ports, nil
+}
+
+func (s *Stack) startConsul(ctx context.Context) error {
+	t0 := time.Now()
+	ports, err := freePorts(4)
+	if err != nil {
+		return err
+	}
+	node := "swap-demo-" + s.ID
+	s.Consul = fmt.Sprintf("127.0.0.1:%d", ports[0])
+	p, err := s.start(s.opts.Consul, consulPid, consulLog, node,
+		"agent", "-dev", "-node", node, "-bind", "127.0.0.1", "-client", "127.0.0.1",
+		"-http-port", strconv.Itoa(ports[0]), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
+		"-serf-lan-port", strconv.Itoa(ports[1]), "-serf-wan-port", strconv.Itoa(ports[2]),
+		"-server-port", strconv.Itoa(ports[3]), "-log-level", "warn")
+	if err != nil {
+		return fmt.Errorf("start consul: %w", err)
+	}
+	p.stop = syscall.SIGINT // a graceful leave
+	client := &http.Client{Timeout: 2 * time.Second}
+	get := func(path string) (string, error) {
+		resp, err := client.Get("http://" + s.Consul + path)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			return "", fmt.Errorf("GET %s: %d %s", path, resp.StatusCode, b)
+		}
+		return strings.TrimSpace(string(b)), err
+	}
+	err = poll(ctx, 60*time.Second, p, func() error {
+		if leader, err := get("/v1/status/leader"); err != nil || leader == `""` {
+			return fmt.Errorf("no leader yet (%v)", err)
+		}
+		// Services can be registered once the agent's own node is in the catalog.
+		if n, err := get("/v1/catalog/node/" + node); err != nil || n == "null" {
+			return fmt.Errorf("node %s not registered yet (%v)", node, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("consul dev agent on %s: %w (see %s)", s.Consul, err, filepath.Join(s.Dir, consulLog))
+	}
+	s.logf("consul dev agent   %s, pid %d (%s)", s.Consul, p.cmd.Process.Pid, since(t0))
+	return nil
+}
+
+func (s *Stack) writeConfig() error {
+	ports, err := freePorts(2)
+	if err != nil {
+		return err
+	}
+	s.Frontend = fmt.Sprintf("127.0.0.1:%d", ports[0])
+	preview := ""
+	if s.opts.Preview {
+		s.Preview = fmt.Sprintf("127.0.0.1:%d", ports[1])
+		preview = fmt.Sprintf("  preview: {name: demo_preview, bind: %q}\n", s.Preview)
+	}
+	if s.opts.CheckBinary != "" {
+		preview += fmt.Sprintf("  binary: %q\n", s.opts.CheckBinary)
+	}
+	cfg := fmt.Sprintf(`# swap.yaml written by the demo (examples/demo): everything on 127.0.0.1.
+docker: {}
+consul:
+  address: %s
+haproxy:
+  dir: %s
+  instances:
+    - name: demo
+      socket: %s/admin.sock
+      master_socket: %s/master.sock
+  frontend: {name: demo, bind: %q}
+%s  routing: host
+apps:
+%s`, s.Consul, haproxyDir, haproxyDir, haproxyDir, s.Frontend, preview, s.opts.Apps)
+	return os.WriteFile(s.Config, []byte(cfg), 0o600)
+}
+
+// render writes haproxy.cfg and the maps with `swap lb render`.
+func (s *Stack) render(ctx context.Context) error {
+	t0 := time.Now()
+	var out bytes.Buffer
+	cmd := s.Command(ctx, "lb", "render")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("swap lb render: %v\n%s", err, out.String())
+	}
+	s.logf("haproxy files      swap lb render wrote %s (%s)", filepath.Join(s.Dir, haproxyDir), since(t0))
+	return nil
+}
+
+func (s *Stack) startHAProxy(ctx context.Context) error {
+	t0 := time.Now()
+	hdir := filepath.Join(s.Dir, haproxyDir)
+	cfg := filepath.Join(hdir, "haproxy.cfg")
+	master := filepath.Join(hdir, "master.sock")
+	admin := filepath.Join(hdir, "admin.sock")
+	p, err := s.start(s.opts.HAProxy, haproxyPid, haproxyLog, cfg, "-W", "-S", master+",mode,600", "-f", cfg)
+	if err != nil {
+		return fmt.Errorf("start haproxy: %w", err)
+	}
+	s.haproxy = p
+	err = poll(ctx, 20*time.Second, p, func() error {
+		info, err := socketExec(admin, "show info")
+		if err != nil || !strings.Contains(info, "Pid:") {
+			return fmt.Errorf("admin socket: %q %v", info, err)
+		}
+		procs, err := socketExec(master, "show proc;quit")
+		if err != nil || !strings.Contains(procs, "worker") {
+			return fmt.Errorf("master socket: %q %v", procs, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("haproxy on %s: %w (see %s)", cfg, err, filepath.Join(s.Dir, haproxyLog))
+	}
+	s.logf("haproxy            frontend %s, pid %d (%s)", s.Frontend, p.cmd.Process.Pid, since(t0))
+	return nil
+}
+
+// socketExec sends one command line to an HAProxy socket and reads the answer.
+func socketExec(path, line string) (string, error) {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(line + "\n")); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
+
+// DemoImage makes the FROM-scratch image ref from the static demoapp binary, with
+// VERSION=version and the run's label.
+func (s *Stack) DemoImage(ctx context.Context, ref, version string, demoapp []byte) error {
+	changes := []string{"ENV VERSION=" + version, `ENTRYPOINT ["/demoapp"]`, "EXPOSE 8080/tcp"}
+	_, err := s.Docker.ImportImage(ctx, ref, map[string][]byte{"demoapp": demoapp}, changes, map[string]string{LabelKey: s.ID})
+	return err
+}
+
+// Command is `swap args...` on this stack's config; every container it starts carries
+// the run's label. ctx's end interrupts swap (SIGINT: it rolls back what it can) and
+// kills it a minute later.
+func (s *Stack) Command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, s.opts.Swap, args...)
+	cmd.Dir = s.Dir
+	cmd.Env = append(os.Environ(), "SWAP_CONFIG="+s.Config, "SWAP_CONTAINER_LABELS="+s.Label, "SWAP_PRUNE_LABELS="+s.Label, "SWAP_LOG_LEVEL=warn")
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	// Should this process die (kill -9), swap hears SIGTERM and rolls back what it can
+	// instead of going on creating containers behind `make demo-down`'s back.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	cmd.WaitDelay = time.Minute
+	return cmd
+}
+
+// Down removes everything: the run's containers and images, HAProxy, Consul, the
+// working directory. It is safe to call more than once.
+func (s *Stack) Down(ctx context.Context) error {
+	var errs []error
+	if s.Docker != nil {
+		errs = append(errs, removeLabelled(ctx, s.Docker, s.Label, s.opts.Log))
+	}
+	for i := len(s.procs) - 1; i >= 0; i-- {
+		errs = append(errs, s.procs[i].terminate())
+	}
+	s.procs = nil
+	if s.Docker != nil {
+		s.Docker.Close()
+		s.Docker = nil
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w; %s kept for `make demo-down`", err, s.Dir)
+	}
+	return os.RemoveAll(s.Dir)
+}
+
+func removeLabelled(ctx context.Context, drv *docker.Driver, label string, log io.Writer) error {
+	rm, err := drv.RemoveLabelled(ctx, label, stopTimeout)
+	if len(rm.Containers) > 0 {
+		fmt.Fprintf(log, "removed containers %s\n", strings.Join(rm.Containers, ", "))
+	}
+	if len(rm.Images) > 0 {
+		fmt.Fprintf(log, "removed images     %s\n", strings.Join(rm.Images, ", "))
+	}
+	return err
+}
+
+// Down removes what a demo or benchmark left in dir after it was killed: the containers
+// and images labelled with the ID in dir (nothing in Docker when dir has no ID: another
+// run's things carry the same label key), the processes named by its pid files — each only if it still runs the command
+// that was started — and dir itself. It says what it did on log.
+func Down(ctx context.Context, dir string, log io.Writer) error {
+	if log == nil {
+		log = io.Discard
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(log, "no %s: nothing to remove\n", dir)
+		return nil
+	}
+	var errs []error
+	b, err := os.ReadFile(filepath.Join(dir, idFile))
+	switch id := strings.TrimSpace(string(b)); {
+	case errors.Is(err, os.ErrNotExist):
+		fmt.Fprintf(log, "no %s: no demo to remove from Docker\n", filepath.Join(dir, idFile))
+	case err != nil || id == "":
+		errs = append(errs, fmt.Errorf("read the demo's ID: %v %q", err, b))
+	default:
+		drv, err := docker.New(deployments.DockerConfig{}, nil)
+		if err == nil {
+			err = removeLabelled(ctx, drv, LabelKey+"="+id, log)
+			drv.Close()
+		}
+		errs = append(errs, err)
+	}
+	for _, name := range []string{haproxyPid, consulPid} {
+		errs = append(errs, killFromPidFile(filepath.Join(dir, name), log))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if _, err := os.Stat(dir); err == nil {
+		fmt.Fprintf(log, "removed            %s\n", dir)
+	}
+	return os.RemoveAll(dir)
+}

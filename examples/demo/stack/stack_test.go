@@ -1,0 +1,206 @@
+package stack
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+
+	"github.com/swap-dev/swap/internal/testenv"
+)
+
+var swapBin struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// swapBinary builds cmd/swap once per test process.
+func swapBinary(t *testing.T) string {
+	t.Helper()
+	swapBin.once.Do(func() {
+		dir, err := os.MkdirTemp("", "swap-stack-bin-")
+		if err != nil {
+			swapBin.err = err
+			return
+		}
+		swapBin.path = filepath.Join(dir, "swap")
+		cmd := exec.Command("go", "build", "-o", swapBin.path, "./cmd/swap")
+		cmd.Dir = testenv.RepoRoot(t)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			swapBin.err = fmt.Errorf("go build ./cmd/swap: %v\n%s", err, out)
+		}
+	})
+	if swapBin.err != nil {
+		t.Fatal(swapBin.err)
+	}
+	return swapBin.path
+}
+
+const testApps = `  %[1]s:
+    image: %[2]s
+    replicas: 1
+    port: 8080
+    route: %[1]s.test
+    healthcheck: {path: /healthz, interval: 100ms, timeout: 100ms, rise: 1, fall: 2}
+    min_healthy_time: 200ms
+    stop_timeout: 5s
+`
+
+// up starts a stack with one app running demoapp, deployed, and checks it serves.
+func up(t *testing.T) *Stack {
+	t.Helper()
+	env := testenv.Docker(t) // checks the engine; the stack labels its own things
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		testenv.Require(t, "haproxy", err)
+	}
+	consul, err := testenv.ConsulBinary(t)
+	if err != nil {
+		testenv.Require(t, "consul", err)
+	}
+	base, err := os.MkdirTemp("", "sd-") // short: sockets live in it
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	app := "stk" + env.RunID
+	ref := "swap-test-stack-" + env.RunID + ":v1"
+	ctx := context.Background()
+	s, err := Up(ctx, Options{Dir: filepath.Join(base, "w"), Swap: swapBinary(t), Consul: consul, Apps: fmt.Sprintf(testApps, app, ref)})
+	if s != nil {
+		t.Cleanup(func() { s.Down(context.Background()) })
+	}
+	if err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	bin, err := os.ReadFile(testenv.DemoBinary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DemoImage(ctx, ref, "v1", bin); err != nil {
+		t.Fatalf("DemoImage: %v", err)
+	}
+	run, err := s.SwapJSON(ctx, "", nil, "deploy", app)
+	if err != nil {
+		t.Fatalf("swap deploy: %v\n%s", err, run.Stderr)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the frontend serves the app", func() error {
+		req, _ := http.NewRequest("GET", "http://"+s.Frontend+"/", nil)
+		req.Host = app + ".test"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if !strings.Contains(string(b), "color=blue version=v1") {
+			return fmt.Errorf("%d %q", resp.StatusCode, b)
+		}
+		return nil
+	})
+	return s
+}
+
+// requireGone fails the test unless nothing of s is left: no container or image with
+// its label, no process from its pid files, no working directory.
+func requireGone(t *testing.T, s *Stack, pids []int) {
+	t.Helper()
+	env := testenv.Docker(t)
+	ctx := context.Background()
+	f := filters.NewArgs(filters.Arg("label", s.Label))
+	cs, err := env.Client.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil || len(cs) > 0 {
+		t.Errorf("containers labelled %s left: %d (%v)", s.Label, len(cs), err)
+	}
+	imgs, err := env.Client.ImageList(ctx, image.ListOptions{All: true, Filters: f})
+	if err != nil || len(imgs) > 0 {
+		t.Errorf("images labelled %s left: %d (%v)", s.Label, len(imgs), err)
+	}
+	for _, pid := range pids {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && runs(pid, "") {
+			t.Errorf("pid %d still runs", pid)
+		}
+	}
+	if _, err := os.Stat(s.Dir); !os.IsNotExist(err) {
+		t.Errorf("%s is still there (%v)", s.Dir, err)
+	}
+}
+
+func (s *Stack) pids() []int {
+	var out []int
+	for _, p := range s.procs {
+		out = append(out, p.cmd.Process.Pid)
+	}
+	return out
+}
+
+func TestDown_RemovesEverythingTheStackStarted(t *testing.T) {
+	s := up(t)
+	pids := s.pids()
+	if len(pids) != 2 {
+		t.Fatalf("%d processes started, want consul and haproxy", len(pids))
+	}
+	if err := s.Down(context.Background()); err != nil {
+		t.Fatalf("Down: %v", err)
+	}
+	requireGone(t, s, pids)
+}
+
+func TestDownDir_RemovesWhatAKilledRunLeftBehind(t *testing.T) {
+	s := up(t)
+	pids := s.pids()
+	// As if the demo was killed: nothing of s runs its cleanup, only the directory is left.
+	if err := Down(context.Background(), s.Dir, io.Discard); err != nil {
+		t.Fatalf("Down(dir): %v", err)
+	}
+	for _, p := range s.procs {
+		select {
+		case <-p.exit:
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%s (pid %d) still runs after Down(dir)", p.name, p.cmd.Process.Pid)
+		}
+	}
+	requireGone(t, s, pids)
+}
+
+func TestUp_RefusesADirectoryThatExists(t *testing.T) {
+	dir := t.TempDir()
+	_, err := Up(context.Background(), Options{Dir: dir, Swap: "/bin/true", Consul: "/bin/true", HAProxy: "true"})
+	if err == nil || !strings.Contains(err.Error(), "make demo-down") {
+		t.Fatalf("Up in an existing directory = %v, want an error naming make demo-down", err)
+	}
+}
+
+func TestDownDir_TouchesNoDockerObjectWithoutTheRunsID(t *testing.T) {
+	// Another run's containers carry the same label key: without an ID, Down must not
+	// guess. It still removes the directory.
+	dir := filepath.Join(t.TempDir(), "w")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	if err := Down(context.Background(), dir, &log); err != nil {
+		t.Fatalf("Down: %v", err)
+	}
+	if !strings.Contains(log.String(), "no demo to remove from Docker") {
+		t.Errorf("log %q does not say Docker was left alone", log.String())
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s is still there (%v)", dir, err)
+	}
+	if err := Down(context.Background(), dir, &log); err != nil {
+		t.Errorf("Down of a directory that is gone: %v, want nil", err)
+	}
+}

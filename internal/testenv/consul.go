@@ -1,0 +1,142 @@
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// ConsulAgent is one `consul agent -dev` started by Consul.
+type ConsulAgent struct {
+	Addr   string      // HTTP API, "127.0.0.1:<port>"
+	Client *api.Client // a client for Addr
+	Pid    int         // the agent's pid
+
+	cmd  *exec.Cmd
+	exit chan struct{}
+	log  *syncBuffer
+}
+
+// ConsulBinary finds the consul binary: $CONSUL_BIN, then <repo>/bin/consul (built by
+// `make deps`), then PATH.
+func ConsulBinary(t testing.TB) (string, error) {
+	t.Helper()
+	if p := os.Getenv("CONSUL_BIN"); p != "" {
+		return p, nil
+	}
+	p := filepath.Join(RepoRoot(t), "bin", "consul")
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	if p, err := exec.LookPath("consul"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("no bin/consul, $CONSUL_BIN or consul in PATH")
+}
+
+// Consul starts a Consul dev agent with every port free, waits until it has a leader,
+// and stops it in t.Cleanup. A start that loses a port to another process is retried
+// on new ports.
+func Consul(t testing.TB) *ConsulAgent {
+	t.Helper()
+	bin, err := ConsulBinary(t)
+	if err != nil {
+		Require(t, "consul", err)
+	}
+	var last error
+	for attempt := 0; attempt < 3; attempt++ {
+		a, err := startConsul(t, bin)
+		if err == nil {
+			return a
+		}
+		last = err
+		if !strings.Contains(err.Error(), "address already in use") && !strings.Contains(err.Error(), "already configured") {
+			break
+		}
+	}
+	t.Fatalf("testenv: consul: %v", last)
+	return nil
+}
+
+func startConsul(t testing.TB, bin string) (*ConsulAgent, error) {
+	httpPort := FreePort(t)
+	node := "swap-test-" + newRunID()
+	args := []string{"agent", "-dev",
+		"-node", node,
+		"-bind", "127.0.0.1", "-client", "127.0.0.1",
+		"-http-port", strconv.Itoa(httpPort),
+		"-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
+		"-serf-lan-port", strconv.Itoa(FreePort(t)),
+		"-serf-wan-port", strconv.Itoa(FreePort(t)),
+		"-server-port", strconv.Itoa(FreePort(t)),
+		"-log-level", "warn",
+	}
+	a := &ConsulAgent{Addr: fmt.Sprintf("127.0.0.1:%d", httpPort), log: &syncBuffer{}, exit: make(chan struct{})}
+	a.cmd = exec.Command(bin, args...)
+	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := a.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start consul: %w", err)
+	}
+	a.Pid = a.cmd.Process.Pid
+	go func() { a.cmd.Wait(); close(a.exit) }()
+	var err error
+	a.Client, err = api.NewClient(&api.Config{Address: a.Addr})
+	if err != nil {
+		a.Stop()
+		return nil, err
+	}
+	err = Poll(30*time.Second, func() error {
+		select {
+		case <-a.exit:
+			return fmt.Errorf("consul exited: %s", a.log.String())
+		default:
+		}
+		leader, err := a.Client.Status().Leader()
+		if err != nil {
+			return err
+		}
+		if leader == "" {
+			return errors.New("no leader yet")
+		}
+		// The dev agent's own node must be registered before services can be.
+		if _, _, err := a.Client.Catalog().Node(node, nil); err != nil {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		a.Stop()
+		return nil, err
+	}
+	t.Cleanup(a.Stop)
+	return a, nil
+}
+
+// Stop ends the agent (SIGINT: graceful leave; SIGKILL after 10s). Safe to call twice.
+func (a *ConsulAgent) Stop() {
+	select {
+	case <-a.exit:
+		return
+	default:
+	}
+	a.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-a.exit:
+	case <-time.After(10 * time.Second):
+		syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+		<-a.exit
+	}
+}
+
+// Log is what the agent printed so far.
+func (a *ConsulAgent) Log() string { return a.log.String() }

@@ -1,0 +1,158 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/swap-dev/swap/deployments"
+	"github.com/swap-dev/swap/deployments/consul"
+	"github.com/swap-dev/swap/switcher"
+)
+
+// Registry adapts the Consul registry to switcher.Registry.
+type Registry struct{ R *consul.Registry }
+
+var _ switcher.Registry = Registry{}
+
+func (r Registry) Register(ctx context.Context, inst deployments.Instance, check deployments.HealthCheck, version string) error {
+	return r.R.Register(ctx, inst, check, version)
+}
+
+func (r Registry) Deregister(ctx context.Context, id string) error { return r.R.Deregister(ctx, id) }
+
+func (r Registry) Instances(ctx context.Context, app string) ([]switcher.RegisteredInstance, error) {
+	insts, err := r.R.Instances(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]switcher.RegisteredInstance, 0, len(insts))
+	for _, in := range insts {
+		out = append(out, switcher.RegisteredInstance{ID: in.ID, Color: in.Color, Passing: in.Passing(), Why: in.Verdict.Reason})
+	}
+	return out, nil
+}
+
+// Store adapts Consul KV to switcher.Store.
+type Store struct{ R *consul.Registry }
+
+var _ switcher.Store = Store{}
+
+func (s Store) Get(ctx context.Context, key string) ([]byte, uint64, error) { return s.R.Get(ctx, key) }
+
+func (s Store) CAS(ctx context.Context, key string, value []byte, index uint64) (uint64, error) {
+	n, err := s.R.CAS(ctx, key, value, index)
+	if errors.Is(err, consul.ErrStale) {
+		return 0, &staleError{err}
+	}
+	return n, err
+}
+
+func (s Store) Delete(ctx context.Context, key string) error { return s.R.Delete(ctx, key) }
+
+// staleError keeps consul.ErrStale in the chain and adds switcher.ErrStale.
+type staleError struct{ err error }
+
+func (e *staleError) Error() string   { return e.err.Error() }
+func (e *staleError) Unwrap() []error { return []error{e.err, switcher.ErrStale} }
+
+// Locker adapts Consul session locks to switcher.Locker.
+type Locker struct {
+	R       *consul.Registry
+	Command string        // the holder's command line
+	TTL     time.Duration // 0: consul's default
+	// Log hears when a dead holder's lock is released (nil: nowhere).
+	Log *zap.Logger
+}
+
+var _ switcher.Locker = Locker{}
+
+// Lock takes app's lock. A lock whose holder is provably dead — a swap process on this
+// machine, in this PID namespace, whose pid no longer exists (killed, crashed) — is
+// released first instead of waiting up to twice its session TTL for Consul to expire it.
+func (l Locker) Lock(ctx context.Context, app string, wait time.Duration) (switcher.Unlocker, error) {
+	if h, held, err := l.R.LockHolder(ctx, app); err == nil && held {
+		if why, dead := deadHolder(h, consul.Me(""), pidAlive); dead {
+			if err := l.R.ForceReleaseHolder(ctx, app, h); err != nil {
+				return nil, fmt.Errorf("release the lock of %s left by a dead swap (%s): %w", app, h, err)
+			}
+			if l.Log != nil {
+				l.Log.Warn(fmt.Sprintf("released the lock of %s left by a dead swap: %s; %s", app, h, why),
+					zap.String("app", app))
+			}
+		}
+	}
+	lk, err := l.R.Lock(ctx, app, consul.LockOptions{TTL: l.TTL, Wait: wait, Holder: consul.Me(l.Command)})
+	if err != nil {
+		return nil, err
+	}
+	return lk, nil
+}
+
+// deadHolder reports whether lock holder h is known to be dead, as seen by process me:
+// h ran swap on the same host and in the same PID space (machine boot and PID
+// namespace), and its pid is gone. Anything unsure (another host, a pid that exists,
+// perhaps reused, an unknown PID space, a holder that is not swap) is not dead: its lock
+// frees when its session expires.
+func deadHolder(h, me consul.Holder, alive func(pid int) bool) (why string, dead bool) {
+	switch {
+	case h.Host == "" || h.Host != me.Host:
+		return "", false
+	case h.PidSpace == "" || h.PidSpace != me.PidSpace:
+		return "", false
+	case h.Pid <= 0 || h.Pid == me.Pid:
+		return "", false
+	case !isSwapCommand(h.Command):
+		return "", false
+	case alive(h.Pid):
+		return "", false
+	}
+	return fmt.Sprintf("pid %d no longer exists on %s", h.Pid, h.Host), true
+}
+
+// isSwapCommand reports whether a holder's command line runs swap (its program's base
+// name starts with "swap": swap, swap-linux-amd64, the tests' swap.test).
+func isSwapCommand(command string) bool {
+	fields := strings.Fields(command)
+	return len(fields) > 0 && strings.HasPrefix(filepath.Base(fields[0]), "swap")
+}
+
+// pidAlive reports whether pid exists and is not a zombie (a killed process its parent
+// has not reaped yet is dead too).
+func pidAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	if errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	// It exists (EPERM: owned by someone else), or we cannot tell: not dead.
+	stat, rerr := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if rerr != nil {
+		return true
+	}
+	// "pid (comm) S ...": the state follows the last ')'.
+	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) {
+		return stat[i+2] != 'Z'
+	}
+	return true
+}
+
+var _ switcher.LockBreaker = Locker{}
+
+// ForceRelease breaks app's lock and names its holder ("" when it was free).
+func (l Locker) ForceRelease(ctx context.Context, app string) (string, error) {
+	h, err := l.R.ForceRelease(ctx, app)
+	if errors.Is(err, consul.ErrNotLocked) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return h.String(), nil
+}

@@ -1,0 +1,135 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/swap-dev/swap/lbconfig"
+	"github.com/swap-dev/swap/switcher"
+)
+
+// Balancer adapts an lbconfig.Fleet (with its Layout, so every change is persisted) to
+// switcher.Balancer.
+type Balancer struct {
+	F *lbconfig.Fleet
+	// DelTimeout bounds how long RemoveServer retries `del server` (default 30s).
+	DelTimeout time.Duration
+	Log        *zap.Logger
+}
+
+var _ switcher.Balancer = (*Balancer)(nil)
+
+func (b *Balancer) layout() *lbconfig.Layout { return b.F.Layout() }
+
+// AddServers adds servers with their backend's check timing, DOWN until the checks
+// pass, persisting once.
+func (b *Balancer) AddServers(ctx context.Context, backend string, servers []switcher.Server) error {
+	be := b.layout().Backend(backend)
+	if be == nil {
+		return fmt.Errorf("backend %s is not in the HAProxy layout: run `swap lb render` and reload HAProxy", backend)
+	}
+	var add []lbconfig.Server
+	for _, srv := range servers {
+		s := be.Server
+		s.Name, s.Addr, s.Port = srv.Name, srv.Host, srv.Port
+		add = append(add, s)
+	}
+	return b.F.AddServers(ctx, backend, add)
+}
+
+// RemoveServers puts the servers in maintenance and deletes them, retrying until they
+// are removable (sessions gone) or DelTimeout, persisting once.
+func (b *Balancer) RemoveServers(ctx context.Context, backend string, servers []string) error {
+	if len(servers) == 0 {
+		return nil
+	}
+	d := b.DelTimeout
+	if d <= 0 {
+		d = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return b.F.DelServers(ctx, backend, servers)
+}
+
+// Servers returns backend's server rows of `show stat` on every instance.
+func (b *Balancer) Servers(ctx context.Context, backend string) ([]switcher.ServerStat, error) {
+	byLB, err := b.F.Stat(ctx, backend)
+	if err != nil {
+		return nil, err
+	}
+	var out []switcher.ServerStat
+	for lb, rows := range byLB {
+		for _, r := range rows {
+			if r.Type != lbconfig.StatServer {
+				continue
+			}
+			out = append(out, switcher.ServerStat{
+				LB: lb, Name: r.Name, Status: r.Status,
+				CheckStatus: strings.TrimPrefix(r.CheckStatus, "* "),
+				Sessions:    int(r.Scur), Queued: int(r.Qcur), UsedConns: int(r.UsedConnCur),
+				Responses: uint64(r.Hrsp1xx + r.Hrsp2xx + r.Hrsp3xx + r.Hrsp4xx + r.Hrsp5xx + r.HrspOther),
+				Errors5xx: uint64(r.Hrsp5xx),
+			})
+		}
+	}
+	return out, nil
+}
+
+func (b *Balancer) Drain(ctx context.Context, backend string, servers []string) error {
+	if len(servers) == 0 {
+		return nil
+	}
+	return b.F.SetStates(ctx, backend, servers, lbconfig.StateDrain)
+}
+
+func (b *Balancer) ShutdownSessions(ctx context.Context, backend, server string) error {
+	return b.F.ShutdownSessions(ctx, backend, server)
+}
+
+// Route flips key to backend in routes.map on every instance, all or nothing. When only
+// writing the files failed, the flip is live: that is logged, not returned, so the swap
+// does not try to undo a route that now carries the traffic; the next change or
+// `swap lb render` writes the files again.
+func (b *Balancer) Route(ctx context.Context, key, backend string) error {
+	err := b.F.Flip(ctx, b.layout().RoutesMap(), key, backend)
+	if errors.Is(err, lbconfig.ErrPersist) {
+		if b.Log != nil {
+			b.Log.Warn("route is live but HAProxy's files were not rewritten: a restart would serve the old route until `swap lb render`",
+				zap.String("key", key), zap.String("backend", backend), zap.Error(err))
+		}
+		return nil
+	}
+	return err
+}
+
+// Routes reads key from routes.map on every instance ("" where it is unset).
+func (b *Balancer) Routes(ctx context.Context, key string) (map[string]string, error) {
+	got, err := b.F.GetMap(ctx, b.layout().RoutesMap(), key)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, in := range b.F.Instances() {
+		out[in.Client.Name()] = got[in.Client.Name()]
+	}
+	return out, nil
+}
+
+// Preview points key at backend in preview.map ("" removes the key). Without a preview
+// frontend it does nothing.
+func (b *Balancer) Preview(ctx context.Context, key, backend string) error {
+	if b.layout().Preview.Bind == "" {
+		return nil
+	}
+	return b.F.Flip(ctx, b.layout().PreviewMap(), key, backend)
+}
+
+func (b *Balancer) Canary(ctx context.Context, key, backend string, weight int) error {
+	return b.F.SetCanary(ctx, key, backend, weight)
+}

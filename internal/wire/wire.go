@@ -1,0 +1,94 @@
+// Package wire builds a switcher.Switcher from a config with the real adapters: the
+// Docker driver, the Consul registry (services, KV, locks) and an HAProxy fleet. It is
+// the one place that knows every adapter; cmd/swap and the end-to-end tests use it.
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/swap-dev/swap/deployments"
+	"github.com/swap-dev/swap/deployments/consul"
+	"github.com/swap-dev/swap/deployments/docker"
+	"github.com/swap-dev/swap/lbconfig"
+	"github.com/swap-dev/swap/switcher"
+)
+
+// Options tune New.
+type Options struct {
+	// Command is the lock holder's command line.
+	Command string
+	// ContainerLabels are added to every container swap starts.
+	ContainerLabels map[string]string
+	// PruneLabels narrow the cleanup step's dangling-image prune to images carrying them.
+	PruneLabels []string
+	// LockTTL is the Consul session TTL of the app lock (0: the registry's default).
+	LockTTL time.Duration
+}
+
+// New wires a Switcher for cfg (already defaulted and validated). close releases the
+// clients.
+func New(cfg *deployments.Config, log *zap.Logger, opts Options) (sw *switcher.Switcher, close func(), err error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	drv, err := docker.New(cfg.Docker, log.Named("docker"))
+	if err != nil {
+		return nil, nil, err
+	}
+	reg, err := consul.New(cfg.Consul, log.Named("consul"))
+	if err != nil {
+		drv.Close()
+		return nil, nil, err
+	}
+	fleet, err := Fleet(cfg)
+	if err != nil {
+		drv.Close()
+		return nil, nil, err
+	}
+	sw = &switcher.Switcher{
+		Config:   cfg,
+		Runtime:  &Runtime{Driver: drv, Labels: opts.ContainerLabels, PruneLabels: opts.PruneLabels},
+		Registry: Registry{R: reg},
+		Balancer: &Balancer{F: fleet, Log: log.Named("haproxy")},
+		Store:    Store{R: reg},
+		Locker:   Locker{R: reg, Command: opts.Command, TTL: opts.LockTTL, Log: log.Named("lock")},
+		Hooks:    Hooks{Log: log.Named("hooks")},
+		Log:      log.Named("switcher"),
+	}
+	return sw, func() { drv.Close() }, nil
+}
+
+// Fleet builds the HAProxy fleet of cfg, persisting to cfg.HAProxy.Dir with the layout
+// the config describes.
+func Fleet(cfg *deployments.Config) (*lbconfig.Fleet, error) {
+	layout, err := switcher.LBLayout(cfg, switcher.LBCurrent{})
+	if err != nil {
+		return nil, err
+	}
+	var instances []lbconfig.Instance
+	for _, in := range cfg.HAProxy.Instances {
+		network, addr := "unix", in.Socket
+		if addr == "" {
+			network, addr = "tcp", in.Address
+		}
+		c, err := lbconfig.New(network, addr, lbconfig.WithName(in.Name))
+		if err != nil {
+			return nil, fmt.Errorf("haproxy instance %s: %w", in.Name, err)
+		}
+		inst := lbconfig.Instance{Client: c}
+		if in.MasterSocket != "" {
+			if inst.Master, err = lbconfig.NewMaster(in.MasterSocket, lbconfig.WithName(in.Name+"-master")); err != nil {
+				return nil, fmt.Errorf("haproxy instance %s master socket: %w", in.Name, err)
+			}
+		}
+		instances = append(instances, inst)
+	}
+	if len(instances) == 0 {
+		return nil, errors.New("haproxy.instances: none configured")
+	}
+	return lbconfig.NewFleet(layout, lbconfig.WriteOptions{Binary: cfg.HAProxy.Binary}, instances...)
+}

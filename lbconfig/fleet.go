@@ -1,0 +1,394 @@
+package lbconfig
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Instance is one HAProxy of a Fleet: its admin socket and, optionally, its master CLI.
+type Instance struct {
+	Client *Client
+	Master *Master // nil: Reload is not possible
+}
+
+// Fleet applies each change to every HAProxy instance in front of the apps and, when it
+// has a Layout, persists it (Persist) right after, from the first instance that
+// answers. Its methods mirror Client's. A Fleet is safe for concurrent use; persisting
+// is serialised so the newest snapshot is the one left on disk.
+type Fleet struct {
+	instances []Instance
+	layout    *Layout
+	write     WriteOptions
+
+	persistMu sync.Mutex
+}
+
+// NewFleet returns a Fleet of instances. With a non-nil layout, every change is written to
+// layout.Dir after it is live (runtime first, disk second).
+func NewFleet(layout *Layout, write WriteOptions, instances ...Instance) (*Fleet, error) {
+	if len(instances) == 0 {
+		return nil, errors.New("haproxy fleet: no instances (configure haproxy.instances)")
+	}
+	names := map[string]bool{}
+	for _, in := range instances {
+		if in.Client == nil {
+			return nil, errors.New("haproxy fleet: instance without a client")
+		}
+		if names[in.Client.Name()] {
+			return nil, fmt.Errorf("haproxy fleet: instance name %q twice", in.Client.Name())
+		}
+		names[in.Client.Name()] = true
+	}
+	if layout != nil {
+		if err := layout.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	return &Fleet{instances: instances, layout: layout, write: write}, nil
+}
+
+// Instances returns the fleet's instances.
+func (f *Fleet) Instances() []Instance { return append([]Instance(nil), f.instances...) }
+
+// Layout returns the fleet's layout (nil without persistence).
+func (f *Fleet) Layout() *Layout { return f.layout }
+
+// each runs op on every instance at once and joins the errors, each naming its instance.
+func (f *Fleet) each(ctx context.Context, op func(context.Context, *Client) error) error {
+	errs := make([]error, len(f.instances))
+	var wg sync.WaitGroup
+	for i, in := range f.instances {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := op(ctx, in.Client); err != nil {
+				errs[i] = nameErr(in.Client, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// nameErr makes sure err names the instance (a CommandError already does).
+func nameErr(c *Client, err error) error {
+	var ce *CommandError
+	if errors.As(err, &ce) {
+		return err
+	}
+	return &InstanceError{Instance: c.Name(), Err: err}
+}
+
+// InstanceError is a failure on one instance of a Fleet.
+type InstanceError struct {
+	Instance string
+	Err      error
+}
+
+func (e *InstanceError) Error() string {
+	return fmt.Sprintf("haproxy %s: %v", e.Instance, e.Err)
+}
+
+func (e *InstanceError) Unwrap() error { return e.Err }
+
+// change runs op on every instance, then persists.
+func (f *Fleet) change(ctx context.Context, op func(context.Context, *Client) error) error {
+	err := f.each(ctx, op)
+	if perr := f.persistIfLayout(ctx); perr != nil {
+		return errors.Join(err, perr)
+	}
+	return err
+}
+
+func (f *Fleet) persistIfLayout(ctx context.Context) error {
+	if f.layout == nil {
+		return nil
+	}
+	_, err := f.Persist(ctx)
+	return err
+}
+
+// Persist writes what the first answering instance serves to the layout's directory (see
+// the Persist function). It fails with ErrPersist, naming every instance tried.
+func (f *Fleet) Persist(ctx context.Context) (WriteResult, error) {
+	if f.layout == nil {
+		return WriteResult{}, errors.New("haproxy fleet: no layout to persist")
+	}
+	f.persistMu.Lock()
+	defer f.persistMu.Unlock()
+	var errs []error
+	for _, in := range f.instances {
+		res, err := Persist(ctx, in.Client, f.layout, f.write)
+		if err == nil {
+			return res, nil
+		}
+		errs = append(errs, nameErr(in.Client, err))
+		if !errors.Is(err, ErrUnreachable) {
+			break // an instance answered: its failure is the answer
+		}
+	}
+	return WriteResult{}, errors.Join(errs...)
+}
+
+// AddServer adds s to backend on every instance (safe activation, see AddServerCmd).
+func (f *Fleet) AddServer(ctx context.Context, backend string, s Server) error {
+	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.AddServer(ctx, backend, s) })
+}
+
+// AddServers adds servers to backend on every instance.
+func (f *Fleet) AddServers(ctx context.Context, backend string, servers []Server) error {
+	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.AddServers(ctx, backend, servers) })
+}
+
+// DelServer deletes a server on every instance, retrying each until it is removable or
+// ctx ends. A server already gone from an instance counts as deleted there.
+func (f *Fleet) DelServer(ctx context.Context, backend, server string) error {
+	return f.change(ctx, func(ctx context.Context, c *Client) error {
+		err := c.DelServer(ctx, backend, server)
+		if errors.Is(err, ErrNoSuchServer) {
+			return nil
+		}
+		return err
+	})
+}
+
+// DelServers puts servers of backend in maintenance and deletes them on every instance,
+// retrying each until it is removable or ctx ends, then persists once. Servers already
+// gone count as deleted.
+func (f *Fleet) DelServers(ctx context.Context, backend string, servers []string) error {
+	return f.change(ctx, func(ctx context.Context, c *Client) error {
+		for _, srv := range servers {
+			if err := c.SetState(ctx, backend, srv, StateMaint); err != nil && !errors.Is(err, ErrNoSuchServer) {
+				return err
+			}
+			if err := c.DelServer(ctx, backend, srv); err != nil && !errors.Is(err, ErrNoSuchServer) {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// SetStates sets the admin state of several servers of backend on every instance, then
+// persists once.
+func (f *Fleet) SetStates(ctx context.Context, backend string, servers []string, st State) error {
+	return f.change(ctx, func(ctx context.Context, c *Client) error {
+		for _, srv := range servers {
+			if err := c.SetState(ctx, backend, srv, st); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// SetState sets a server's admin state on every instance.
+func (f *Fleet) SetState(ctx context.Context, backend, server string, st State) error {
+	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.SetState(ctx, backend, server, st) })
+}
+
+// SetWeight sets a server's weight on every instance.
+func (f *Fleet) SetWeight(ctx context.Context, backend, server string, weight int) error {
+	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.SetWeight(ctx, backend, server, weight) })
+}
+
+// SetAddr moves a server on every instance.
+func (f *Fleet) SetAddr(ctx context.Context, backend, server, ip string, port int) error {
+	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.SetAddr(ctx, backend, server, ip, port) })
+}
+
+// SetHealth forces a server's health on every instance.
+func (f *Fleet) SetHealth(ctx context.Context, backend, server string, h Health) error {
+	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.SetHealth(ctx, backend, server, h) })
+}
+
+// EnableHealth turns a server's checks on, on every instance.
+func (f *Fleet) EnableHealth(ctx context.Context, backend, server string) error {
+	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.EnableHealth(ctx, backend, server) })
+}
+
+// DisableHealth turns a server's checks off, on every instance.
+func (f *Fleet) DisableHealth(ctx context.Context, backend, server string) error {
+	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.DisableHealth(ctx, backend, server) })
+}
+
+// ShutdownSessions closes a server's sessions on every instance (nothing to persist).
+func (f *Fleet) ShutdownSessions(ctx context.Context, backend, server string) error {
+	return f.each(ctx, func(ctx context.Context, c *Client) error { return c.ShutdownSessions(ctx, backend, server) })
+}
+
+// Do runs the same commands on every instance, then persists.
+func (f *Fleet) Do(ctx context.Context, cmds ...Command) error {
+	return f.change(ctx, func(ctx context.Context, c *Client) error { _, err := c.Do(ctx, cmds...); return err })
+}
+
+// ReplaceMap replaces a map's content atomically on every instance, then persists. It
+// is not rolled back across instances; use Flip for a route.
+func (f *Fleet) ReplaceMap(ctx context.Context, file string, entries []MapEntry) error {
+	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.ReplaceMap(ctx, file, entries) })
+}
+
+// Flip points key at value in the map on every instance (value "" removes the key),
+// all or nothing: the instances
+// are changed one after the other, and when one fails, those already changed are put
+// back. The error names the instance that failed and wraps ErrFlipRolledBack (or
+// ErrRollbackIncomplete when putting back failed too). After a successful flip the
+// files are persisted; a persist failure wraps ErrPersist while the flip stays live.
+func (f *Fleet) Flip(ctx context.Context, file, key, value string) error {
+	type undo struct {
+		c       *Client
+		prev    string
+		existed bool
+	}
+	var done []undo
+	for _, in := range f.instances {
+		prev, existed, read, err := in.Client.putMap(ctx, file, key, value)
+		if read {
+			// Once the old value is known, the instance may have the new one even if
+			// the answer was lost: undo it too (restoring an unchanged entry is a no-op).
+			done = append(done, undo{in.Client, prev, existed})
+		}
+		if err == nil {
+			continue
+		}
+		failure := fmt.Errorf("flip %s %s → %s failed on haproxy %s: %w", file, key, value, in.Client.Name(), err)
+		// Put back what was changed, with a context of its own: ctx may be what ended.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		var rerrs []error
+		for i := len(done) - 1; i >= 0; i-- {
+			u := done[i]
+			if rerr := u.c.RestoreMap(rctx, file, key, u.prev, u.existed); rerr != nil {
+				rerrs = append(rerrs, nameErr(u.c, rerr))
+			}
+		}
+		if len(rerrs) > 0 {
+			return errors.Join(failure, ErrRollbackIncomplete, errors.Join(rerrs...))
+		}
+		return fmt.Errorf("%w; %w", failure, ErrFlipRolledBack)
+	}
+	return f.persistIfLayout(ctx)
+}
+
+// SetCanary sends weight percent (0..100) of key's traffic to backend through the canary
+// map on every instance, all or nothing like Flip; weight 0 removes the entry.
+func (f *Fleet) SetCanary(ctx context.Context, key, backend string, weight int) error {
+	if f.layout == nil {
+		return errors.New("haproxy fleet: SetCanary needs a layout (it names the canary map)")
+	}
+	if weight < 0 || weight > 100 {
+		return fmt.Errorf("canary weight %d: want 0..100: %w", weight, ErrInvalidArgument)
+	}
+	if err := CheckName("backend", backend); err != nil {
+		return err
+	}
+	if weight == 0 {
+		return f.change(ctx, func(ctx context.Context, c *Client) error {
+			return c.RestoreMap(ctx, f.layout.CanaryMap(), key, "", false)
+		})
+	}
+	return f.Flip(ctx, f.layout.CanaryMap(), key, CanaryValue(backend, weight))
+}
+
+// Stat returns `show stat` (for one backend, or all with "") of every instance, by
+// instance name.
+func (f *Fleet) Stat(ctx context.Context, backend string) (map[string][]Stat, error) {
+	out := make(map[string][]Stat, len(f.instances))
+	var mu sync.Mutex
+	err := f.each(ctx, func(ctx context.Context, c *Client) error {
+		rows, err := c.Stat(ctx, backend)
+		mu.Lock()
+		out[c.Name()] = rows
+		mu.Unlock()
+		return err
+	})
+	return out, err
+}
+
+// ServersState returns `show servers state` of every instance, by instance name.
+func (f *Fleet) ServersState(ctx context.Context, backend string) (map[string][]ServerState, error) {
+	out := make(map[string][]ServerState, len(f.instances))
+	var mu sync.Mutex
+	err := f.each(ctx, func(ctx context.Context, c *Client) error {
+		rows, err := c.ServersState(ctx, backend)
+		mu.Lock()
+		out[c.Name()] = rows
+		mu.Unlock()
+		return err
+	})
+	return out, err
+}
+
+// IsEmpty reports whether the server is empty on every instance.
+func (f *Fleet) IsEmpty(ctx context.Context, backend, server string) (bool, error) {
+	var mu sync.Mutex
+	empty := true
+	err := f.each(ctx, func(ctx context.Context, c *Client) error {
+		e, err := c.IsEmpty(ctx, backend, server)
+		mu.Lock()
+		empty = empty && e
+		mu.Unlock()
+		return err
+	})
+	return err == nil && empty, err
+}
+
+// WaitEmpty waits until the server is empty on every instance or ctx ends.
+func (f *Fleet) WaitEmpty(ctx context.Context, backend, server string, every time.Duration) error {
+	return f.each(ctx, func(ctx context.Context, c *Client) error { return c.WaitEmpty(ctx, backend, server, every) })
+}
+
+// GetMap returns key's value in the map of every instance, by instance name ("" and
+// absent from the result when an instance has no such key).
+func (f *Fleet) GetMap(ctx context.Context, file, key string) (map[string]string, error) {
+	out := map[string]string{}
+	var mu sync.Mutex
+	err := f.each(ctx, func(ctx context.Context, c *Client) error {
+		v, ok, err := c.GetMap(ctx, file, key)
+		if ok {
+			mu.Lock()
+			out[c.Name()] = v
+			mu.Unlock()
+		}
+		return err
+	})
+	return out, err
+}
+
+// Reload persists (so the new workers load the live state), then reloads every instance
+// through its master CLI, one after the other, each waited for until its new worker
+// answers on the admin socket.
+func (f *Fleet) Reload(ctx context.Context) error {
+	if err := f.persistIfLayout(ctx); err != nil {
+		return err
+	}
+	for _, in := range f.instances {
+		if in.Master == nil {
+			return &InstanceError{Instance: in.Client.Name(), Err: errors.New("no master socket configured: cannot reload")}
+		}
+		if err := in.Master.Reload(ctx); err != nil {
+			return nameErr(in.Client, err)
+		}
+		pid, _, err := in.Master.Worker(ctx)
+		if err != nil {
+			return nameErr(in.Client, err)
+		}
+		err = pollUntil(ctx, 20*time.Millisecond, func() (bool, error) {
+			info, err := in.Client.Info(ctx)
+			if err != nil {
+				return false, err
+			}
+			if info.Pid == pid {
+				return true, nil
+			}
+			return false, fmt.Errorf("admin socket still answered by pid %d, want %d", info.Pid, pid)
+		})
+		if err != nil {
+			return nameErr(in.Client, err)
+		}
+	}
+	return nil
+}

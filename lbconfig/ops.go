@@ -1,0 +1,591 @@
+package lbconfig
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Server is one server of a backend: what `add server` and a config `server` line say.
+// Zero fields take the defaults below.
+type Server struct {
+	Name   string // "<app>-<color>-<i>"
+	Addr   string // an IP address: HAProxy's dynamic servers take no host names
+	Port   int
+	Weight int // initial weight (default 100, so percentages keep their precision)
+	Check  Check
+	// PoolPurgeDelay and ErrorLimit are passed explicitly: 2.6's dynamic servers default
+	// to 0 for both, unlike config servers. Defaults 5s and 10.
+	PoolPurgeDelay time.Duration
+	ErrorLimit     int
+	MaxConn        int // 0: no limit
+}
+
+// Check is a server's health-check timing.
+type Check struct {
+	Disabled bool          // no checks at all ("check" left out)
+	Inter    time.Duration // default 2s
+	Rise     int           // default 2
+	Fall     int           // default 3
+}
+
+// Defaults of Server.
+const (
+	DefaultWeight         = 100
+	DefaultInter          = 2 * time.Second
+	DefaultRise           = 2
+	DefaultFall           = 3
+	DefaultPoolPurgeDelay = 5 * time.Second
+	DefaultErrorLimit     = 10
+)
+
+// withDefaults fills the zero fields.
+func (s Server) withDefaults() Server {
+	if s.Weight == 0 {
+		s.Weight = DefaultWeight
+	}
+	if s.Check.Inter == 0 {
+		s.Check.Inter = DefaultInter
+	}
+	if s.Check.Rise == 0 {
+		s.Check.Rise = DefaultRise
+	}
+	if s.Check.Fall == 0 {
+		s.Check.Fall = DefaultFall
+	}
+	if s.PoolPurgeDelay == 0 {
+		s.PoolPurgeDelay = DefaultPoolPurgeDelay
+	}
+	if s.ErrorLimit == 0 {
+		s.ErrorLimit = DefaultErrorLimit
+	}
+	return s
+}
+
+// Validate checks the server's name, address and numbers.
+func (s Server) Validate() error {
+	if err := CheckName("server", s.Name); err != nil {
+		return err
+	}
+	if ip := net.ParseIP(s.Addr); ip == nil {
+		return fmt.Errorf("server %s: address %q is not an IP address (HAProxy's dynamic servers take IPs only): %w", s.Name, s.Addr, ErrInvalidArgument)
+	}
+	if s.Port < 1 || s.Port > 65535 {
+		return fmt.Errorf("server %s: port %d out of 1..65535: %w", s.Name, s.Port, ErrInvalidArgument)
+	}
+	if s.Weight < 0 || s.Weight > 256 {
+		return fmt.Errorf("server %s: weight %d out of 0..256: %w", s.Name, s.Weight, ErrInvalidArgument)
+	}
+	if s.Check.Rise < 0 || s.Check.Fall < 0 || s.Check.Inter < 0 || s.MaxConn < 0 || s.ErrorLimit < 0 || s.PoolPurgeDelay < 0 {
+		return fmt.Errorf("server %s: negative check or limit: %w", s.Name, ErrInvalidArgument)
+	}
+	return nil
+}
+
+// HostPort is "addr:port", bracketed for IPv6.
+func (s Server) HostPort() string { return net.JoinHostPort(s.Addr, strconv.Itoa(s.Port)) }
+
+// params are the words after "server <name>" in the config and after
+// "add server <be>/<name>" at runtime: the same in both places, so a reload rebuilds
+// exactly what was added. Never "enabled" (HAProxy issue 2497) and never "disabled".
+func (s Server) params() []string {
+	s = s.withDefaults()
+	p := []string{s.HostPort()}
+	if !s.Check.Disabled {
+		p = append(p, "check", "inter", haDuration(s.Check.Inter),
+			"rise", strconv.Itoa(s.Check.Rise), "fall", strconv.Itoa(s.Check.Fall))
+	}
+	p = append(p, "weight", strconv.Itoa(s.Weight),
+		"pool-purge-delay", haDuration(s.PoolPurgeDelay),
+		"error-limit", strconv.Itoa(s.ErrorLimit))
+	if s.MaxConn > 0 {
+		p = append(p, "maxconn", strconv.Itoa(s.MaxConn))
+	}
+	return p
+}
+
+// haDuration formats d the way HAProxy reads times: whole seconds as "Ns", else
+// milliseconds (rounded up, at least 1ms).
+func haDuration(d time.Duration) string {
+	if d > 0 && d%time.Second == 0 {
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	}
+	ms := (d + time.Millisecond - 1) / time.Millisecond
+	if ms < 1 {
+		ms = 1
+	}
+	return strconv.FormatInt(int64(ms), 10) + "ms"
+}
+
+func serverRef(backend, server string) (string, error) {
+	if err := CheckName("backend", backend); err != nil {
+		return "", err
+	}
+	if err := CheckName("server", server); err != nil {
+		return "", err
+	}
+	return backend + "/" + server, nil
+}
+
+var (
+	okEmpty      = expectation{kind: expectEmpty}
+	okAny        = expectation{kind: expectAny}
+	okRegistered = expectation{kind: expectLines, prefix: []string{"New server registered."}}
+	okDeleted    = expectation{kind: expectPrefix, prefix: []string{"Server deleted."}}
+	okAddr       = expectation{kind: expectPrefix, prefix: []string{"IP changed from", "no need to change the addr", "port changed from", "no need to change the port"}}
+	okPrepared   = expectation{kind: expectPrefix, prefix: []string{"New version created:"}}
+)
+
+// AddServerCmd is the safe activation of a new server, as one command line:
+//
+//	add server be/s <addr> check inter .. rise .. fall .. weight ..;enable health be/s;
+//	set server be/s state ready;set server be/s health down
+//
+// The server starts DOWN and climbs to UP by real checks (rise); `health down` comes
+// after `ready` because leaving maintenance marks a checked server up. A server with
+// checks disabled skips the last step and takes traffic at once.
+func AddServerCmd(backend string, s Server) (Command, error) {
+	ref, err := serverRef(backend, s.Name)
+	if err != nil {
+		return Command{}, err
+	}
+	if err := s.Validate(); err != nil {
+		return Command{}, err
+	}
+	add, err := newCommand(okAny, append([]string{"add", "server", ref}, s.params()...)...)
+	if err != nil {
+		return Command{}, err
+	}
+	cmds := []Command{add}
+	if !s.Check.Disabled {
+		cmds = append(cmds, mustCommand(okEmpty, "enable", "health", ref))
+	}
+	cmds = append(cmds, mustCommand(okEmpty, "set", "server", ref, "state", "ready"))
+	if !s.Check.Disabled {
+		cmds = append(cmds, mustCommand(okEmpty, "set", "server", ref, "health", "down"))
+	}
+	return joinCommands(okRegistered, cmds...), nil
+}
+
+// AddServer adds s to backend with the safe activation sequence (AddServerCmd). A server
+// of that name already in the backend is left untouched: the error wraps
+// ErrAlreadyExists.
+func (c *Client) AddServer(ctx context.Context, backend string, s Server) error {
+	return c.AddServers(ctx, backend, []Server{s})
+}
+
+// AddServers adds several servers to backend, each with the safe activation sequence,
+// in as few connections as fit. It first checks that none of them exists yet (so the
+// follow-up commands of a refused `add server` never touch an existing server).
+func (c *Client) AddServers(ctx context.Context, backend string, servers []Server) error {
+	cmds := make([]Command, len(servers))
+	for i, s := range servers {
+		cmd, err := AddServerCmd(backend, s)
+		if err != nil {
+			return err
+		}
+		cmds[i] = cmd
+	}
+	have, err := c.ServersState(ctx, backend)
+	if err != nil {
+		return err
+	}
+	existing := make(map[string]bool, len(have))
+	for _, h := range have {
+		existing[h.Name] = true
+	}
+	var errs []error
+	for i, s := range servers {
+		if existing[s.Name] {
+			errs = append(errs, &CommandError{Instance: c.name, Command: cmds[i].line, Err: ErrAlreadyExists,
+				Answer: "(not sent: " + backend + "/" + s.Name + " exists)"})
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	_, err = c.Do(ctx, cmds...)
+	return err
+}
+
+// DelServerCmd is `del server be/s`.
+func DelServerCmd(backend, server string) (Command, error) {
+	ref, err := serverRef(backend, server)
+	if err != nil {
+		return Command{}, err
+	}
+	return mustCommand(okDeleted, "del", "server", ref), nil
+}
+
+// DelServer deletes a server. HAProxy deletes only a server in maintenance without
+// sessions, queue or idle connections; DelServer retries while the answer is
+// ErrNotRemovable, until the context's deadline (10s without one). Put the server in
+// maint first (SetState) and, to hurry it, ShutdownSessions.
+func (c *Client) DelServer(ctx context.Context, backend, server string) error {
+	cmd, err := DelServerCmd(backend, server)
+	if err != nil {
+		return err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	return pollUntil(ctx, 20*time.Millisecond, func() (bool, error) {
+		_, err := c.Exec(ctx, cmd)
+		if errors.Is(err, ErrNotRemovable) {
+			return false, err
+		}
+		return true, err
+	})
+}
+
+// pollUntil calls f until it reports done or ctx ends, waiting every (growing to 10 times
+// that, at most 500ms) between calls. When ctx ends first, the error wraps ctx's error and f's last one.
+func pollUntil(ctx context.Context, every time.Duration, f func() (done bool, err error)) error {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	wait := every
+	var last error
+	for {
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				return fmt.Errorf("%w (gave up: %w)", last, ctx.Err())
+			}
+			return ctx.Err()
+		case <-t.C:
+		}
+		done, err := f()
+		if done {
+			return err
+		}
+		last = err
+		t.Reset(wait)
+		if wait < 10*every && wait < 500*time.Millisecond {
+			wait += wait / 2
+		}
+	}
+}
+
+// State is a server's administrative state.
+type State string
+
+// The states of `set server ... state`.
+const (
+	StateReady State = "ready" // takes traffic (when its checks say UP)
+	StateDrain State = "drain" // keeps its sessions, gets no new ones (except persistent)
+	StateMaint State = "maint" // gets nothing; checks stop
+)
+
+// SetStateCmd is `set server be/s state <st>`.
+func SetStateCmd(backend, server string, st State) (Command, error) {
+	ref, err := serverRef(backend, server)
+	if err != nil {
+		return Command{}, err
+	}
+	switch st {
+	case StateReady, StateDrain, StateMaint:
+	default:
+		return Command{}, fmt.Errorf("server state %q: want ready, drain or maint: %w", st, ErrInvalidArgument)
+	}
+	return mustCommand(okEmpty, "set", "server", ref, "state", string(st)), nil
+}
+
+// SetState sets a server's administrative state.
+func (c *Client) SetState(ctx context.Context, backend, server string, st State) error {
+	return c.run1(ctx, func() (Command, error) { return SetStateCmd(backend, server, st) })
+}
+
+// SetWeightCmd is `set server be/s weight <w>` (0..256).
+func SetWeightCmd(backend, server string, weight int) (Command, error) {
+	ref, err := serverRef(backend, server)
+	if err != nil {
+		return Command{}, err
+	}
+	if weight < 0 || weight > 256 {
+		return Command{}, fmt.Errorf("weight %d out of 0..256: %w", weight, ErrInvalidArgument)
+	}
+	return mustCommand(okEmpty, "set", "server", ref, "weight", strconv.Itoa(weight)), nil
+}
+
+// SetWeight sets a server's weight.
+func (c *Client) SetWeight(ctx context.Context, backend, server string, weight int) error {
+	return c.run1(ctx, func() (Command, error) { return SetWeightCmd(backend, server, weight) })
+}
+
+// SetAddrCmd is `set server be/s addr <ip> port <port>`.
+func SetAddrCmd(backend, server, ip string, port int) (Command, error) {
+	ref, err := serverRef(backend, server)
+	if err != nil {
+		return Command{}, err
+	}
+	if net.ParseIP(ip) == nil {
+		return Command{}, fmt.Errorf("address %q is not an IP address: %w", ip, ErrInvalidArgument)
+	}
+	if port < 1 || port > 65535 {
+		return Command{}, fmt.Errorf("port %d out of 1..65535: %w", port, ErrInvalidArgument)
+	}
+	return mustCommand(okAddr, "set", "server", ref, "addr", ip, "port", strconv.Itoa(port)), nil
+}
+
+// SetAddr moves a server to another address and port.
+func (c *Client) SetAddr(ctx context.Context, backend, server, ip string, port int) error {
+	return c.run1(ctx, func() (Command, error) { return SetAddrCmd(backend, server, ip, port) })
+}
+
+// Health is a server's forced check health.
+type Health string
+
+// The values of `set server ... health`.
+const (
+	HealthUp       Health = "up"
+	HealthStopping Health = "stopping"
+	HealthDown     Health = "down"
+)
+
+// SetHealthCmd is `set server be/s health <h>`.
+func SetHealthCmd(backend, server string, h Health) (Command, error) {
+	ref, err := serverRef(backend, server)
+	if err != nil {
+		return Command{}, err
+	}
+	switch h {
+	case HealthUp, HealthStopping, HealthDown:
+	default:
+		return Command{}, fmt.Errorf("health %q: want up, stopping or down: %w", h, ErrInvalidArgument)
+	}
+	return mustCommand(okEmpty, "set", "server", ref, "health", string(h)), nil
+}
+
+// SetHealth forces a server's health; its checks carry on from there.
+func (c *Client) SetHealth(ctx context.Context, backend, server string, h Health) error {
+	return c.run1(ctx, func() (Command, error) { return SetHealthCmd(backend, server, h) })
+}
+
+// EnableHealthCmd is `enable health be/s`; DisableHealthCmd is `disable health be/s`.
+func EnableHealthCmd(backend, server string) (Command, error) {
+	ref, err := serverRef(backend, server)
+	if err != nil {
+		return Command{}, err
+	}
+	return mustCommand(okEmpty, "enable", "health", ref), nil
+}
+
+// DisableHealthCmd is `disable health be/s`.
+func DisableHealthCmd(backend, server string) (Command, error) {
+	ref, err := serverRef(backend, server)
+	if err != nil {
+		return Command{}, err
+	}
+	return mustCommand(okEmpty, "disable", "health", ref), nil
+}
+
+// EnableHealth turns a server's health checks on.
+func (c *Client) EnableHealth(ctx context.Context, backend, server string) error {
+	return c.run1(ctx, func() (Command, error) { return EnableHealthCmd(backend, server) })
+}
+
+// DisableHealth turns a server's health checks off.
+func (c *Client) DisableHealth(ctx context.Context, backend, server string) error {
+	return c.run1(ctx, func() (Command, error) { return DisableHealthCmd(backend, server) })
+}
+
+// ShutdownSessionsCmd is `shutdown sessions server be/s`.
+func ShutdownSessionsCmd(backend, server string) (Command, error) {
+	ref, err := serverRef(backend, server)
+	if err != nil {
+		return Command{}, err
+	}
+	return mustCommand(okEmpty, "shutdown", "sessions", "server", ref), nil
+}
+
+// ShutdownSessions closes every session on a server. HAProxy does it asynchronously:
+// poll IsEmpty (or retry DelServer) afterwards.
+func (c *Client) ShutdownSessions(ctx context.Context, backend, server string) error {
+	return c.run1(ctx, func() (Command, error) { return ShutdownSessionsCmd(backend, server) })
+}
+
+func (c *Client) run1(ctx context.Context, build func() (Command, error)) error {
+	cmd, err := build()
+	if err != nil {
+		return err
+	}
+	_, err = c.Do(ctx, cmd)
+	return err
+}
+
+// Weight returns a server's current and initial weight (`get weight`).
+func (c *Client) Weight(ctx context.Context, backend, server string) (current, initial int, err error) {
+	ref, err := serverRef(backend, server)
+	if err != nil {
+		return 0, 0, err
+	}
+	out, err := c.Exec(ctx, mustCommand(okAny, "get", "weight", ref))
+	if err != nil {
+		return 0, 0, err
+	}
+	return ParseWeight(out)
+}
+
+// Stat returns `show stat` parsed: every row, or with backend set, the backend's own row
+// and its servers' rows.
+func (c *Client) Stat(ctx context.Context, backend string) ([]Stat, error) {
+	cmd := mustCommand(okAny, "show", "stat")
+	if backend != "" {
+		if err := CheckName("backend", backend); err != nil {
+			return nil, err
+		}
+		// type mask 2 (backend) | 4 (server), every server id.
+		cmd = mustCommand(okAny, "show", "stat", backend, "6", "-1")
+	}
+	out, err := c.Exec(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := ParseStat(out)
+	if err != nil {
+		return nil, fmt.Errorf("haproxy %s: %w", c.name, err)
+	}
+	return rows, nil
+}
+
+// ServerStat returns the `show stat` row of one server; ErrNoSuchServer if the backend
+// has none by that name.
+func (c *Client) ServerStat(ctx context.Context, backend, server string) (Stat, error) {
+	if _, err := serverRef(backend, server); err != nil {
+		return Stat{}, err
+	}
+	rows, err := c.Stat(ctx, backend)
+	if err != nil {
+		return Stat{}, err
+	}
+	for _, r := range rows {
+		if r.Type == StatServer && r.Name == server {
+			return r, nil
+		}
+	}
+	return Stat{}, fmt.Errorf("haproxy %s: %s/%s: %w", c.name, backend, server, ErrNoSuchServer)
+}
+
+// ServersState returns `show servers state` parsed, for one backend or ("") all.
+func (c *Client) ServersState(ctx context.Context, backend string) ([]ServerState, error) {
+	out, err := c.serversState(ctx, backend)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := ParseServersState(out)
+	if err != nil {
+		return nil, fmt.Errorf("haproxy %s: %w", c.name, err)
+	}
+	return rows, nil
+}
+
+// serversState is the raw answer, which is also the server-state file's format.
+func (c *Client) serversState(ctx context.Context, backend string) (string, error) {
+	cmd := mustCommand(okAny, "show", "servers", "state")
+	if backend != "" {
+		if err := CheckName("backend", backend); err != nil {
+			return "", err
+		}
+		cmd = mustCommand(okAny, "show", "servers", "state", backend)
+	}
+	return c.Exec(ctx, cmd)
+}
+
+// ServersConn returns `show servers conn` parsed, for one backend or ("") all.
+func (c *Client) ServersConn(ctx context.Context, backend string) ([]ServerConn, error) {
+	cmd := mustCommand(okAny, "show", "servers", "conn")
+	if backend != "" {
+		if err := CheckName("backend", backend); err != nil {
+			return nil, err
+		}
+		cmd = mustCommand(okAny, "show", "servers", "conn", backend)
+	}
+	out, err := c.Exec(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := ParseServersConn(out)
+	if err != nil {
+		return nil, fmt.Errorf("haproxy %s: %w", c.name, err)
+	}
+	return rows, nil
+}
+
+// Info returns `show info` parsed.
+func (c *Client) Info(ctx context.Context) (Info, error) {
+	out, err := c.Exec(ctx, mustCommand(okAny, "show", "info"))
+	if err != nil {
+		return Info{}, err
+	}
+	info, err := ParseInfo(out)
+	if err != nil {
+		return Info{}, fmt.Errorf("haproxy %s: %w", c.name, err)
+	}
+	return info, nil
+}
+
+// Backends lists the backends of the running configuration (`show backend`).
+func (c *Client) Backends(ctx context.Context) ([]string, error) {
+	out, err := c.Exec(ctx, mustCommand(okAny, "show", "backend"))
+	if err != nil {
+		return nil, err
+	}
+	names, err := ParseBackends(out)
+	if err != nil {
+		return nil, fmt.Errorf("haproxy %s: %w", c.name, err)
+	}
+	return names, nil
+}
+
+// Usage is what keeps a server from being empty.
+type Usage struct {
+	Sessions int64 // scur: sessions on the server
+	Queued   int64 // qcur: requests waiting for it
+	UsedConn int64 // used_conn_cur: connections in use to it
+}
+
+// Empty reports whether nothing uses the server. Idle keep-alive client connections do
+// not count: they are not tied to a server.
+func (u Usage) Empty() bool { return u.Sessions == 0 && u.Queued == 0 && u.UsedConn == 0 }
+
+// ServerUsage returns a server's sessions, queue and connections in use (`show stat`).
+func (c *Client) ServerUsage(ctx context.Context, backend, server string) (Usage, error) {
+	st, err := c.ServerStat(ctx, backend, server)
+	if err != nil {
+		return Usage{}, err
+	}
+	return Usage{Sessions: st.Scur, Queued: st.Qcur, UsedConn: st.UsedConnCur}, nil
+}
+
+// IsEmpty reports whether a server has no sessions, no queue and no connections in use.
+func (c *Client) IsEmpty(ctx context.Context, backend, server string) (bool, error) {
+	u, err := c.ServerUsage(ctx, backend, server)
+	return err == nil && u.Empty(), err
+}
+
+// WaitEmpty polls IsEmpty every interval until the server is empty or ctx ends; the
+// error then wraps ErrNotEmpty and says what was left.
+func (c *Client) WaitEmpty(ctx context.Context, backend, server string, every time.Duration) error {
+	if every <= 0 {
+		every = 100 * time.Millisecond
+	}
+	var last Usage
+	err := pollUntil(ctx, every, func() (bool, error) {
+		u, err := c.ServerUsage(ctx, backend, server)
+		if err != nil {
+			return true, err
+		}
+		last = u
+		return u.Empty(), nil
+	})
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("haproxy %s: %s/%s: %w: %d sessions, %d queued, %d connections in use: %w",
+			c.name, backend, server, ErrNotEmpty, last.Sessions, last.Queued, last.UsedConn, ctx.Err())
+	}
+	return err
+}

@@ -1,0 +1,177 @@
+package switcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/swap-dev/swap/deployments"
+	"github.com/swap-dev/swap/health"
+)
+
+// The three views of an instance's health the gate waits on.
+const (
+	viewProbe   = "probe"   // swap's own HTTP/TCP probe with rise/fall
+	viewConsul  = "consul"  // Consul's checks passing
+	viewHAProxy = "haproxy" // HAProxy's check L7OK and the server UP on every instance
+)
+
+// gate waits until every new instance is healthy in all three views, continuously for
+// min_healthy_time, before deploy_timeout (counted from the swap's start).
+func (s *Switcher) gate(ctx context.Context, r *run) error {
+	if err := s.ensureInsts(ctx, r); err != nil {
+		return err
+	}
+	hc := r.app.HealthCheck
+	poll := s.ProbeInterval
+	if poll <= 0 {
+		poll = min(hc.Interval, 500*time.Millisecond)
+	}
+	views := &viewCache{s: s, app: r.plan.App, backend: r.plan.ToBackend(), ttl: poll / 2}
+	sched := health.NewScheduler(health.Options{Interval: hc.Interval, Rise: hc.Rise, Fall: hc.Fall, Jitter: -1})
+	var ids []string
+	for _, in := range r.insts {
+		probe, err := probeFor(in, hc)
+		if err != nil {
+			return err
+		}
+		id := in.ID()
+		targets := []health.Target{
+			{ID: id + " " + viewProbe, Checker: probe},
+			{ID: id + " " + viewConsul, Checker: health.CheckFunc(func(ctx context.Context) error { return views.consul(ctx, id) }), Interval: poll, Rise: 1, Fall: 1},
+			{ID: id + " " + viewHAProxy, Checker: health.CheckFunc(func(ctx context.Context) error { return views.haproxy(ctx, id) }), Interval: poll, Rise: 1, Fall: 1},
+		}
+		for _, t := range targets {
+			if err := sched.Add(t); err != nil {
+				return err
+			}
+			ids = append(ids, t.ID)
+		}
+	}
+	gctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = sched.Run(gctx) }()
+	unsub := sched.Subscribe(func(t health.Transition) {
+		s.emit(Event{App: r.plan.App, Deploy: r.plan.Deploy, Step: StepGate, Kind: EventInfo,
+			Instance: strings.Fields(t.Target)[0], Message: t.String()})
+	})
+	deadline := r.started.Add(r.app.DeployTimeout)
+	left := deadline.Sub(s.now())
+	err := sched.Wait(ctx, ids, r.app.MinHealthyTime, deadline)
+	unsub()
+	cancel()
+	wg.Wait()
+	if err != nil {
+		var ge *health.GateError
+		if errors.As(err, &ge) {
+			return fmt.Errorf("%w within deploy_timeout %s: %v%s", ErrNotHealthy, r.app.DeployTimeout, ge, r.gateTimeHint(left))
+		}
+		return err
+	}
+	return nil
+}
+
+// gateTimeHint explains a gate that failed because the steps before it used up
+// deploy_timeout (it counts from the swap's start): its targets may never have been
+// probed, and their errors alone would not say so.
+func (r *run) gateTimeHint(left time.Duration) string {
+	hc := r.app.HealthCheck
+	need := time.Duration(hc.Rise)*hc.Interval + r.app.MinHealthyTime
+	if left >= need {
+		return ""
+	}
+	return fmt.Sprintf(" (the gate had only %s of deploy_timeout %s left after start, register and stage, and passing takes at least %s: "+
+		"raise deploy_timeout, which counts from the swap's start)", max(left, 0).Round(time.Millisecond), r.app.DeployTimeout, need)
+}
+
+// probeFor builds swap's own probe of an instance from the app's healthcheck.
+func probeFor(in deployments.Instance, hc deployments.HealthCheck) (health.Checker, error) {
+	if hc.Type == "tcp" {
+		return health.NewTCPChecker(health.TCPConfig{Addr: in.Addr(), Timeout: hc.Timeout})
+	}
+	expect, err := health.ParseStatusRanges(hc.ExpectStatus)
+	if err != nil {
+		return nil, fmt.Errorf("healthcheck.expect_status: %w", err)
+	}
+	return health.NewHTTPChecker(health.HTTPConfig{
+		URL: "http://" + in.Addr() + hc.Path, Method: hc.Method, Host: hc.Host,
+		Expect: expect, Body: hc.Body, Timeout: hc.Timeout,
+	})
+}
+
+// viewCache answers the Consul and HAProxy views for every instance from one read of
+// each per ttl, so N instances cost one call per view, not N.
+type viewCache struct {
+	s       *Switcher
+	app     string
+	backend string
+	ttl     time.Duration
+
+	mu       sync.Mutex
+	consulAt time.Time
+	regs     map[string]RegisteredInstance
+	consulE  error
+	lbAt     time.Time
+	stats    []ServerStat
+	lbE      error
+}
+
+func (v *viewCache) consul(ctx context.Context, id string) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if time.Since(v.consulAt) > v.ttl {
+		regs, err := v.s.Registry.Instances(ctx, v.app)
+		v.consulAt, v.consulE, v.regs = time.Now(), err, map[string]RegisteredInstance{}
+		for _, r := range regs {
+			v.regs[r.ID] = r
+		}
+	}
+	if v.consulE != nil {
+		return fmt.Errorf("consul: %w", v.consulE)
+	}
+	reg, ok := v.regs[id]
+	switch {
+	case !ok:
+		return fmt.Errorf("consul: %s is not registered", id)
+	case !reg.Passing:
+		return fmt.Errorf("consul: %s not passing: %s", id, reg.Why)
+	}
+	return nil
+}
+
+func (v *viewCache) haproxy(ctx context.Context, id string) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if time.Since(v.lbAt) > v.ttl {
+		v.stats, v.lbE = v.s.Balancer.Servers(ctx, v.backend)
+		v.lbAt = time.Now()
+	}
+	if v.lbE != nil {
+		return fmt.Errorf("haproxy: %w", v.lbE)
+	}
+	found := false
+	for _, st := range v.stats {
+		if st.Name != id {
+			continue
+		}
+		found = true
+		if !st.Healthy() {
+			return fmt.Errorf("haproxy %s: %s/%s is %s, check %s", st.LB, v.backend, id, st.Status, orNone(st.CheckStatus))
+		}
+	}
+	if !found {
+		return fmt.Errorf("haproxy: %s has no server %s", v.backend, id)
+	}
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "not run yet"
+	}
+	return s
+}

@@ -1,0 +1,359 @@
+package switcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/swap-dev/swap/deployments"
+)
+
+// Switch moves app's traffic to color, starting that color (with the live color's
+// image, or the spec's on the first run) when it is not running.
+func (s *Switcher) Switch(ctx context.Context, app string, color deployments.Color, opts Options) (*Result, error) {
+	return s.operate(ctx, app, opts, func(ctx context.Context, spec *deployments.App, st *stateFor) (*Plan, error) {
+		if st.Live == color {
+			return nil, fmt.Errorf("%w: %s already serves from %s", ErrNothingToDo, app, color)
+		}
+		p := s.newPlan(spec, st, OpSwitch, color)
+		p.Image = spec.Image
+		if cs, ok := st.Colors[st.Live]; ok && cs.Image != "" {
+			p.Image = cs.Image
+		}
+		return p, s.reuseIfRunning(ctx, spec, p)
+	})
+}
+
+// Deploy starts image on the idle color, then switches to it.
+func (s *Switcher) Deploy(ctx context.Context, app, image string, opts Options) (*Result, error) {
+	return s.operate(ctx, app, opts, func(ctx context.Context, spec *deployments.App, st *stateFor) (*Plan, error) {
+		if image == "" {
+			image = spec.Image
+		}
+		if err := deployments.CheckImageRef(image); err != nil {
+			return nil, fmt.Errorf("%w: --image: %w", ErrBadInput, err)
+		}
+		to := deployments.Blue
+		if st.Live != "" {
+			to = st.Live.Other()
+		}
+		p := s.newPlan(spec, st, OpDeploy, to)
+		p.Image = image
+		return p, nil
+	})
+}
+
+// Rollback flips app back to its previous color while that color is still up, and
+// otherwise redeploys the previous image on the idle color.
+func (s *Switcher) Rollback(ctx context.Context, app string, opts Options) (*Result, error) {
+	return s.operate(ctx, app, opts, func(ctx context.Context, spec *deployments.App, st *stateFor) (*Plan, error) {
+		if st.Live == "" {
+			return nil, fmt.Errorf("%w: %s has never been deployed", ErrNoPrevious, app)
+		}
+		p := s.newPlan(spec, st, OpRollback, st.Live.Other())
+		if err := s.reuseIfRunning(ctx, spec, p); err != nil {
+			return nil, err
+		}
+		if p.Reuse {
+			return p, nil
+		}
+		if len(st.Previous) == 0 {
+			return nil, fmt.Errorf("%w: %s has no earlier image on record (see `swap history %s`)", ErrNoPrevious, app, app)
+		}
+		p.Image = st.Previous[0]
+		return p, nil
+	})
+}
+
+// reuseIfRunning marks the plan Reuse when all of To's replicas run and share an image.
+func (s *Switcher) reuseIfRunning(ctx context.Context, spec *deployments.App, p *Plan) error {
+	insts, err := s.colorInstances(ctx, spec.Name, p.To)
+	if err != nil {
+		return err
+	}
+	if len(insts) != spec.Replicas || len(insts) == 0 {
+		return nil
+	}
+	for _, in := range insts {
+		if in.State != "running" || in.Image != insts[0].Image {
+			return nil
+		}
+	}
+	p.Reuse, p.Image = true, insts[0].Image
+	return nil
+}
+
+func (s *Switcher) newPlan(spec *deployments.App, st *stateFor, op string, to deployments.Color) *Plan {
+	p := &Plan{
+		App: spec.Name, Deploy: newDeployID(s.now()), Op: op,
+		From: st.Live, To: to, Replicas: spec.Replicas, Route: spec.Route,
+		Canary: spec.Canary, Verify: spec.Verify,
+		Preview: s.Config.HAProxy.Preview.Bind != "", Promote: spec.Promotes(),
+		Created: s.now(),
+	}
+	if st.Live != "" {
+		p.FromImage = st.Colors[st.Live].Image
+	}
+	return p
+}
+
+type planner func(ctx context.Context, spec *deployments.App, st *stateFor) (*Plan, error)
+
+// operate is the shape of every swap: lock, repair a crashed swap, plan, run.
+func (s *Switcher) operate(ctx context.Context, app string, opts Options, plan planner) (*Result, error) {
+	spec, err := s.app(app)
+	if err != nil {
+		return nil, err
+	}
+	if opts.DryRun {
+		st, err := s.kv().state(ctx, app)
+		if err != nil {
+			return nil, err
+		}
+		p, err := plan(ctx, spec, st)
+		if err != nil {
+			return nil, err
+		}
+		return &Result{Plan: *p, Outcome: OutcomeDryRun, Message: p.String()}, nil
+	}
+	ctx, release, err := s.lock(ctx, app, opts.Wait)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if j, ok, err := s.kv().journal(ctx, app); err != nil {
+		return nil, err
+	} else if ok {
+		if j.Status == JournalWaiting {
+			return nil, fmt.Errorf("%w: %s to %s (deploy %s); run `swap promote %s` or `swap abort %s` first",
+				ErrPreviewPending, app, j.Plan.To, j.Plan.Deploy, app, app)
+		}
+		s.emit(Event{App: app, Deploy: j.Plan.Deploy, Step: StepResume, Kind: EventInfo,
+			Message: fmt.Sprintf("an interrupted swap (deploy %s, at %s) is repaired first", j.Plan.Deploy, j.Step)})
+		if _, err := s.resumeLocked(ctx, spec, j); err != nil {
+			return nil, err
+		}
+	}
+
+	start := s.now()
+	s.emit(Event{App: app, Step: StepPlan, Kind: EventStart, Message: "planning"})
+	st, err := s.kv().state(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	p, err := plan(ctx, spec, st)
+	if errors.Is(err, ErrNothingToDo) {
+		s.emit(Event{App: app, Step: StepPlan, Kind: EventSkip, Message: err.Error()})
+		return &Result{Outcome: OutcomeNothing, Message: err.Error()}, nil
+	}
+	if err != nil {
+		s.emit(Event{App: app, Step: StepPlan, Kind: EventFailed, Message: err.Error()})
+		return nil, err
+	}
+	s.emit(Event{App: app, Deploy: p.Deploy, Step: StepPlan, Kind: EventDone, Elapsed: s.now().Sub(start),
+		Message: fmt.Sprintf("%s %s: %s -> %s (%s)", p.Op, app, liveName(p.From), p.To, p.Image)})
+	r := &run{s: s, app: spec, plan: *p, started: start,
+		j: &journalFor{Journal: Journal{Plan: *p, Status: JournalRunning, Step: StepPlan, Done: true}}}
+	return s.execute(ctx, r, StepStart)
+}
+
+// Promote continues a swap that waits in preview.
+func (s *Switcher) Promote(ctx context.Context, app string, opts Options) (*Result, error) {
+	return s.continueJournal(ctx, app, opts, func(ctx context.Context, r *run) (*Result, error) {
+		if r.j.Status != JournalWaiting {
+			return nil, fmt.Errorf("%s's swap (deploy %s) is not waiting in preview; it is at %s: use `swap resume %s`",
+				app, r.plan.Deploy, r.j.Step, app)
+		}
+		r.j.Status = JournalRunning
+		return s.execute(ctx, r, StepShift)
+	})
+}
+
+// Abort rolls back a swap that has not shifted yet (one waiting in preview, or an
+// interrupted one).
+func (s *Switcher) Abort(ctx context.Context, app string, opts Options) (*Result, error) {
+	return s.continueJournal(ctx, app, opts, func(ctx context.Context, r *run) (*Result, error) {
+		if r.j.Shifted {
+			return nil, fmt.Errorf("%s's swap to %s has already shifted the traffic: use `swap resume %s` to finish it or `swap rollback %s` after",
+				app, r.plan.To, app, app)
+		}
+		if err := s.undo(ctx, r, errors.New("aborted by `swap abort`")); err != nil {
+			return nil, err
+		}
+		return &Result{Plan: r.plan, Outcome: OutcomeRolledBack, Steps: r.j.Steps}, nil
+	})
+}
+
+// Resume repairs an interrupted swap: it rolls back when the shift had not happened and
+// goes forward when it had.
+func (s *Switcher) Resume(ctx context.Context, app string, opts Options) (*Result, error) {
+	none := func() (*Result, error) {
+		return &Result{Outcome: OutcomeNothing, Message: fmt.Sprintf("%s has no interrupted swap", app)}, nil
+	}
+	return s.continueJournalOr(ctx, app, opts, none, func(ctx context.Context, r *run) (*Result, error) {
+		if r.j.Status == JournalWaiting {
+			return &Result{Plan: r.plan, Outcome: OutcomeWaiting,
+				Message: fmt.Sprintf("%s waits in preview; run `swap promote %s` or `swap abort %s`", r.plan.To, app, app)}, nil
+		}
+		return s.resumeLocked(ctx, r.app, r.j)
+	})
+}
+
+// resumeLocked decides, under the lock, which way an interrupted swap goes.
+func (s *Switcher) resumeLocked(ctx context.Context, spec *deployments.App, j *journalFor) (*Result, error) {
+	r := &run{s: s, app: spec, plan: j.Plan, j: j, started: j.Plan.Created}
+	// Where the traffic is decides, not only the journal: the process may have died
+	// between a route change and the journal write recording it.
+	routes, err := s.Balancer.Routes(ctx, j.Plan.Route)
+	if err != nil {
+		return nil, err
+	}
+	atTo, atFrom, allTo := false, false, len(routes) > 0
+	for _, be := range routes {
+		switch be {
+		case j.Plan.ToBackend():
+			atTo = true
+		case j.Plan.FromBackend():
+			atFrom = j.Plan.From != ""
+			allTo = false
+		default:
+			allTo = false
+		}
+	}
+	shifted := j.Shifted
+	why := "before the shift"
+	switch {
+	case !shifted && j.Step == StepShift && atTo:
+		shifted = true // the route change reached at least one HAProxy
+	case shifted && j.Step == StepVerify && atFrom && !atTo:
+		// The routes point back at From: verify's flip-back was cut short before it
+		// recorded itself. Finish it; going forward would drain the live color.
+		shifted = false
+		why = "while flipping back to " + string(j.Plan.From)
+	}
+	if !shifted {
+		s.emit(Event{App: j.Plan.App, Deploy: j.Plan.Deploy, Step: StepResume, Kind: EventInfo,
+			Message: fmt.Sprintf("interrupted at %s %s: rolling back", j.Step, why)})
+		if err := s.undo(ctx, r, fmt.Errorf("interrupted at %s", j.Step)); err != nil {
+			return nil, err
+		}
+		return &Result{Plan: j.Plan, Outcome: OutcomeRolledBack, Steps: j.Steps}, nil
+	}
+	r.j.Shifted = true
+	from := j.Step
+	if j.Done {
+		from = nextStep(j.Step)
+	}
+	if from.order() < StepShift.order() || !allTo {
+		from = StepShift // (again): every HAProxy must route to To before From is drained
+	}
+	s.emit(Event{App: j.Plan.App, Deploy: j.Plan.Deploy, Step: StepResume, Kind: EventInfo,
+		Message: fmt.Sprintf("interrupted at %s after the shift: going forward from %s", j.Step, from)})
+	return s.execute(ctx, r, from)
+}
+
+func nextStep(s Step) Step {
+	i := s.order()
+	if i+1 < len(Steps) {
+		return Steps[i+1]
+	}
+	return StepCommit
+}
+
+// continueJournal locks the app and hands its journaled swap to fn; without one it is
+// ErrNothingToDo.
+func (s *Switcher) continueJournal(ctx context.Context, app string, opts Options, fn func(context.Context, *run) (*Result, error)) (*Result, error) {
+	none := func() (*Result, error) {
+		return nil, fmt.Errorf("%w: %s has no swap in progress", ErrNothingToDo, app)
+	}
+	return s.continueJournalOr(ctx, app, opts, none, fn)
+}
+
+// continueJournalOr is continueJournal with none answering when no swap is journaled.
+func (s *Switcher) continueJournalOr(ctx context.Context, app string, opts Options, none func() (*Result, error), fn func(context.Context, *run) (*Result, error)) (*Result, error) {
+	spec, err := s.app(app)
+	if err != nil {
+		return nil, err
+	}
+	ctx, release, err := s.lock(ctx, app, opts.Wait)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	j, ok, err := s.kv().journal(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return none()
+	}
+	return fn(ctx, &run{s: s, app: spec, plan: j.Plan, j: j, started: j.Plan.Created})
+}
+
+// Cleanup removes app's images beyond retain that no container uses, and dangling
+// images.
+func (s *Switcher) Cleanup(ctx context.Context, app string, opts Options) (*Result, error) {
+	spec, err := s.app(app)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.kv().state(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Plan: Plan{App: app}}
+	if opts.DryRun {
+		var drop []string
+		if len(st.Previous) > spec.Retain {
+			drop = st.Previous[spec.Retain:]
+		}
+		res.Outcome, res.Message = OutcomeDryRun, fmt.Sprintf("would remove %d image(s) unless in use: %v; then prune dangling images", len(drop), drop)
+		return res, nil
+	}
+	ctx, release, err := s.lock(ctx, app, opts.Wait)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	r := &run{s: s, app: spec, plan: Plan{App: app, Deploy: newDeployID(s.now())}}
+	if st, err = s.kv().state(ctx, app); err != nil { // re-read under the lock
+		return nil, err
+	}
+	before := len(st.Previous)
+	st.Previous = s.removeImages(ctx, r, st.Previous, spec.Retain)
+	removed := before - len(st.Previous)
+	if err := s.kv().saveState(ctx, st); err != nil {
+		return nil, err
+	}
+	n, err := s.Runtime.PruneDangling(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("prune dangling images: %w", err)
+	}
+	res.Outcome = OutcomeDone
+	res.Message = fmt.Sprintf("removed %d image(s), kept %d, pruned %d dangling", removed, len(st.Previous), n)
+	return res, nil
+}
+
+// ErrCannotUnlock says the Locker cannot break locks.
+var ErrCannotUnlock = errors.New("this lock cannot be broken by swap")
+
+// Unlock breaks app's lock, whoever holds it, and says who did. Use it only when the
+// holder is known to be dead; then run `swap resume` to repair its swap.
+func (s *Switcher) Unlock(ctx context.Context, app string) (*Result, error) {
+	if _, err := s.app(app); err != nil {
+		return nil, err
+	}
+	lb, ok := s.Locker.(LockBreaker)
+	if !ok {
+		return nil, ErrCannotUnlock
+	}
+	holder, err := lb.ForceRelease(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	msg := fmt.Sprintf("%s was not locked", app)
+	if holder != "" {
+		msg = fmt.Sprintf("released %s's lock held by %s; run `swap resume %s` to repair its swap", app, holder, app)
+	}
+	return &Result{Plan: Plan{App: app}, Outcome: OutcomeDone, Message: msg}, nil
+}

@@ -1,0 +1,88 @@
+package switcher
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/swap-dev/swap/deployments"
+)
+
+// Operations a Plan can be for.
+const (
+	OpSwitch   = "switch"
+	OpDeploy   = "deploy"
+	OpRollback = "rollback"
+)
+
+// Plan is what a swap will do, decided in the plan step from the state and the spec.
+type Plan struct {
+	App    string `json:"app"`
+	Deploy string `json:"deploy"`
+	Op     string `json:"op"`
+	// From is the live color before the swap ("" on the first deploy).
+	From      deployments.Color `json:"from,omitempty"`
+	FromImage string            `json:"from_image,omitempty"`
+	To        deployments.Color `json:"to"`
+	Image     string            `json:"image"`
+	// Reuse: To's instances already run Image and are kept (e.g. a rollback while the
+	// old color is still up).
+	Reuse    bool                     `json:"reuse,omitempty"`
+	Replicas int                      `json:"replicas"`
+	Route    string                   `json:"route"`
+	Canary   []deployments.CanaryStep `json:"canary,omitempty"`
+	Preview  bool                     `json:"preview,omitempty"`
+	Promote  bool                     `json:"auto_promote"`
+	Verify   deployments.Verify       `json:"verify"`
+	Created  time.Time                `json:"created"`
+}
+
+// FromBackend and ToBackend are the HAProxy backends of the two colors.
+func (p Plan) FromBackend() string { return deployments.BackendName(p.App, p.From) }
+func (p Plan) ToBackend() string   { return deployments.BackendName(p.App, p.To) }
+
+// String renders the plan for --dry-run and logs.
+func (p Plan) String() string {
+	var b strings.Builder
+	from := "nothing (first deploy)"
+	if p.From != "" {
+		from = fmt.Sprintf("%s (%s)", p.From, p.FromImage)
+	}
+	fmt.Fprintf(&b, "plan %s %s (deploy %s)\n", p.Op, p.App, p.Deploy)
+	fmt.Fprintf(&b, "  live now:  %s\n", from)
+	fmt.Fprintf(&b, "  target:    %s running %s, %d replica(s)\n", p.To, p.Image, p.Replicas)
+	n := 1
+	step := func(format string, args ...any) {
+		fmt.Fprintf(&b, "  %2d. %s\n", n, fmt.Sprintf(format, args...))
+		n++
+	}
+	if p.Reuse {
+		step("start: keep %s's running instances (they already run %s)", p.To, p.Image)
+	} else {
+		step("start: %d container(s) %s-%s-<i> from %s, ports on loopback", p.Replicas, p.App, p.To, p.Image)
+		step("register: Consul service %s, tags [%s, version]", p.App, p.To)
+		step("stage: add them to HAProxy backend %s, DOWN until checks pass", p.ToBackend())
+	}
+	step("gate: swap's probe, Consul and HAProxy all healthy")
+	if p.Preview {
+		promote := "then promote automatically"
+		if !p.Promote {
+			promote = "then wait for `swap promote " + p.App + "`"
+		}
+		step("preview: the preview frontend routes %q to %s, %s", p.Route, p.ToBackend(), promote)
+	}
+	for _, c := range p.Canary {
+		step("canary: %d%% of %q to %s for %s", c.Weight, p.Route, p.ToBackend(), c.Bake)
+	}
+	step("shift: route %q to %s (one atomic map change on every HAProxy)", p.Route, p.ToBackend())
+	if p.Verify.Window > 0 {
+		step("verify: for %s, roll back if the 5xx rate exceeds %.2f%%", p.Verify.Window, p.Verify.Max5xxRate*100)
+	}
+	if p.From != "" {
+		step("drain: wait for %s's sessions to end", p.FromBackend())
+		step("retire: remove %s's servers, Consul entries and containers", p.From)
+	}
+	step("cleanup: remove images beyond retain and dangling ones")
+	step("commit: record %s live with %s", p.To, p.Image)
+	return b.String()
+}

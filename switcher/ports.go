@@ -1,0 +1,151 @@
+package switcher
+
+import (
+	"context"
+	"time"
+
+	"github.com/swap-dev/swap/deployments"
+)
+
+// The switcher owns no I/O: it drives these interfaces, which the adapters in
+// deployments/docker, deployments/consul and lbconfig satisfy (wired in cmd/swap), and
+// which its failure-path tests fake.
+
+// StartSpec is what Runtime.Start needs to start one color of an app.
+type StartSpec struct {
+	App         string
+	Color       deployments.Color
+	Deploy      string
+	Image       string
+	Replicas    int
+	Port        int
+	Env         []string
+	Labels      map[string]string
+	Command     []string
+	StopTimeout time.Duration
+}
+
+// Runtime runs an app's containers.
+type Runtime interface {
+	// EnsureImage makes ref available locally (pulling only when missing).
+	EnsureImage(ctx context.Context, ref string) error
+	// Start starts spec.Replicas containers and returns them running, with their
+	// published addresses. On error nothing it created is left behind.
+	Start(ctx context.Context, spec StartSpec) ([]deployments.Instance, error)
+	// List returns the app's swap-managed containers in any state.
+	List(ctx context.Context, app string) ([]deployments.Instance, error)
+	// Stop stops (SIGTERM, then timeout) and removes one managed container.
+	Stop(ctx context.Context, inst deployments.Instance, timeout time.Duration) error
+	// RemoveImage removes ref when no container uses it; ImageInUse reports that case.
+	RemoveImage(ctx context.Context, ref string) error
+	// PruneDangling removes dangling images and returns how many went.
+	PruneDangling(ctx context.Context) (int, error)
+}
+
+// RegisteredInstance is one service instance as the Registry sees it.
+type RegisteredInstance struct {
+	ID      string
+	Color   deployments.Color
+	Passing bool
+	// Why says why it is not passing (check name and output).
+	Why string
+}
+
+// Registry is the service catalog (Consul).
+type Registry interface {
+	Register(ctx context.Context, inst deployments.Instance, check deployments.HealthCheck, version string) error
+	Deregister(ctx context.Context, serviceID string) error
+	Instances(ctx context.Context, app string) ([]RegisteredInstance, error)
+}
+
+// Server is a backend server the Balancer should add.
+type Server struct {
+	Name string // deployments.InstanceID
+	Host string
+	Port int
+}
+
+// ServerStat is one server of a backend on one HAProxy instance.
+type ServerStat struct {
+	LB          string // HAProxy instance name
+	Name        string
+	Status      string // UP, DOWN, DRAIN, MAINT, "DOWN 1/2"...
+	CheckStatus string // L7OK, L4CON, ... ("* " prefix removed)
+	Sessions    int    // scur
+	Queued      int    // qcur
+	UsedConns   int    // used_conn_cur
+	Responses   uint64 // hrsp_1xx..hrsp_other
+	Errors5xx   uint64 // hrsp_5xx
+}
+
+// Empty reports whether the server has nothing in flight.
+func (s ServerStat) Empty() bool { return s.Sessions == 0 && s.Queued == 0 && s.UsedConns == 0 }
+
+// Healthy reports whether HAProxy's own check passes (L7OK for an HTTP check; L4OK or
+// L6OK for a TCP one) and the server is up.
+func (s ServerStat) Healthy() bool {
+	switch s.CheckStatus {
+	case "L7OK", "L6OK", "L4OK":
+		return s.Status == "UP"
+	}
+	return false
+}
+
+// Balancer is the HAProxy fleet. Every change is made at runtime on every instance and
+// then persisted to HAProxy's files.
+type Balancer interface {
+	// AddServers adds servers to backend, DOWN until HAProxy's checks pass.
+	AddServers(ctx context.Context, backend string, servers []Server) error
+	// RemoveServers puts the servers in maintenance and deletes them (retrying while one
+	// is not removable, until ctx ends). A missing server is not an error.
+	RemoveServers(ctx context.Context, backend string, servers []string) error
+	// Servers lists backend's servers on every instance.
+	Servers(ctx context.Context, backend string) ([]ServerStat, error)
+	// Drain stops new sessions to the servers (state drain).
+	Drain(ctx context.Context, backend string, servers []string) error
+	// ShutdownSessions ends the server's sessions.
+	ShutdownSessions(ctx context.Context, backend, server string) error
+	// Route points the routing key at backend on every instance, all or nothing.
+	Route(ctx context.Context, key, backend string) error
+	// Routes returns where key points on each instance ("" when unset), by instance name.
+	Routes(ctx context.Context, key string) (map[string]string, error)
+	// Preview points the preview frontend's key at backend ("" removes it).
+	Preview(ctx context.Context, key, backend string) error
+	// Canary sends weight percent (0..100) of key's traffic to backend; 0 ends it.
+	Canary(ctx context.Context, key, backend string, weight int) error
+}
+
+// Store is the KV store for state and journal, with check-and-set.
+type Store interface {
+	// Get returns the value and its modify index; a missing key is (nil, 0, nil).
+	Get(ctx context.Context, key string) ([]byte, uint64, error)
+	// CAS writes value if the key's index is still index (0: only if absent) and
+	// returns the new index; a moved index is an error wrapping ErrStale.
+	CAS(ctx context.Context, key string, value []byte, index uint64) (uint64, error)
+	Delete(ctx context.Context, key string) error
+}
+
+// Locker takes the per-app lock.
+type Locker interface {
+	// Lock takes the app's lock, waiting up to wait; a busy lock is an error that
+	// names the holder.
+	Lock(ctx context.Context, app string, wait time.Duration) (Unlocker, error)
+}
+
+// Unlocker releases a lock.
+type Unlocker interface {
+	Unlock(ctx context.Context) error
+	// Lost is closed if the lock is lost while held.
+	Lost() <-chan struct{}
+}
+
+// HookRunner runs a deploy hook (a shell command) with env added to its environment.
+type HookRunner interface {
+	Run(ctx context.Context, name, command string, env []string) error
+}
+
+// LockBreaker is optionally implemented by a Locker that can break a lock whose holder
+// died (swap unlock). It returns who held it.
+type LockBreaker interface {
+	ForceRelease(ctx context.Context, app string) (holder string, err error)
+}

@@ -1,0 +1,287 @@
+package switcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/swap-dev/swap/deployments"
+)
+
+// run is one swap in progress: its plan, journal and state.
+type run struct {
+	s       *Switcher
+	app     *deployments.App
+	plan    Plan
+	j       *journalFor
+	started time.Time
+	// insts are To's instances once started (or found, on resume).
+	insts []deployments.Instance
+	// previous is State.Previous as cleanup leaves it, for commit.
+	previous []string
+}
+
+// errWaiting stops execute after the preview step when the app does not auto-promote.
+var errWaiting = errors.New("waiting for promote")
+
+type stepFunc struct {
+	step Step
+	fn   func(*Switcher, context.Context, *run) error
+}
+
+// swapSteps are the steps after lock and plan.
+var swapSteps = []stepFunc{
+	{StepStart, (*Switcher).start},
+	{StepRegister, (*Switcher).register},
+	{StepStage, (*Switcher).stage},
+	{StepGate, (*Switcher).gate},
+	{StepPreview, (*Switcher).preview},
+	{StepShift, (*Switcher).shift},
+	{StepVerify, (*Switcher).verify},
+	{StepDrain, (*Switcher).drain},
+	{StepRetire, (*Switcher).retire},
+	{StepCleanup, (*Switcher).cleanup},
+	{StepCommit, (*Switcher).commit},
+}
+
+func (s *Switcher) event(r *run, step Step, kind EventKind, format string, args ...any) {
+	s.emit(Event{App: r.plan.App, Deploy: r.plan.Deploy, Step: step, Kind: kind, Message: fmt.Sprintf(format, args...)})
+}
+
+// execute runs the steps from `from` on. Before the shift a failure rolls back; in
+// verify a 5xx spike flips back and rolls back; after that a failure leaves the journal
+// for `swap resume`, which goes forward.
+func (s *Switcher) execute(ctx context.Context, r *run, from Step) (*Result, error) {
+	res := &Result{Plan: r.plan}
+	for _, sf := range swapSteps {
+		if sf.step.order() < from.order() {
+			continue
+		}
+		err := s.runStep(ctx, r, sf)
+		res.Steps = r.j.Steps
+		res.Instances = r.insts
+		if errors.Is(err, errWaiting) {
+			res.Outcome = OutcomeWaiting
+			res.Message = fmt.Sprintf("%s waits in preview; run `swap promote %s` or `swap abort %s`", r.plan.To, r.plan.App, r.plan.App)
+			return res, nil
+		}
+		if err == nil {
+			continue
+		}
+		err = cause(ctx, err)
+		swapErr := &Error{App: r.plan.App, Color: r.plan.To, Step: sf.step, Err: err}
+		switch {
+		case !r.j.Shifted:
+			if uerr := s.undo(ctx, r, err); uerr != nil {
+				swapErr.Err = fmt.Errorf("%w; and the rollback failed: %v (run `swap resume %s`)", err, uerr, r.plan.App)
+				res.Outcome = OutcomeFailed
+				return res, swapErr
+			}
+			swapErr.RolledBack = true
+			res.Outcome = OutcomeRolledBack
+		case sf.step == StepVerify && errors.Is(err, ErrTooMany5xx):
+			if uerr := s.flipBack(ctx, r, err); uerr != nil {
+				swapErr.Err = fmt.Errorf("%w; and the rollback failed: %v (run `swap resume %s`)", err, uerr, r.plan.App)
+				res.Outcome = OutcomeFailed
+				return res, swapErr
+			}
+			swapErr.RolledBack = true
+			res.Outcome = OutcomeRolledBack
+		default:
+			swapErr.Err = fmt.Errorf("%w (traffic is on %s; run `swap resume %s` to finish)", err, r.plan.To, r.plan.App)
+			res.Outcome = OutcomeFailed
+		}
+		return res, swapErr
+	}
+	res.Outcome = OutcomeDone
+	res.Steps = r.j.Steps
+	return res, nil
+}
+
+// runStep journals, fault-injects and times one step.
+func (s *Switcher) runStep(ctx context.Context, r *run, sf stepFunc) error {
+	start := s.now()
+	s.event(r, sf.step, EventStart, "%s", sf.step)
+	r.j.Step, r.j.Done = sf.step, false
+	if err := s.kv().saveJournal(ctx, r.j); err != nil {
+		s.event(r, sf.step, EventFailed, "%v", err)
+		return err
+	}
+	s.fault(sf.step, "before")
+	err := sf.fn(s, ctx, r)
+	elapsed := s.now().Sub(start)
+	if err != nil && !errors.Is(err, errWaiting) {
+		s.emit(Event{App: r.plan.App, Deploy: r.plan.Deploy, Step: sf.step, Kind: EventFailed, Message: cause(ctx, err).Error(), Elapsed: elapsed})
+		return err
+	}
+	r.j.Done = true
+	r.j.Steps = append(r.j.Steps, StepTime{Step: sf.step, Duration: elapsed})
+	if errors.Is(err, errWaiting) {
+		r.j.Status = JournalWaiting
+	}
+	if sf.step == StepCommit {
+		// commit dropped the journal: the swap is over.
+		s.emit(Event{App: r.plan.App, Deploy: r.plan.Deploy, Step: sf.step, Kind: EventDone, Message: "commit done", Elapsed: elapsed})
+		return nil
+	}
+	if serr := s.kv().saveJournal(ctx, r.j); serr != nil {
+		return serr
+	}
+	s.fault(sf.step, "after")
+	s.emit(Event{App: r.plan.App, Deploy: r.plan.Deploy, Step: sf.step, Kind: EventDone, Message: string(sf.step) + " done", Elapsed: elapsed})
+	return err
+}
+
+// cleanupCtx is a context for repairs that must finish even when ctx was cancelled.
+func cleanupCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
+}
+
+// undo rolls a swap back before its shift: the preview and canary are cleared and To's
+// new instances removed. The live color is never touched.
+func (s *Switcher) undo(ctx context.Context, r *run, why error) error {
+	ctx, cancel := cleanupCtx(ctx)
+	defer cancel()
+	start := s.now()
+	s.event(r, StepRollback, EventStart, "rolling back %s: %v", r.plan.To, why)
+	var errs []error
+	if r.plan.Preview {
+		errs = append(errs, s.Balancer.Preview(ctx, r.plan.Route, ""))
+	}
+	if len(r.plan.Canary) > 0 {
+		errs = append(errs, s.Balancer.Canary(ctx, r.plan.Route, r.plan.ToBackend(), 0))
+	}
+	if !r.plan.Reuse {
+		errs = append(errs, s.removeColor(ctx, r, r.plan.To, StepRollback))
+	}
+	if err := errors.Join(errs...); err != nil {
+		s.event(r, StepRollback, EventFailed, "%v", err)
+		return err
+	}
+	if err := s.finish(ctx, r, OutcomeRolledBack, why); err != nil {
+		return err
+	}
+	s.emit(Event{App: r.plan.App, Deploy: r.plan.Deploy, Step: StepRollback, Kind: EventDone,
+		Message: fmt.Sprintf("rolled back; %s keeps serving", liveName(r.plan.From)), Elapsed: s.now().Sub(start)})
+	return nil
+}
+
+// flipBack rolls a swap back after its shift, while From is still up: routes go back
+// to From, then To is removed.
+func (s *Switcher) flipBack(ctx context.Context, r *run, why error) error {
+	ctx, cancel := cleanupCtx(ctx)
+	defer cancel()
+	s.event(r, StepRollback, EventStart, "flipping %q back to %s: %v", r.plan.Route, r.plan.FromBackend(), why)
+	if err := s.Balancer.Route(ctx, r.plan.Route, r.plan.FromBackend()); err != nil {
+		s.event(r, StepRollback, EventFailed, "%v", err)
+		return fmt.Errorf("route %q back to %s: %w", r.plan.Route, r.plan.FromBackend(), err)
+	}
+	r.j.Shifted = false
+	if err := s.kv().saveJournal(ctx, r.j); err != nil {
+		return err
+	}
+	return s.undo(ctx, r, why)
+}
+
+func liveName(c deployments.Color) string {
+	if c == "" {
+		return "nothing"
+	}
+	return string(c)
+}
+
+// finish records the outcome in the state's history and drops the journal.
+func (s *Switcher) finish(ctx context.Context, r *run, outcome string, why error) error {
+	st, err := s.kv().state(ctx, r.plan.App)
+	if err != nil {
+		return err
+	}
+	rec := Record{Deploy: r.plan.Deploy, Op: r.plan.Op, From: r.plan.From, To: r.plan.To, Image: r.plan.Image,
+		Started: r.started, Finished: s.now(), Result: outcome, Steps: r.j.Steps}
+	if why != nil {
+		rec.Error = why.Error()
+	}
+	st.addHistory(rec)
+	if err := s.kv().saveState(ctx, st); err != nil {
+		return err
+	}
+	return s.kv().dropJournal(ctx, r.plan.App)
+}
+
+// removeColor removes every trace of an app's color: HAProxy servers, Consul entries
+// and containers. It refuses when any HAProxy routes the app to that color.
+func (s *Switcher) removeColor(ctx context.Context, r *run, c deployments.Color, step Step) error {
+	app := r.plan.App
+	backend := deployments.BackendName(app, c)
+	routes, err := s.Balancer.Routes(ctx, r.plan.Route)
+	if err != nil {
+		return err
+	}
+	for lb, be := range routes {
+		if be == backend {
+			return fmt.Errorf("%w: HAProxy %s routes %q to %s", ErrLiveColor, lb, r.plan.Route, backend)
+		}
+	}
+	var errs []error
+	servers, err := s.Balancer.Servers(ctx, backend)
+	errs = append(errs, err)
+	errs = append(errs, s.Balancer.RemoveServers(ctx, backend, serverNames(servers)))
+	regs, err := s.Registry.Instances(ctx, app)
+	errs = append(errs, err)
+	for _, reg := range regs {
+		if reg.Color == c {
+			errs = append(errs, s.Registry.Deregister(ctx, reg.ID))
+		}
+	}
+	insts, err := s.Runtime.List(ctx, app)
+	errs = append(errs, err)
+	// Stop the containers side by side: each may take up to stop_timeout.
+	stopErrs := make([]error, len(insts))
+	var wg sync.WaitGroup
+	for i, in := range insts {
+		if in.Color != c {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stopErrs[i] = s.Runtime.Stop(ctx, in, r.app.StopTimeout)
+		}()
+	}
+	wg.Wait()
+	errs = append(errs, stopErrs...)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("remove %s %s: %w", app, c, err)
+	}
+	s.event(r, step, EventInfo, "removed %s's servers, Consul entries and containers", c)
+	return nil
+}
+
+// serverNames lists the distinct server names of stats (one row per HAProxy instance).
+func serverNames(stats []ServerStat) []string {
+	var out []string
+	for _, st := range stats {
+		if !slices.Contains(out, st.Name) {
+			out = append(out, st.Name)
+		}
+	}
+	return out
+}
+
+// colorInstances lists the app's containers of color c.
+func (s *Switcher) colorInstances(ctx context.Context, app string, c deployments.Color) ([]deployments.Instance, error) {
+	all, err := s.Runtime.List(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	var out []deployments.Instance
+	for _, in := range all {
+		if in.Color == c {
+			out = append(out, in)
+		}
+	}
+	return out, nil
+}

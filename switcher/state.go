@@ -1,0 +1,199 @@
+package switcher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/swap-dev/swap/deployments"
+)
+
+// State is what swap remembers of an app, at StateKey(app).
+type State struct {
+	App  string            `json:"app"`
+	Live deployments.Color `json:"live,omitempty"` // "" before the first swap
+	// Colors holds the image and deploy of each color that has instances.
+	Colors map[deployments.Color]ColorState `json:"colors,omitempty"`
+	// Previous lists images that were live before, newest first: rollback targets and
+	// what cleanup keeps `retain` of.
+	Previous []string `json:"previous,omitempty"`
+	History  []Record `json:"history,omitempty"` // newest last, at most maxHistory
+}
+
+// ColorState is one color's running version.
+type ColorState struct {
+	Image  string    `json:"image"`
+	Deploy string    `json:"deploy"`
+	Since  time.Time `json:"since"`
+}
+
+// Record is one finished (or failed) swap in an app's history.
+type Record struct {
+	Deploy   string            `json:"deploy"`
+	Op       string            `json:"op"`
+	From     deployments.Color `json:"from,omitempty"`
+	To       deployments.Color `json:"to"`
+	Image    string            `json:"image"`
+	Started  time.Time         `json:"started"`
+	Finished time.Time         `json:"finished"`
+	Result   string            `json:"result"` // done, rolled back, failed
+	Error    string            `json:"error,omitempty"`
+	Steps    []StepTime        `json:"steps,omitempty"`
+}
+
+// StepTime is how long one step took.
+type StepTime struct {
+	Step     Step          `json:"step"`
+	Duration time.Duration `json:"duration"`
+}
+
+const maxHistory = 50
+
+// Journal is the swap in flight, at JournalKey(app): written before and after each step
+// so that resume knows where a crashed swap stopped.
+type Journal struct {
+	Plan   Plan       `json:"plan"`
+	Step   Step       `json:"step"`
+	Done   bool       `json:"done"`   // Step finished
+	Status string     `json:"status"` // running, waiting (preview, for promote)
+	Steps  []StepTime `json:"steps,omitempty"`
+	// Shifted is set once the routes point at the new color.
+	Shifted bool `json:"shifted,omitempty"`
+}
+
+// Journal statuses.
+const (
+	JournalRunning = "running"
+	JournalWaiting = "waiting"
+)
+
+// StateKey and JournalKey are the KV keys, relative to the configured prefix.
+func StateKey(app string) string   { return "apps/" + app + "/state" }
+func JournalKey(app string) string { return "apps/" + app + "/journal" }
+
+// ErrStale is what a Store returns when a check-and-set lost to another writer.
+var ErrStale = errors.New("stale write")
+
+// kv wraps the Store with JSON encoding and index tracking.
+type kv struct {
+	store Store
+}
+
+func (k kv) load(ctx context.Context, key string, v any) (uint64, bool, error) {
+	b, idx, err := k.store.Get(ctx, key)
+	if err != nil {
+		return 0, false, fmt.Errorf("read %s: %w", key, err)
+	}
+	if b == nil {
+		return 0, false, nil
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return 0, false, fmt.Errorf("read %s: corrupt JSON: %w (inspect it with `consul kv get`)", key, err)
+	}
+	return idx, true, nil
+}
+
+func (k kv) save(ctx context.Context, key string, v any, idx uint64) (uint64, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0, err
+	}
+	n, err := k.store.CAS(ctx, key, b, idx)
+	if err != nil {
+		return 0, fmt.Errorf("write %s: %w", key, err)
+	}
+	return n, nil
+}
+
+// stateFor is a loaded State and the index to write it back with.
+type stateFor struct {
+	State
+	index uint64
+}
+
+func (k kv) state(ctx context.Context, app string) (*stateFor, error) {
+	s := &stateFor{State: State{App: app}}
+	idx, _, err := k.load(ctx, StateKey(app), &s.State)
+	if err != nil {
+		return nil, err
+	}
+	s.index = idx
+	if s.Colors == nil {
+		s.Colors = map[deployments.Color]ColorState{}
+	}
+	return s, nil
+}
+
+func (k kv) saveState(ctx context.Context, s *stateFor) error {
+	idx, err := k.save(ctx, StateKey(s.App), s.State, s.index)
+	if err != nil {
+		return err
+	}
+	s.index = idx
+	return nil
+}
+
+// journalFor is a loaded Journal and its index.
+type journalFor struct {
+	Journal
+	index uint64
+}
+
+func (k kv) journal(ctx context.Context, app string) (*journalFor, bool, error) {
+	j := &journalFor{}
+	idx, ok, err := k.load(ctx, JournalKey(app), &j.Journal)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	j.index = idx
+	return j, true, nil
+}
+
+func (k kv) saveJournal(ctx context.Context, j *journalFor) error {
+	idx, err := k.save(ctx, JournalKey(j.Plan.App), j.Journal, j.index)
+	if err != nil {
+		return err
+	}
+	j.index = idx
+	return nil
+}
+
+func (k kv) dropJournal(ctx context.Context, app string) error {
+	if err := k.store.Delete(ctx, JournalKey(app)); err != nil {
+		return fmt.Errorf("delete %s: %w", JournalKey(app), err)
+	}
+	return nil
+}
+
+// addHistory appends r, keeping the last maxHistory records. A record of the deploy
+// already last in the history replaces it: a repair that re-runs commit (or a rollback's
+// finish) after a crash between the state write and the journal delete records once.
+func (s *State) addHistory(r Record) {
+	if n := len(s.History); n > 0 && r.Deploy != "" && s.History[n-1].Deploy == r.Deploy {
+		s.History[n-1] = r
+		return
+	}
+	s.History = append(s.History, r)
+	if n := len(s.History); n > maxHistory {
+		s.History = append([]Record(nil), s.History[n-maxHistory:]...)
+	}
+}
+
+// pushPrevious records image as the newest previously live image.
+func (s *State) pushPrevious(image string) {
+	if image == "" {
+		return
+	}
+	out := []string{image}
+	for _, p := range s.Previous {
+		if p != image {
+			out = append(out, p)
+		}
+	}
+	if len(out) > maxHistory {
+		out = out[:maxHistory]
+	}
+	s.Previous = out
+}

@@ -1,0 +1,476 @@
+package switcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/swap-dev/swap/deployments"
+)
+
+// hookEnv is what every hook sees.
+func (r *run) hookEnv() []string {
+	return []string{"SWAP_APP=" + r.plan.App, "SWAP_COLOR=" + string(r.plan.To),
+		"SWAP_IMAGE=" + r.plan.Image, "SWAP_DEPLOY=" + r.plan.Deploy}
+}
+
+func (s *Switcher) hook(ctx context.Context, r *run, step Step, name, command string) error {
+	if command == "" {
+		return nil
+	}
+	if s.Hooks == nil {
+		return fmt.Errorf("hook %s is configured but no hook runner is wired", name)
+	}
+	s.event(r, step, EventInfo, "running hook %s", name)
+	if err := s.Hooks.Run(ctx, name, command, r.hookEnv()); err != nil {
+		return fmt.Errorf("hook %s: %w", name, err)
+	}
+	return nil
+}
+
+// start runs the pre_deploy hook, then starts To's containers (or finds them, when the
+// plan reuses them or a resume finds them).
+func (s *Switcher) start(ctx context.Context, r *run) error {
+	if err := s.hook(ctx, r, StepStart, "pre_deploy", r.app.Hooks.PreDeploy); err != nil {
+		return err
+	}
+	if r.plan.Reuse {
+		insts, err := s.colorInstances(ctx, r.plan.App, r.plan.To)
+		if err != nil {
+			return err
+		}
+		r.insts = insts
+		s.event(r, StepStart, EventInfo, "keeping %d running instance(s) of %s", len(insts), r.plan.To)
+		return nil
+	}
+	// Leftovers of an earlier attempt on the idle color go first (never the live one).
+	if err := s.removeColor(ctx, r, r.plan.To, StepStart); err != nil {
+		return err
+	}
+	if err := s.Runtime.EnsureImage(ctx, r.plan.Image); err != nil {
+		return err
+	}
+	lookup := s.LookupEnv
+	if lookup == nil {
+		lookup = func(string) (string, bool) { return "", false }
+	}
+	env, err := r.app.Environment(lookup)
+	if err != nil {
+		return err
+	}
+	// Every container knows what it is: the app sees its color, deploy and image.
+	env = append(env, r.hookEnv()...)
+	insts, err := s.Runtime.Start(ctx, StartSpec{
+		App: r.plan.App, Color: r.plan.To, Deploy: r.plan.Deploy, Image: r.plan.Image,
+		Replicas: r.plan.Replicas, Port: r.app.Port, Env: env, Labels: r.app.Labels,
+		Command: r.app.Command, StopTimeout: r.app.StopTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	r.insts = insts
+	for _, in := range insts {
+		s.emit(Event{App: r.plan.App, Deploy: r.plan.Deploy, Step: StepStart, Kind: EventInfo, Instance: in.ID(),
+			Message: fmt.Sprintf("%s running on %s", in.ID(), in.Addr())})
+	}
+	return nil
+}
+
+// ensureInsts reloads To's instances when a resumed run has none in memory.
+func (s *Switcher) ensureInsts(ctx context.Context, r *run) error {
+	if len(r.insts) > 0 {
+		return nil
+	}
+	insts, err := s.colorInstances(ctx, r.plan.App, r.plan.To)
+	if err != nil {
+		return err
+	}
+	if len(insts) == 0 {
+		return fmt.Errorf("%s has no %s instances (were they removed by hand?)", r.plan.App, r.plan.To)
+	}
+	r.insts = insts
+	return nil
+}
+
+// register puts To's instances in Consul with their check.
+func (s *Switcher) register(ctx context.Context, r *run) error {
+	if err := s.ensureInsts(ctx, r); err != nil {
+		return err
+	}
+	for _, in := range r.insts {
+		if err := s.Registry.Register(ctx, in, r.app.HealthCheck, imageVersion(r.plan.Image)); err != nil {
+			return fmt.Errorf("register %s: %w", in.ID(), err)
+		}
+	}
+	return nil
+}
+
+// imageVersion is the tag of an image reference ("latest" without one).
+func imageVersion(ref string) string {
+	if i := strings.Index(ref, "@"); i >= 0 {
+		return ref[i+1:]
+	}
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		return ref[i+1:]
+	}
+	return "latest"
+}
+
+// stage adds To's instances to its HAProxy backend, DOWN until HAProxy's checks pass.
+func (s *Switcher) stage(ctx context.Context, r *run) error {
+	if err := s.ensureInsts(ctx, r); err != nil {
+		return err
+	}
+	backend := r.plan.ToBackend()
+	existing, err := s.Balancer.Servers(ctx, backend)
+	if err != nil {
+		return err
+	}
+	var stale []string
+	var add []Server
+	for _, in := range r.insts {
+		// A server of the same name from an earlier attempt may point elsewhere.
+		if slices.ContainsFunc(existing, func(st ServerStat) bool { return st.Name == in.ID() }) {
+			stale = append(stale, in.ID())
+		}
+		add = append(add, Server{Name: in.ID(), Host: in.Host, Port: in.Port})
+	}
+	if err := s.Balancer.RemoveServers(ctx, backend, stale); err != nil {
+		return err
+	}
+	if err := s.Balancer.AddServers(ctx, backend, add); err != nil {
+		return fmt.Errorf("add %s to %s: %w", instanceIDs(r.insts), backend, err)
+	}
+	return nil
+}
+
+// preview routes the preview frontend to To; without auto_promote the swap then waits.
+func (s *Switcher) preview(ctx context.Context, r *run) error {
+	if !r.plan.Preview {
+		s.event(r, StepPreview, EventSkip, "no preview frontend configured")
+		return nil
+	}
+	if err := s.Balancer.Preview(ctx, r.plan.Route, r.plan.ToBackend()); err != nil {
+		return err
+	}
+	s.event(r, StepPreview, EventInfo, "preview frontend routes %q to %s", r.plan.Route, r.plan.ToBackend())
+	if !r.plan.Promote {
+		return errWaiting
+	}
+	return nil
+}
+
+// shift moves the traffic: canary steps first (each baked and watched for 5xx), then
+// one atomic route change on every HAProxy.
+func (s *Switcher) shift(ctx context.Context, r *run) error {
+	if err := s.ensureInsts(ctx, r); err != nil {
+		return err
+	}
+	if !r.j.Shifted {
+		canary := r.plan.Canary
+		if r.plan.From == "" && len(canary) > 0 {
+			// Nothing is live: the rest of the traffic would get the fallback's 503.
+			s.event(r, StepShift, EventSkip, "first deploy: no canary steps (nothing else serves the app)")
+			canary = nil
+		}
+		for i, c := range canary {
+			if err := s.requireHealthy(ctx, r); err != nil {
+				return err
+			}
+			if err := s.Balancer.Canary(ctx, r.plan.Route, r.plan.ToBackend(), c.Weight); err != nil {
+				return err
+			}
+			s.event(r, StepShift, EventInfo, "canary %d/%d: %d%% to %s for %s", i+1, len(canary), c.Weight, r.plan.To, c.Bake)
+			if err := s.watch5xx(ctx, r, c.Bake); err != nil {
+				return err
+			}
+		}
+		if err := s.requireHealthy(ctx, r); err != nil {
+			return err
+		}
+	}
+	if err := s.Balancer.Route(ctx, r.plan.Route, r.plan.ToBackend()); err != nil {
+		return err
+	}
+	r.j.Shifted = true
+	if err := s.kv().saveJournal(ctx, r.j); err != nil {
+		return err
+	}
+	s.event(r, StepShift, EventInfo, "%q now routes to %s", r.plan.Route, r.plan.ToBackend())
+	if len(r.plan.Canary) > 0 {
+		if err := s.Balancer.Canary(ctx, r.plan.Route, r.plan.ToBackend(), 0); err != nil {
+			return err
+		}
+	}
+	if err := s.hook(ctx, r, StepShift, "post_shift", r.app.Hooks.PostShift); err != nil {
+		// The traffic has moved: a failing post_shift hook is reported, not undone.
+		s.event(r, StepShift, EventFailed, "%v", err)
+	}
+	return nil
+}
+
+// requireHealthy holds the invariant: traffic never points at a backend without a
+// healthy server on every HAProxy.
+func (s *Switcher) requireHealthy(ctx context.Context, r *run) error {
+	stats, err := s.Balancer.Servers(ctx, r.plan.ToBackend())
+	if err != nil {
+		return err
+	}
+	up := map[string]bool{}
+	lbs := map[string]bool{}
+	for _, st := range stats {
+		lbs[st.LB] = true
+		if st.Healthy() {
+			up[st.LB] = true
+		}
+	}
+	for lb := range lbs {
+		if !up[lb] {
+			return fmt.Errorf("%w: HAProxy %s has no healthy server in %s", ErrNotHealthy, lb, r.plan.ToBackend())
+		}
+	}
+	if len(lbs) == 0 {
+		return fmt.Errorf("%w: %s has no servers", ErrNotHealthy, r.plan.ToBackend())
+	}
+	return nil
+}
+
+// verify watches To's 5xx rate for the verify window.
+func (s *Switcher) verify(ctx context.Context, r *run) error {
+	if r.plan.Verify.Window <= 0 {
+		s.event(r, StepVerify, EventSkip, "no verify window configured")
+		return nil
+	}
+	if r.plan.From == "" {
+		s.event(r, StepVerify, EventSkip, "first deploy: no color to roll back to")
+		return nil
+	}
+	return s.watch5xx(ctx, r, r.plan.Verify.Window)
+}
+
+// min5xxSample is how many responses a 5xx rate needs before it is judged.
+const min5xxSample = 20
+
+type respCount struct{ total, errs uint64 }
+
+func (s *Switcher) responses(ctx context.Context, backend string) (respCount, error) {
+	stats, err := s.Balancer.Servers(ctx, backend)
+	if err != nil {
+		return respCount{}, err
+	}
+	var c respCount
+	for _, st := range stats {
+		c.total += st.Responses
+		c.errs += st.Errors5xx
+	}
+	return c, nil
+}
+
+// watch5xx fails with ErrTooMany5xx as soon as To's 5xx share since the call, over at
+// least min5xxSample responses, exceeds verify.max_5xx_rate; else it returns after d.
+func (s *Switcher) watch5xx(ctx context.Context, r *run, d time.Duration) error {
+	backend := r.plan.ToBackend()
+	base, err := s.responses(ctx, backend)
+	if err != nil {
+		return err
+	}
+	end := time.NewTimer(d)
+	defer end.Stop()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	check := func() error {
+		cur, err := s.responses(ctx, backend)
+		if err != nil {
+			return err
+		}
+		total, errs := cur.total-base.total, cur.errs-base.errs
+		if cur.total < base.total { // counters reset (reload): start over
+			base = cur
+			return nil
+		}
+		if total >= min5xxSample && float64(errs)/float64(total) > r.plan.Verify.Max5xxRate {
+			return fmt.Errorf("%w: %d of %d responses from %s were 5xx (%.1f%%, max %.1f%%)",
+				ErrTooMany5xx, errs, total, backend, 100*float64(errs)/float64(total), 100*r.plan.Verify.Max5xxRate)
+		}
+		return nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			if err := check(); err != nil {
+				return err
+			}
+		case <-end.C:
+			return check()
+		}
+	}
+}
+
+// drain stops new sessions to From's servers and waits until they are empty, or
+// drain_timeout, then shuts the remaining sessions.
+func (s *Switcher) drain(ctx context.Context, r *run) error {
+	if r.plan.From == "" {
+		s.event(r, StepDrain, EventSkip, "first deploy: nothing to drain")
+		return nil
+	}
+	backend := r.plan.FromBackend()
+	stats, err := s.Balancer.Servers(ctx, backend)
+	if err != nil {
+		return err
+	}
+	if err := s.Balancer.Drain(ctx, backend, serverNames(stats)); err != nil {
+		return err
+	}
+	deadline := time.NewTimer(r.app.DrainTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		busy, err := s.busyServers(ctx, backend)
+		if err != nil {
+			return err
+		}
+		if len(busy) == 0 {
+			s.event(r, StepDrain, EventInfo, "%s is empty", backend)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		case <-deadline.C:
+			s.event(r, StepDrain, EventInfo, "drain_timeout %s reached with sessions on %s: shutting them", r.app.DrainTimeout, strings.Join(busy, ", "))
+			for _, name := range busy {
+				if err := s.Balancer.ShutdownSessions(ctx, backend, name); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+}
+
+func (s *Switcher) busyServers(ctx context.Context, backend string) ([]string, error) {
+	stats, err := s.Balancer.Servers(ctx, backend)
+	if err != nil {
+		return nil, err
+	}
+	var busy []string
+	for _, st := range stats {
+		if !st.Empty() && !slices.Contains(busy, st.Name) {
+			busy = append(busy, st.Name)
+		}
+	}
+	return busy, nil
+}
+
+// retire waits scale_down_delay, then removes From: out of HAProxy and Consul first,
+// then the containers are stopped (SIGTERM, stop_timeout) and removed.
+func (s *Switcher) retire(ctx context.Context, r *run) error {
+	if r.plan.From == "" {
+		s.event(r, StepRetire, EventSkip, "first deploy: nothing to retire")
+		return nil
+	}
+	if d := r.app.ScaleDownDelay; d > 0 {
+		s.event(r, StepRetire, EventInfo, "waiting scale_down_delay %s", d)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return s.removeColor(ctx, r, r.plan.From, StepRetire)
+}
+
+// cleanup removes images of retired versions beyond retain that no container uses,
+// then dangling images. Failures here are reported but do not fail the swap.
+func (s *Switcher) cleanup(ctx context.Context, r *run) error {
+	st, err := s.kv().state(ctx, r.plan.App)
+	if err != nil {
+		return err
+	}
+	st.pushPrevious(r.plan.FromImage)
+	prev := slices.DeleteFunc(slices.Clone(st.Previous), func(img string) bool { return img == r.plan.Image })
+	r.previous = s.removeImages(ctx, r, prev, r.app.Retain)
+	n, err := s.Runtime.PruneDangling(ctx)
+	if err != nil {
+		s.event(r, StepCleanup, EventInfo, "prune dangling images: %v", err)
+	}
+	s.event(r, StepCleanup, EventInfo, "%d previous image(s) kept, %d dangling pruned", len(r.previous), n)
+	return nil
+}
+
+// removeImages removes the images of previous beyond the first retain, unless a
+// container still uses them, and returns the images still there.
+func (s *Switcher) removeImages(ctx context.Context, r *run, previous []string, retain int) (left []string) {
+	for i, img := range previous {
+		if i < retain {
+			left = append(left, img)
+			continue
+		}
+		err := s.Runtime.RemoveImage(ctx, img)
+		switch {
+		case err == nil:
+			s.event(r, StepCleanup, EventInfo, "removed image %s", img)
+		case errors.Is(err, ErrImageInUse):
+			left = append(left, img)
+			s.event(r, StepCleanup, EventInfo, "kept image %s: a container uses it", img)
+		default:
+			left = append(left, img)
+			s.event(r, StepCleanup, EventInfo, "could not remove image %s: %v", img, err)
+		}
+	}
+	return left
+}
+
+// commit records To live, appends the history and drops the journal.
+func (s *Switcher) commit(ctx context.Context, r *run) error {
+	st, err := s.kv().state(ctx, r.plan.App)
+	if err != nil {
+		return err
+	}
+	if r.previous == nil {
+		st.pushPrevious(r.plan.FromImage)
+		r.previous = slices.DeleteFunc(slices.Clone(st.Previous), func(img string) bool { return img == r.plan.Image })
+	}
+	st.Previous = r.previous
+	st.Live = r.plan.To
+	if r.plan.From != "" {
+		delete(st.Colors, r.plan.From)
+	}
+	st.Colors[r.plan.To] = ColorState{Image: r.plan.Image, Deploy: r.plan.Deploy, Since: s.now()}
+	steps := append(slices.Clone(r.j.Steps), StepTime{Step: StepCommit})
+	st.addHistory(Record{Deploy: r.plan.Deploy, Op: r.plan.Op, From: r.plan.From, To: r.plan.To, Image: r.plan.Image,
+		Started: r.started, Finished: s.now(), Result: OutcomeDone, Steps: steps})
+	if err := s.kv().saveState(ctx, st); err != nil {
+		return err
+	}
+	if r.plan.Preview {
+		if err := s.Balancer.Preview(ctx, r.plan.Route, ""); err != nil {
+			s.event(r, StepCommit, EventInfo, "clear preview route: %v", err)
+		}
+	}
+	if err := s.kv().dropJournal(ctx, r.plan.App); err != nil {
+		return err
+	}
+	if err := s.hook(ctx, r, StepCommit, "post_deploy", r.app.Hooks.PostDeploy); err != nil {
+		s.event(r, StepCommit, EventInfo, "%v (the swap itself is done)", err)
+	}
+	return nil
+}
+
+// instanceIDs lists instances for messages: "web-green-0, web-green-1".
+func instanceIDs(insts []deployments.Instance) string {
+	ids := make([]string, 0, len(insts))
+	for _, in := range insts {
+		ids = append(ids, in.ID())
+	}
+	return strings.Join(ids, ", ")
+}
