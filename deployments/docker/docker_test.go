@@ -145,8 +145,11 @@ func (f *fixture) exists(t *testing.T, containerID string) bool {
 	return err == nil
 }
 
+// ctx bounds one test's engine calls. It is a ceiling against a hung engine, not a
+// speed check: under a loaded CI machine a stop, an image list or a wait for the
+// pull/prune lock can take tens of seconds.
 func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	c, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
 	return c
 }

@@ -43,9 +43,9 @@ func ConsulBinary(t testing.TB) (string, error) {
 	return "", errors.New("no bin/consul, $CONSUL_BIN or consul in PATH")
 }
 
-// Consul starts a Consul dev agent with every port free, waits until it has a leader,
-// and stops it in t.Cleanup. A start that loses a port to another process is retried
-// on new ports.
+// Consul starts a Consul dev agent with every port free, waits until it has a leader
+// and its node's serfHealth check passes, and stops it in t.Cleanup. A start that
+// loses a port to another process is retried on new ports.
 func Consul(t testing.TB) *ConsulAgent {
 	t.Helper()
 	bin, err := ConsulBinary(t)
@@ -108,11 +108,20 @@ func startConsul(t testing.TB, bin string) (*ConsulAgent, error) {
 		if leader == "" {
 			return errors.New("no leader yet")
 		}
-		// The dev agent's own node must be registered before services can be.
-		if _, _, err := a.Client.Catalog().Node(node, nil); err != nil {
+		// The dev agent's own node, with its passing serfHealth check, must be in
+		// the catalog before services are registered: the leader adds it a moment
+		// after the election, later still on a loaded machine, and health queries
+		// made before then miss the node check.
+		checks, _, err := a.Client.Health().Node(node, nil)
+		if err != nil {
 			return err
 		}
-		return nil
+		for _, c := range checks {
+			if c.CheckID == "serfHealth" && c.Status == api.HealthPassing {
+				return nil
+			}
+		}
+		return fmt.Errorf("node %s has no passing serfHealth check yet", node)
 	})
 	if err != nil {
 		a.Stop()

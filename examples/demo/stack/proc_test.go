@@ -44,6 +44,14 @@ func TestKillFromPidFile_StopsOnlyAProcessThatStillRunsItsCommand(t *testing.T) 
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := sleeper(t)
 			pid := cmd.Process.Pid
+			// exec has begun when Start returns, but on a loaded machine the new
+			// command line shows in /proc a moment later.
+			testenv.WaitFor(t, 5*time.Second, "sleep started", func() error {
+				if !runs(pid, "sleep") {
+					return fmt.Errorf("pid %d does not run sleep yet", pid)
+				}
+				return nil
+			})
 			path := filepath.Join(t.TempDir(), "x.pid")
 			if err := os.WriteFile(path, fmt.Appendf(nil, "%d %s\n", pid, tc.marker), 0o600); err != nil {
 				t.Fatal(err)
