@@ -370,7 +370,7 @@ func (f *fakeStore) has(key string) bool {
 	return ok
 }
 
-// fakeLocker is a per-app mutex that fails at once when busy.
+// fakeLocker is a per-app mutex that waits up to wait when busy, then fails.
 type fakeLocker struct {
 	mu   sync.Mutex
 	held map[string]bool
@@ -378,17 +378,34 @@ type fakeLocker struct {
 
 var errFakeBusy = errors.New("lock busy")
 
-func (f *fakeLocker) Lock(_ context.Context, app string, _ time.Duration) (Unlocker, error) {
+func (f *fakeLocker) Lock(ctx context.Context, app string, wait time.Duration) (Unlocker, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		if u := f.tryLock(app); u != nil {
+			return u, nil
+		}
+		if !time.Now().Before(deadline) {
+			return nil, errFakeBusy
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func (f *fakeLocker) tryLock(app string) Unlocker {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.held == nil {
 		f.held = map[string]bool{}
 	}
 	if f.held[app] {
-		return nil, errFakeBusy
+		return nil
 	}
 	f.held[app] = true
-	return &fakeUnlock{f: f, app: app, lost: make(chan struct{})}, nil
+	return &fakeUnlock{f: f, app: app, lost: make(chan struct{})}
 }
 
 type fakeUnlock struct {
@@ -432,4 +449,10 @@ func (f *fakeLocker) ForceRelease(_ context.Context, app string) (string, error)
 	}
 	delete(f.held, app)
 	return "pid 1 on host", nil
+}
+
+func (f *fakeBalancer) setDown(server string, down bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down[server] = down
 }

@@ -87,7 +87,7 @@ func (s *Switcher) newPlan(spec *deployments.App, st *stateFor, op string, to de
 	p := &Plan{
 		App: spec.Name, Deploy: newDeployID(s.now()), Op: op,
 		From: st.Live, To: to, Replicas: spec.Replicas, Route: spec.Route,
-		Canary: spec.Canary, Verify: spec.Verify,
+		Canary: spec.Canary, Verify: spec.Verify, ScaleDownDelay: spec.ScaleDownDelay,
 		Preview: s.Config.HAProxy.Preview.Bind != "", Promote: spec.Promotes(),
 		Created: s.now(),
 	}
@@ -116,11 +116,19 @@ func (s *Switcher) operate(ctx context.Context, app string, opts Options, plan p
 		}
 		return &Result{Plan: *p, Outcome: OutcomeDryRun, Message: p.String()}, nil
 	}
-	ctx, release, err := s.lock(ctx, app, opts.Wait)
+	lctx, release, err := s.lock(ctx, app, opts.Wait)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
+	res, err := s.operateLocked(lctx, spec, plan)
+	release()
+	s.retireLater(ctx, spec, res, err)
+	return res, err
+}
+
+// operateLocked is operate under the app's lock.
+func (s *Switcher) operateLocked(ctx context.Context, spec *deployments.App, plan planner) (*Result, error) {
+	app := spec.Name
 	if j, ok, err := s.kv().journal(ctx, app); err != nil {
 		return nil, err
 	} else if ok {
@@ -134,6 +142,9 @@ func (s *Switcher) operate(ctx context.Context, app string, opts Options, plan p
 			return nil, err
 		}
 	}
+	// A color left retiring by a swap that is gone goes once its delay is over, before
+	// the plan: a rollback then redeploys rather than flip back to it.
+	s.retireDue(ctx, spec)
 
 	start := s.now()
 	s.emit(Event{App: app, Step: StepPlan, Kind: EventStart, Message: "planning"})
@@ -275,19 +286,26 @@ func (s *Switcher) continueJournalOr(ctx context.Context, app string, opts Optio
 	if err != nil {
 		return nil, err
 	}
-	ctx, release, err := s.lock(ctx, app, opts.Wait)
+	lctx, release, err := s.lock(ctx, app, opts.Wait)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
-	j, ok, err := s.kv().journal(ctx, app)
-	if err != nil {
-		return nil, err
+	res, err := func() (*Result, error) {
+		j, ok, err := s.kv().journal(lctx, app)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return none()
+		}
+		return fn(lctx, &run{s: s, app: spec, plan: j.Plan, j: j, started: j.Plan.Created})
+	}()
+	if lctx.Err() == nil {
+		s.retireDue(lctx, spec)
 	}
-	if !ok {
-		return none()
-	}
-	return fn(ctx, &run{s: s, app: spec, plan: j.Plan, j: j, started: j.Plan.Created})
+	release()
+	s.retireLater(ctx, spec, res, err)
+	return res, err
 }
 
 // Cleanup removes app's images beyond retain that no container uses, and dangling
@@ -316,6 +334,7 @@ func (s *Switcher) Cleanup(ctx context.Context, app string, opts Options) (*Resu
 	}
 	defer release()
 	r := &run{s: s, app: spec, plan: Plan{App: app, Deploy: newDeployID(s.now())}}
+	s.retireDue(ctx, spec)
 	if st, err = s.kv().state(ctx, app); err != nil { // re-read under the lock
 		return nil, err
 	}

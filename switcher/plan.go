@@ -34,7 +34,9 @@ type Plan struct {
 	Preview  bool                     `json:"preview,omitempty"`
 	Promote  bool                     `json:"auto_promote"`
 	Verify   deployments.Verify       `json:"verify"`
-	Created  time.Time                `json:"created"`
+	// ScaleDownDelay keeps From up, drained, that long after the commit.
+	ScaleDownDelay time.Duration `json:"scale_down_delay,omitempty"`
+	Created        time.Time     `json:"created"`
 }
 
 // FromBackend and ToBackend are the HAProxy backends of the two colors.
@@ -60,9 +62,9 @@ func (p Plan) String() string {
 		step("start: keep %s's running instances (they already run %s)", p.To, p.Image)
 	} else {
 		step("start: %d container(s) %s-%s-<i> from %s, ports on loopback", p.Replicas, p.App, p.To, p.Image)
-		step("register: Consul service %s, tags [%s, version]", p.App, p.To)
-		step("stage: add them to HAProxy backend %s, DOWN until checks pass", p.ToBackend())
 	}
+	step("register: Consul service %s, tags [%s, version]", p.App, p.To)
+	step("stage: add them to HAProxy backend %s, DOWN until checks pass", p.ToBackend())
 	step("gate: swap's probe, Consul and HAProxy all healthy")
 	if p.Preview {
 		promote := "then promote automatically"
@@ -80,9 +82,15 @@ func (p Plan) String() string {
 	}
 	if p.From != "" {
 		step("drain: wait for %s's sessions to end", p.FromBackend())
-		step("retire: remove %s's servers, Consul entries and containers", p.From)
+		if p.ScaleDownDelay == 0 {
+			step("retire: remove %s's servers, Consul entries and containers", p.From)
+		}
 	}
 	step("cleanup: remove images beyond retain and dangling ones")
 	step("commit: record %s live with %s", p.To, p.Image)
+	if p.From != "" && p.ScaleDownDelay > 0 {
+		step("retire: keep %s up for scale_down_delay %s, the lock free for `swap rollback %s` to flip back; then remove its servers, Consul entries and containers",
+			p.From, p.ScaleDownDelay, p.App)
+	}
 	return b.String()
 }

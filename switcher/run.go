@@ -98,6 +98,9 @@ func (s *Switcher) execute(ctx context.Context, r *run, from Step) (*Result, err
 	}
 	res.Outcome = OutcomeDone
 	res.Steps = r.j.Steps
+	if !r.j.RetireAt.IsZero() {
+		res.Retiring, res.RetireAt = r.plan.From, r.j.RetireAt
+	}
 	return res, nil
 }
 

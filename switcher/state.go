@@ -27,7 +27,16 @@ type ColorState struct {
 	Image  string    `json:"image"`
 	Deploy string    `json:"deploy"`
 	Since  time.Time `json:"since"`
+	// RetireAt is set on the color a swap drained but kept up for scale_down_delay:
+	// until then `swap rollback` flips back to it; after, it is removed (by the swap
+	// that waits for it, or by the next operation on the app if that swap is gone).
+	RetireAt time.Time `json:"retire_at,omitzero"`
+	// RetiredBy is the deploy that drained the color, the one that may retire it.
+	RetiredBy string `json:"retired_by,omitempty"`
 }
+
+// Retiring reports whether the color waits for its retire.
+func (c ColorState) Retiring() bool { return c.RetiredBy != "" }
 
 // Record is one finished (or failed) swap in an app's history.
 type Record struct {
@@ -61,6 +70,9 @@ type Journal struct {
 	Steps  []StepTime `json:"steps,omitempty"`
 	// Shifted is set once the routes point at the new color.
 	Shifted bool `json:"shifted,omitempty"`
+	// RetireAt is when From is retired, when the retire step deferred it
+	// (scale_down_delay): commit records it in From's ColorState.
+	RetireAt time.Time `json:"retire_at,omitzero"`
 }
 
 // Journal statuses.

@@ -213,8 +213,30 @@ func (s *Switcher) shift(ctx context.Context, r *run) error {
 }
 
 // requireHealthy holds the invariant: traffic never points at a backend without a
-// healthy server on every HAProxy.
+// healthy server on every HAProxy. A HAProxy reloaded since the gate starts the new
+// servers again from its state file, DOWN until rise checks pass: that is waited for,
+// a few check intervals, before it fails.
 func (s *Switcher) requireHealthy(ctx context.Context, r *run) error {
+	hc := r.app.HealthCheck
+	wait := max(2*time.Second, time.Duration(hc.Rise+2)*hc.Interval)
+	deadline := s.now().Add(wait)
+	for {
+		err := s.healthyOnEveryLB(ctx, r)
+		if err == nil || !errors.Is(err, ErrNotHealthy) || !s.now().Before(deadline) {
+			if err != nil && errors.Is(err, ErrNotHealthy) {
+				err = fmt.Errorf("%w (waited %s)", err, wait)
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(hc.Interval, 100*time.Millisecond)):
+		}
+	}
+}
+
+func (s *Switcher) healthyOnEveryLB(ctx context.Context, r *run) error {
 	stats, err := s.Balancer.Servers(ctx, r.plan.ToBackend())
 	if err != nil {
 		return err
@@ -369,23 +391,22 @@ func (s *Switcher) busyServers(ctx context.Context, backend string) ([]string, e
 	return busy, nil
 }
 
-// retire waits scale_down_delay, then removes From: out of HAProxy and Consul first,
-// then the containers are stopped (SIGTERM, stop_timeout) and removed.
+// retire removes From: out of HAProxy and Consul first, then the containers are
+// stopped (SIGTERM, stop_timeout) and removed. With a scale_down_delay it only sets
+// the time: commit records From as retiring, the lock is released, and retireLater
+// removes it when the delay is over unless a rollback brought it back.
 func (s *Switcher) retire(ctx context.Context, r *run) error {
 	if r.plan.From == "" {
 		s.event(r, StepRetire, EventSkip, "first deploy: nothing to retire")
 		return nil
 	}
 	if d := r.app.ScaleDownDelay; d > 0 {
-		s.event(r, StepRetire, EventInfo, "waiting scale_down_delay %s", d)
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
+		r.j.RetireAt = s.now().Add(d).Round(0)
+		s.event(r, StepRetire, EventInfo, "%s stays up for scale_down_delay %s, until %s: `swap rollback %s` flips back to it until then",
+			r.plan.From, d, r.j.RetireAt.Format(time.TimeOnly), r.plan.App)
+		return nil
 	}
+	r.j.RetireAt = time.Time{}
 	return s.removeColor(ctx, r, r.plan.From, StepRetire)
 }
 
@@ -443,7 +464,16 @@ func (s *Switcher) commit(ctx context.Context, r *run) error {
 	st.Previous = r.previous
 	st.Live = r.plan.To
 	if r.plan.From != "" {
-		delete(st.Colors, r.plan.From)
+		if r.j.RetireAt.IsZero() {
+			delete(st.Colors, r.plan.From)
+		} else {
+			cs, ok := st.Colors[r.plan.From]
+			if !ok {
+				cs = ColorState{Image: r.plan.FromImage}
+			}
+			cs.RetireAt, cs.RetiredBy = r.j.RetireAt, r.plan.Deploy
+			st.Colors[r.plan.From] = cs
+		}
 	}
 	st.Colors[r.plan.To] = ColorState{Image: r.plan.Image, Deploy: r.plan.Deploy, Since: s.now()}
 	steps := append(slices.Clone(r.j.Steps), StepTime{Step: StepCommit})

@@ -67,6 +67,11 @@ type Result struct {
 	// Instances are the new color's instances.
 	Instances []deployments.Instance `json:"instances,omitempty"`
 	Message   string                 `json:"message,omitempty"`
+	// Retiring is the old color a done swap kept up for scale_down_delay, until
+	// RetireAt; Retired says whether it has been removed since.
+	Retiring deployments.Color `json:"retiring,omitempty"`
+	RetireAt time.Time         `json:"retire_at,omitzero"`
+	Retired  bool              `json:"retired,omitempty"`
 }
 
 // Sentinel errors. A failed swap is an *Error wrapping the cause.

@@ -311,23 +311,39 @@ func (s *stack) backendSessions(backend string) int {
 // test's own label), in any state.
 func (s *stack) containers(labels ...string) []string {
 	s.t.Helper()
-	f := filters.NewArgs(filters.Arg("label", s.docker.Label))
-	for _, l := range labels {
-		f.Add("label", l)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cs, err := s.docker.Client.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
-	if err != nil {
-		s.t.Fatalf("docker list %v: %v", labels, err)
-	}
 	var names []string
-	for _, c := range cs {
+	for _, c := range s.containerList(labels...) {
 		if len(c.Names) > 0 {
 			names = append(names, strings.TrimPrefix(c.Names[0], "/"))
 		}
 	}
 	return names
+}
+
+// containerIDs is containers by ID: a container started anew under the same name
+// has another.
+func (s *stack) containerIDs(labels ...string) []string {
+	s.t.Helper()
+	var ids []string
+	for _, c := range s.containerList(labels...) {
+		ids = append(ids, c.ID)
+	}
+	return ids
+}
+
+func (s *stack) containerList(labels ...string) []container.Summary {
+	s.t.Helper()
+	f := filters.NewArgs(filters.Arg("label", s.docker.Label))
+	for _, l := range labels {
+		f.Add("label", l)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs, err := s.docker.Client.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		s.t.Fatalf("docker list %v: %v", labels, err)
+	}
+	return cs
 }
 
 // consulInstances lists app's service instance IDs in Consul's catalog.

@@ -60,7 +60,11 @@ func printStatus(w io.Writer, st *switcher.AppStatus) {
 	}
 	fmt.Fprintf(w, "%s: live %s\n", st.App, live)
 	for c, cs := range st.Colors {
-		fmt.Fprintf(w, "  %-5s %s (deploy %s, since %s)\n", c, cs.Image, cs.Deploy, cs.Since.Format(time.RFC3339))
+		retiring := ""
+		if cs.Retiring() {
+			retiring = fmt.Sprintf(", retiring at %s: `swap rollback %s` flips back until then", cs.RetireAt.Format(time.RFC3339), st.App)
+		}
+		fmt.Fprintf(w, "  %-5s %s (deploy %s, since %s%s)\n", c, cs.Image, cs.Deploy, cs.Since.Format(time.RFC3339), retiring)
 	}
 	for lb, be := range st.Routes {
 		fmt.Fprintf(w, "  route on %s -> %s\n", lb, orDash(be))
