@@ -38,6 +38,24 @@ func (h *harness) waitRetiring(t *testing.T, c deployments.Color) ColorState {
 	return ColorState{}
 }
 
+// waitEvent waits until an event of that step and kind was emitted.
+func (h *harness) waitEvent(t *testing.T, step Step, kind EventKind) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		h.mu.Lock()
+		for _, e := range h.events {
+			if e.Step == step && e.Kind == kind {
+				h.mu.Unlock()
+				return
+			}
+		}
+		h.mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("no %s %s event", step, kind)
+}
+
 func (h *harness) containerIDs(t *testing.T, c deployments.Color) string {
 	t.Helper()
 	insts, err := h.rt.List(context.Background(), "web")
@@ -54,7 +72,7 @@ func (h *harness) containerIDs(t *testing.T, c deployments.Color) string {
 }
 
 func TestScaleDownDelay_KeepsTheOldColorUpWithoutTheLockThenRetiresIt(t *testing.T) {
-	h := newHarness(t, func(a *deployments.App) { a.ScaleDownDelay = 400 * time.Millisecond })
+	h := newHarness(t, func(a *deployments.App) { a.ScaleDownDelay = 2 * time.Second })
 	h.deploy(t, "web:v1")
 	done := h.deployAsync(context.Background(), "web:v2")
 
@@ -66,7 +84,9 @@ func TestScaleDownDelay_KeepsTheOldColorUpWithoutTheLockThenRetiresIt(t *testing
 	if n := h.rt.colors(); n[deployments.Blue] != 1 {
 		t.Fatalf("blue's container is gone before scale_down_delay: %v", n)
 	}
-	// The lock is free while the swap waits.
+	// The lock is free while the swap waits (it announces the wait after releasing it;
+	// the state records blue as retiring earlier, at commit, under the lock).
+	h.waitEvent(t, StepRetire, EventStart)
 	if u := h.s.Locker.(*fakeLocker).tryLock("web"); u == nil {
 		t.Fatal("the lock is held during scale_down_delay")
 	} else {
@@ -87,11 +107,12 @@ func TestScaleDownDelay_KeepsTheOldColorUpWithoutTheLockThenRetiresIt(t *testing
 }
 
 func TestScaleDownDelay_RollbackFlipsBackToTheStillRunningOldColor(t *testing.T) {
-	h := newHarness(t, func(a *deployments.App) { a.ScaleDownDelay = 700 * time.Millisecond })
+	h := newHarness(t, func(a *deployments.App) { a.ScaleDownDelay = 2 * time.Second })
 	h.deploy(t, "web:v1")
 	blueIDs := h.containerIDs(t, deployments.Blue)
 	done := h.deployAsync(context.Background(), "web:v2")
 	h.waitRetiring(t, deployments.Blue)
+	h.waitEvent(t, StepRetire, EventStart) // the deploy released the lock
 
 	res, err := h.s.Rollback(context.Background(), "web", Options{})
 	if err != nil || res.Outcome != OutcomeDone {
@@ -128,6 +149,7 @@ func TestScaleDownDelay_AnOverdueColorIsRetiredByTheNextOperation(t *testing.T) 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := h.deployAsync(ctx, "web:v2")
 	cs := h.waitRetiring(t, deployments.Blue)
+	h.waitEvent(t, StepRetire, EventStart) // the deploy is past its steps, waiting
 	cancel() // the swap that waits is gone (Ctrl-C; kill -9 leaves the same state)
 	o := <-done
 	if o.err != nil || o.res.Outcome != OutcomeDone || !strings.Contains(o.res.Message, "blue is still up") {
