@@ -150,7 +150,8 @@ func TestScaleDownDelay_AnOverdueColorIsRetiredByTheNextOperation(t *testing.T) 
 	done := h.deployAsync(ctx, "web:v2")
 	cs := h.waitRetiring(t, deployments.Blue)
 	h.waitEvent(t, StepRetire, EventStart) // the deploy is past its steps, waiting
-	cancel() // the swap that waits is gone (Ctrl-C; kill -9 leaves the same state)
+	// The swap that waits is gone (Ctrl-C; kill -9 leaves the same state).
+	cancel()
 	o := <-done
 	if o.err != nil || o.res.Outcome != OutcomeDone || !strings.Contains(o.res.Message, "blue is still up") {
 		t.Fatalf("cancelled wait = %+v, %v; want done, blue still up", o.res, o.err)
