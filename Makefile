@@ -48,6 +48,8 @@ lint: ## gofmt check and go vet
 	$(GO) vet ./...
 
 test: deps lint ## deps, gofmt, go vet, then every test with the race detector against real HAProxy, Consul, Docker
+	@echo "$(GO) test -race -exec true ./...   (compile every test binary first: on a cold cache, compiling beside running tests starves them)"
+	@$(GO) test -race -count=1 -exec true ./... >/dev/null
 	@echo "$(GO) test -race -count=1 ./...   (results summed up by internal/testsum)"
 	@set -o pipefail; $(GO) test -race -count=1 -json ./... | $(GO) run ./internal/testsum
 

@@ -26,7 +26,7 @@ func TestE2E_ATwoStepCanaryMixesBothColorsThenMovesAllTrafficWithoutAFailedReque
 	for i, step := range []struct {
 		event, canary string
 	}{{"canary 1/2: 20%", app + "_green:20"}, {"canary 2/2: 60%", app + "_green:60"}} {
-		b.waitEvent(switcher.StepShift, switcher.EventInfo, step.event, 60*time.Second)
+		b.waitEvent(switcher.StepShift, switcher.EventInfo, step.event, 2*time.Minute)
 		// An answer counts for this step when canary.map held the step's weight both
 		// before and after it: both colors must answer while the split is on.
 		seen := map[string]int{}
@@ -48,7 +48,7 @@ func TestE2E_ATwoStepCanaryMixesBothColorsThenMovesAllTrafficWithoutAFailedReque
 		}
 		t.Logf("canary step %d: %v", i+1, seen)
 	}
-	r := b.mustSucceed(60 * time.Second)
+	r := b.mustSucceed(2 * time.Minute)
 	evs := events(r.stdout)
 	if len(evs) == 0 || evs[len(evs)-1].Result == nil || evs[len(evs)-1].Result.Outcome != switcher.OutcomeDone {
 		t.Fatalf("the deploy did not end done:\n%s", r)
