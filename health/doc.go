@@ -60,7 +60,9 @@
 // probe restarts that target's clock even if it is too short to make it
 // unhealthy. At the deadline it returns a *GateError (errors.Is
 // ErrGateTimeout, errors.As *GateError) naming each failing target with its
-// state and last error. The package-level Wait runs a scheduler of its own for
+// state and last error. A failing target with no result yet at the deadline
+// gets up to two of its intervals more for its first one, so that the error
+// says why it fails. The package-level Wait runs a scheduler of its own for
 // the duration of the gate.
 //
 // # Publishing

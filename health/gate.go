@@ -101,6 +101,12 @@ func (s *Scheduler) notifyGatesLocked(id string) {
 // target and its last error; ctx.Err() when ctx ends first; ErrUnknownTarget
 // if an id is not scheduled. A zero deadline means none: only ctx bounds the
 // wait. The scheduler must be running (Run) for the targets to be probed.
+//
+// A failing target that has no probe result yet at the deadline (the deadline
+// came before its first probe ended, or had passed already) gets up to two of its
+// intervals more for one, so the error says why it fails instead of "no probe
+// completed". That overtime never opens a gate a result would not: it ends as
+// soon as every failing target has a result.
 func (s *Scheduler) Wait(ctx context.Context, ids []string, minHealthy time.Duration, deadline time.Time) error {
 	g := &gateWatch{ids: make(map[string]bool, len(ids)), wake: make(chan struct{}, 1)}
 	s.mu.Lock()
@@ -119,18 +125,23 @@ func (s *Scheduler) Wait(ctx context.Context, ids []string, minHealthy time.Dura
 		s.mu.Unlock()
 	}()
 
+	var dl *time.Timer
 	var dlC <-chan time.Time
 	if !deadline.IsZero() {
-		dl := time.NewTimer(time.Until(deadline))
+		dl = time.NewTimer(time.Until(deadline))
 		defer dl.Stop()
 		dlC = dl.C
 	}
+	overtime := false // past the deadline, waiting for first results
 	ripe := time.NewTimer(time.Hour)
 	defer ripe.Stop()
 	for {
-		ok, next, _ := s.gateState(ids, minHealthy, time.Now())
+		ok, next, failing := s.gateState(ids, minHealthy, time.Now())
 		if ok {
 			return nil
+		}
+		if overtime && s.firstProbeGrace(failing) == 0 {
+			return &GateError{MinHealthy: minHealthy, Failing: failing}
 		}
 		var ripeC <-chan time.Time
 		if !next.IsZero() {
@@ -145,11 +156,35 @@ func (s *Scheduler) Wait(ctx context.Context, ids []string, minHealthy time.Dura
 			if ok {
 				return nil
 			}
-			return &GateError{MinHealthy: minHealthy, Failing: failing}
+			grace := s.firstProbeGrace(failing)
+			if overtime || grace == 0 {
+				return &GateError{MinHealthy: minHealthy, Failing: failing}
+			}
+			overtime = true
+			dl.Reset(grace)
 		case <-g.wake:
 		case <-ripeC:
 		}
 	}
+}
+
+// firstProbeGrace is how much longer a gate past its deadline waits for the
+// failing targets that have no probe result yet: two of the longest interval among
+// them (the first probe starts within one, and a probe's timeout is normally
+// shorter than its interval); zero when every failing target has a result.
+func (s *Scheduler) firstProbeGrace(failing []GateFailure) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var grace time.Duration
+	for _, f := range failing {
+		if f.Removed || f.Probes > 0 {
+			continue
+		}
+		if e, ok := s.entries[f.Target]; ok {
+			grace = max(grace, 2*e.target.Interval)
+		}
+	}
+	return grace
 }
 
 // gateState reports whether the gate is open at now; if not, the earliest

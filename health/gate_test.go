@@ -76,6 +76,38 @@ func TestGate_FailsAtTheDeadlineNamingEachFailingTargetAndWhy(t *testing.T) {
 	}
 }
 
+func TestGate_PastItsDeadlineWaitsForFirstResultsSoTheErrorSaysWhy(t *testing.T) {
+	noLeaks(t)
+	bad := newApp(t, nil)
+	bad.status.Store(http.StatusServiceUnavailable)
+	good := newApp(t, nil)
+	// The steps before a gate can use up its deadline: it starts when the deadline has
+	// already passed and nothing was probed yet.
+	s := NewScheduler(Options{Interval: time.Second, Rise: 1, Fall: 1, Jitter: -1})
+	for _, tg := range []Target{httpTarget(t, "web-1", bad, time.Second), httpTarget(t, "web-2", good, time.Second)} {
+		if err := s.Add(tg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runScheduler(t, s)
+	start := time.Now()
+	err := s.Wait(context.Background(), []string{"web-1", "web-2"}, 0, start.Add(-time.Second))
+	took := time.Since(start)
+	var ge *GateError
+	if !errors.As(err, &ge) {
+		t.Fatalf("got %v, want a *GateError", err)
+	}
+	// web-1 is named with its probe's result, not "no probe completed"; web-2, healthy
+	// at its first probe, is not named at all.
+	if len(ge.Failing) != 1 || ge.Failing[0].Target != "web-1" || ge.Failing[0].Probes == 0 || ge.Failing[0].Last.Status != 503 {
+		t.Fatalf("failing %+v, want web-1 alone, with its 503", ge.Failing)
+	}
+	if !strings.Contains(err.Error(), "status 503") || strings.Contains(err.Error(), "no probe completed") {
+		t.Errorf("error %q: want web-1's 503", err)
+	}
+	t.Logf("the gate waited %s past its deadline for first results (grace: 2 intervals, 2s)", took)
+}
+
 func TestGate_AFailureDuringMinHealthyTimeRestartsTheClock(t *testing.T) {
 	noLeaks(t)
 	// Scripted results with made-up times: healthy for an hour, then (or not)
