@@ -229,7 +229,7 @@ func (h *hold) env() []string { return []string{h.envVar + "=" + h.path} }
 // waitHeld waits until the hook holds the swap.
 func (h *hold) waitHeld(b *bgSwap) {
 	h.t.Helper()
-	testenv.WaitFor(h.t, 60*time.Second, "the hook holds the swap", func() error {
+	testenv.WaitFor(h.t, 2*time.Minute, "the hook holds the swap", func() error {
 		if _, err := os.Stat(h.path + ".held"); err == nil {
 			return nil
 		}
