@@ -203,6 +203,13 @@ type load struct {
 
 const maxLoad = 3 * time.Minute
 
+// loadPause is the pause between a load worker's requests. Eight scenarios run side by
+// side on two cores; unpaced (or at 2-10 ms), their load (HAProxy, docker-proxy,
+// demoapp) took most of the CPU, Docker starved (one container start took 10 s in CI)
+// and the package took 2-2.5 minutes. At 25 ms a scenario still sends thousands of
+// requests, dozens a second across every cutover, and the package takes under 2.
+const loadPause = 25 * time.Millisecond
+
 func (s *stack) startLoad(host, path string, workers int) *load {
 	ctx, cancel := context.WithTimeout(context.Background(), maxLoad)
 	l := &load{stop: cancel, byColor: map[string]int{}, bodies: map[string]int{}}
@@ -234,7 +241,7 @@ func (s *stack) startLoad(host, path string, workers int) *load {
 				l.byColor[resp.Header.Get("X-Color")]++
 				l.bodies[strings.TrimSpace(string(body))]++
 				l.mu.Unlock()
-				time.Sleep(2 * time.Millisecond) // leave the two cores some air
+				time.Sleep(loadPause) // at most ~100 requests/s per worker: 8 scenarios run side by side on 2 cores
 			}
 		}()
 	}
