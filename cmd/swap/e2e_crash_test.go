@@ -167,12 +167,12 @@ const crashAppYAML = `
     route: %s.test
     healthcheck:
       path: /healthz
-      interval: 250ms
-      timeout: 250ms
+      interval: 1s
+      timeout: 1s
       rise: 2
       fall: 3
     min_healthy_time: 300ms
-    deploy_timeout: 30s
+    deploy_timeout: 2m
     drain_timeout: 10s
     stop_timeout: 5s
     verify: {window: 1s, max_5xx_rate: 0.05}

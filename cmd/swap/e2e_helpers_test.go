@@ -426,12 +426,12 @@ func appConfig(name, extra string) string {
     route: %s.test
     healthcheck:
       path: /healthz
-      interval: 250ms
-      timeout: 250ms
+      interval: 1s
+      timeout: 1s
       rise: 2
       fall: 3
     min_healthy_time: 300ms
-    deploy_timeout: 30s
+    deploy_timeout: 2m
     drain_timeout: 10s
     stop_timeout: 5s
 `, name)
@@ -466,11 +466,8 @@ func appConfig(name, extra string) string {
 
 // oneReplica makes an appConfig app run one container per color, for scenarios that are
 // not about several instances: half the Docker work, which is most of a swap's time
-// when several stacks share one engine. A lone server has no peer to take its traffic
-// while HAProxy holds it down, so its checks are more patient: HAProxy takes it out
-// after three checks in a row get no answer within half a second each, not a quarter.
+// when several stacks share one engine.
 const oneReplica = `    replicas: 1
-    healthcheck: {path: /healthz, interval: 500ms, timeout: 500ms, rise: 2, fall: 3}
 `
 
 // e2eApp names a scenario's app: container names (<app>-<color>-<i>) are per Docker

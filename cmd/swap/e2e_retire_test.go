@@ -16,7 +16,8 @@ func TestE2E_RollbackDuringScaleDownDelayFlipsBackToTheRunningOldColor(t *testin
 	t.Parallel()
 	app := e2eApp("delay")
 	host := app + ".test"
-	s := newStack(t, appConfig(app, oneReplica+"    scale_down_delay: 15s\n"))
+	// The delay must outlast the checks below on a busy machine (15 s did not, once).
+	s := newStack(t, appConfig(app, oneReplica+"    scale_down_delay: 45s\n"))
 	s.mustSwap("deploy", app, "--image", s.v1)
 	s.waitAnswer(host, "color=blue version=v1")
 	blue := s.containerIDs("swap.app="+app, "swap.color=blue")

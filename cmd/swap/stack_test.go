@@ -46,7 +46,12 @@ type stack struct {
 	v1, v2   string // demoapp images
 }
 
-// appYAML is the default app, e2eApp("web"): two replicas of demoapp, fast checks.
+// appYAML is the default app, e2eApp("web"): two replicas of demoapp, checks every
+// second. The checks are patient on purpose: with eight scenarios side by side on two
+// cores, HAProxy's checks with a 250 ms timeout timed out (L7TOUT) whenever the machine
+// was busier still, took live servers DOWN and failed requests with 503 — the test
+// machine's starvation, not a swap's doing. HAProxy now takes a server out after three
+// checks in a row get no answer within a second each.
 const appYAML = `
   %s:
     image: %s
@@ -55,12 +60,12 @@ const appYAML = `
     route: web.test
     healthcheck:
       path: /healthz
-      interval: 250ms
-      timeout: 250ms
+      interval: 1s
+      timeout: 1s
       rise: 2
       fall: 3
     min_healthy_time: 300ms
-    deploy_timeout: 20s
+    deploy_timeout: 2m
     drain_timeout: 10s
     stop_timeout: 5s
 `
@@ -192,13 +197,19 @@ func (s *stack) get(host, path string) (int, string, error) {
 // load runs requests through HAProxy until stopped: half the workers on keep-alive
 // connections, half with Connection: close. It is bounded: at most maxLoad long.
 type load struct {
-	stop    context.CancelFunc
-	wg      sync.WaitGroup
-	total   atomic.Int64
-	mu      sync.Mutex
-	fails   []string
-	byColor map[string]int
-	bodies  map[string]int
+	s     *stack
+	start time.Time
+	stop  context.CancelFunc
+	// firstFail and lastFail time the failures; atFirst is HAProxy's view of the
+	// servers at the first one (so a failure in CI says which server was down and why).
+	firstFail, lastFail time.Time
+	atFirst             string
+	wg                  sync.WaitGroup
+	total               atomic.Int64
+	mu                  sync.Mutex
+	fails               []string
+	byColor             map[string]int
+	bodies              map[string]int
 }
 
 const maxLoad = 3 * time.Minute
@@ -212,7 +223,7 @@ const loadPause = 25 * time.Millisecond
 
 func (s *stack) startLoad(host, path string, workers int) *load {
 	ctx, cancel := context.WithTimeout(context.Background(), maxLoad)
-	l := &load{stop: cancel, byColor: map[string]int{}, bodies: map[string]int{}}
+	l := &load{s: s, start: time.Now(), stop: cancel, byColor: map[string]int{}, bodies: map[string]int{}}
 	for w := range workers {
 		keepAlive := w%2 == 0
 		tr := &http.Transport{DisableKeepAlives: !keepAlive, MaxIdleConnsPerHost: 1,
@@ -249,9 +260,54 @@ func (s *stack) startLoad(host, path string, workers int) *load {
 }
 
 func (l *load) fail(why string) {
+	now := time.Now()
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	first := len(l.fails) == 0
 	l.fails = append(l.fails, why)
+	if first {
+		l.firstFail = now
+	}
+	l.lastFail = now
+	l.mu.Unlock()
+	if first {
+		snap := l.s.serverView()
+		l.mu.Lock()
+		l.atFirst = snap
+		l.mu.Unlock()
+	}
+}
+
+// serverView is every server's state as HAProxy sees it: backend, server, status,
+// check status and duration, current sessions (from `show stat`).
+func (s *stack) serverView() string {
+	out, err := s.haproxy.Exec("show stat")
+	if err != nil {
+		return "show stat: " + err.Error()
+	}
+	lines := strings.Split(out, "\n")
+	if len(lines) == 0 {
+		return ""
+	}
+	col := map[string]int{}
+	for i, name := range strings.Split(strings.TrimPrefix(lines[0], "# "), ",") {
+		col[name] = i
+	}
+	var b strings.Builder
+	for _, line := range lines[1:] {
+		f := strings.Split(line, ",")
+		get := func(name string) string {
+			if i, ok := col[name]; ok && i < len(f) {
+				return f[i]
+			}
+			return "?"
+		}
+		if len(f) < 2 || f[1] == "FRONTEND" || f[1] == "BACKEND" {
+			continue
+		}
+		fmt.Fprintf(&b, "\n    %s/%s %s check %s %sms, %s sessions", get("pxname"), get("svname"),
+			get("status"), get("check_status"), get("check_duration"), get("scur"))
+	}
+	return b.String()
 }
 
 // finish stops the load and returns the failures.
@@ -270,7 +326,9 @@ func (l *load) requireNoFailures(t *testing.T) {
 	t.Logf("load: %d requests, by color %v, by answer %v", l.total.Load(), l.byColor, l.bodies)
 	if len(fails) > 0 {
 		n := min(len(fails), 10)
-		t.Fatalf("%d of %d requests failed; first %d: %v", len(fails), l.total.Load(), n, fails[:n])
+		t.Fatalf("%d of %d requests failed, from %s to %s after the load started; first %d: %v\nHAProxy's servers at the first failure:%s",
+			len(fails), l.total.Load(), l.firstFail.Sub(l.start).Round(time.Millisecond), l.lastFail.Sub(l.start).Round(time.Millisecond),
+			n, fails[:n], l.atFirst)
 	}
 	if l.total.Load() == 0 {
 		t.Fatal("the load sent no request")
