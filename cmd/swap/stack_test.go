@@ -252,7 +252,7 @@ func (s *stack) startLoad(host, path string, workers int) *load {
 				l.byColor[resp.Header.Get("X-Color")]++
 				l.bodies[strings.TrimSpace(string(body))]++
 				l.mu.Unlock()
-				time.Sleep(loadPause) // at most ~100 requests/s per worker: 8 scenarios run side by side on 2 cores
+				time.Sleep(loadPause)
 			}
 		}()
 	}
@@ -284,28 +284,16 @@ func (s *stack) serverView() string {
 	if err != nil {
 		return "show stat: " + err.Error()
 	}
-	lines := strings.Split(out, "\n")
-	if len(lines) == 0 {
-		return ""
-	}
-	col := map[string]int{}
-	for i, name := range strings.Split(strings.TrimPrefix(lines[0], "# "), ",") {
-		col[name] = i
+	rows, err := lbconfig.ParseStat(out)
+	if err != nil {
+		return "show stat: " + err.Error()
 	}
 	var b strings.Builder
-	for _, line := range lines[1:] {
-		f := strings.Split(line, ",")
-		get := func(name string) string {
-			if i, ok := col[name]; ok && i < len(f) {
-				return f[i]
-			}
-			return "?"
+	for _, r := range rows {
+		if r.Type == lbconfig.StatServer {
+			fmt.Fprintf(&b, "\n    %s/%s %s check %s %sms, %d sessions",
+				r.Proxy, r.Name, r.Status, r.CheckStatus, r.Fields["check_duration"], r.Scur)
 		}
-		if len(f) < 2 || f[1] == "FRONTEND" || f[1] == "BACKEND" {
-			continue
-		}
-		fmt.Fprintf(&b, "\n    %s/%s %s check %s %sms, %s sessions", get("pxname"), get("svname"),
-			get("status"), get("check_status"), get("check_duration"), get("scur"))
 	}
 	return b.String()
 }
