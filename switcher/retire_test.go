@@ -2,11 +2,14 @@ package switcher
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/swap-dev/swap/deployments"
+	"github.com/swap-dev/swap/internal/testenv"
 )
 
 // deployAsync starts a deploy and returns a channel with its outcome.
@@ -27,33 +30,31 @@ type outcome struct {
 // waitRetiring waits until the state records c as retiring.
 func (h *harness) waitRetiring(t *testing.T, c deployments.Color) ColorState {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if cs, ok := h.state(t).Colors[c]; ok && cs.Retiring() {
-			return cs
+	var cs ColorState
+	testenv.WaitFor(t, 5*time.Second, fmt.Sprintf("%s recorded as retiring", c), func() error {
+		st := h.state(t)
+		if got, ok := st.Colors[c]; ok && got.Retiring() {
+			cs = got
+			return nil
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("%s never recorded as retiring: %+v", c, h.state(t))
-	return ColorState{}
+		return fmt.Errorf("state %+v", st)
+	})
+	return cs
 }
 
 // waitEvent waits until an event of that step and kind was emitted.
 func (h *harness) waitEvent(t *testing.T, step Step, kind EventKind) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	testenv.WaitFor(t, 5*time.Second, fmt.Sprintf("a %s %s event", step, kind), func() error {
 		h.mu.Lock()
+		defer h.mu.Unlock()
 		for _, e := range h.events {
 			if e.Step == step && e.Kind == kind {
-				h.mu.Unlock()
-				return
+				return nil
 			}
 		}
-		h.mu.Unlock()
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("no %s %s event", step, kind)
+		return errors.New("none yet")
+	})
 }
 
 func (h *harness) containerIDs(t *testing.T, c deployments.Color) string {
