@@ -18,10 +18,15 @@ type Server struct {
 	Weight int // initial weight (default 100, so percentages keep their precision)
 	Check  Check
 	// PoolPurgeDelay and ErrorLimit are passed explicitly: 2.6's dynamic servers default
-	// to 0 for both, unlike config servers. Defaults 5s and 10.
+	// to 0 for both, unlike config servers. Defaults 5s and 1: with checks, a server
+	// whose connection fails (refused, timed out) ErrorLimit times in a row is marked
+	// down at once (`observe layer4 on-error mark-down`), so that the request's retry
+	// goes to another server, or to the backups, without waiting for fall checks.
 	PoolPurgeDelay time.Duration
 	ErrorLimit     int
 	MaxConn        int // 0: no limit
+	// Backup servers take traffic only while no other server of the backend is up.
+	Backup bool
 }
 
 // Check is a server's health-check timing.
@@ -39,7 +44,7 @@ const (
 	DefaultRise           = 2
 	DefaultFall           = 3
 	DefaultPoolPurgeDelay = 5 * time.Second
-	DefaultErrorLimit     = 10
+	DefaultErrorLimit     = 1
 )
 
 // withDefaults fills the zero fields.
@@ -96,13 +101,17 @@ func (s Server) params() []string {
 	p := []string{s.HostPort()}
 	if !s.Check.Disabled {
 		p = append(p, "check", "inter", haDuration(s.Check.Inter),
-			"rise", strconv.Itoa(s.Check.Rise), "fall", strconv.Itoa(s.Check.Fall))
+			"rise", strconv.Itoa(s.Check.Rise), "fall", strconv.Itoa(s.Check.Fall),
+			"observe", "layer4", "on-error", "mark-down")
 	}
 	p = append(p, "weight", strconv.Itoa(s.Weight),
 		"pool-purge-delay", haDuration(s.PoolPurgeDelay),
 		"error-limit", strconv.Itoa(s.ErrorLimit))
 	if s.MaxConn > 0 {
 		p = append(p, "maxconn", strconv.Itoa(s.MaxConn))
+	}
+	if s.Backup {
+		p = append(p, "backup")
 	}
 	return p
 }

@@ -153,9 +153,21 @@ func (c *Client) Snapshot(ctx context.Context, l *Layout) (*Layout, error) {
 	if err != nil {
 		return nil, err
 	}
+	// `show servers state` does not say which servers are backups; `show stat` does.
+	stats, err := c.Stat(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	backup := map[[2]string]bool{}
+	for _, st := range stats {
+		if st.Type == StatServer && st.Fields["bck"] == "1" {
+			backup[[2]string{st.Proxy, st.Name}] = true
+		}
+	}
 	byBackend := map[string][]Server{}
 	for _, s := range states {
-		byBackend[s.Backend] = append(byBackend[s.Backend], Server{Name: s.Name, Addr: s.Addr, Port: s.Port, Weight: s.IWeight})
+		byBackend[s.Backend] = append(byBackend[s.Backend], Server{Name: s.Name, Addr: s.Addr, Port: s.Port, Weight: s.IWeight,
+			Backup: backup[[2]string{s.Backend, s.Name}]})
 	}
 	for i := range live.Backends {
 		live.Backends[i].Servers = byBackend[live.Backends[i].Name]
@@ -301,8 +313,11 @@ func ParseConfigServers(cfg string) (map[string][]Server, error) {
 			return nil, parseErr("haproxy.cfg", "line %d: %v", n+1, err)
 		}
 		s := Server{Name: f[1], Addr: host, Port: port}
-		for i := 3; i+1 < len(f); i++ {
-			if f[i] == "weight" {
+		for i := 3; i < len(f); i++ {
+			switch {
+			case f[i] == "backup":
+				s.Backup = true
+			case f[i] == "weight" && i+1 < len(f):
 				if w, err := strconv.Atoi(f[i+1]); err == nil {
 					s.Weight = w
 				}

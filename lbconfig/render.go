@@ -422,7 +422,7 @@ func renderBackend(b *bytes.Buffer, be Backend) {
 	sort.Slice(servers, func(i, j int) bool { return serverLess(servers[i].Name, servers[j].Name) })
 	for _, s := range servers {
 		tmpl := be.Server
-		tmpl.Name, tmpl.Addr, tmpl.Port = s.Name, s.Addr, s.Port
+		tmpl.Name, tmpl.Addr, tmpl.Port, tmpl.Backup = s.Name, s.Addr, s.Port, s.Backup
 		if s.Weight != 0 {
 			tmpl.Weight = s.Weight
 		}

@@ -203,7 +203,7 @@ func (f *fakeBalancer) AddServers(_ context.Context, backend string, servers []S
 		if _, ok := f.servers[backend][srv.Name]; ok {
 			return fmt.Errorf("server %s/%s exists", backend, srv.Name)
 		}
-		f.servers[backend][srv.Name] = &ServerStat{LB: "lb1", Name: srv.Name}
+		f.servers[backend][srv.Name] = &ServerStat{LB: "lb1", Name: srv.Name, Backup: srv.Backup}
 	}
 	return nil
 }
@@ -236,6 +236,21 @@ func (f *fakeBalancer) Servers(_ context.Context, backend string) ([]ServerStat,
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// Counters sums the servers' answers: the fake's HAProxy answers nothing itself.
+func (f *fakeBalancer) Counters(_ context.Context, backend string) ([]BackendCounters, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.onServers != nil {
+		f.onServers(backend)
+	}
+	c := BackendCounters{LB: "lb1"}
+	for _, s := range f.servers[backend] {
+		c.Responses += s.Responses
+		c.Errors5xx += s.Errors5xx
+	}
+	return []BackendCounters{c}, nil
 }
 
 func (f *fakeBalancer) Drain(_ context.Context, backend string, servers []string) error {
@@ -355,9 +370,12 @@ func (f *fakeStore) CAS(_ context.Context, key string, value []byte, index uint6
 	return f.clock, nil
 }
 
-func (f *fakeStore) Delete(_ context.Context, key string) error {
+func (f *fakeStore) Delete(_ context.Context, key string, index uint64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if i, ok := f.idx[key]; ok && i != index {
+		return fmt.Errorf("delete %s: %w", key, ErrStale)
+	}
 	delete(f.vals, key)
 	delete(f.idx, key)
 	return nil
@@ -374,6 +392,21 @@ func (f *fakeStore) has(key string) bool {
 type fakeLocker struct {
 	mu   sync.Mutex
 	held map[string]bool
+	// taken lists every lock handed out, newest last (a test closes one's lost).
+	taken []*fakeUnlock
+}
+
+// lose makes the newest lock of app lost, as a Consul session gone would.
+func (f *fakeLocker) lose(app string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := len(f.taken) - 1; i >= 0; i-- {
+		if u := f.taken[i]; u.app == app {
+			close(u.lost)
+			delete(f.held, app)
+			return
+		}
+	}
 }
 
 var errFakeBusy = errors.New("lock busy")
@@ -405,7 +438,9 @@ func (f *fakeLocker) tryLock(app string) Unlocker {
 		return nil
 	}
 	f.held[app] = true
-	return &fakeUnlock{f: f, app: app, lost: make(chan struct{})}
+	u := &fakeUnlock{f: f, app: app, lost: make(chan struct{})}
+	f.taken = append(f.taken, u)
+	return u
 }
 
 type fakeUnlock struct {
@@ -449,6 +484,28 @@ func (f *fakeLocker) ForceRelease(_ context.Context, app string) (string, error)
 	}
 	delete(f.held, app)
 	return "pid 1 on host", nil
+}
+
+// setColorHealthy makes every container of color answer its health check or not.
+func (f *fakeRuntime) setColorHealthy(c deployments.Color, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, fc := range f.cs {
+		if fc.inst.Color == c {
+			fc.healthy.Store(ok)
+		}
+	}
+}
+
+// backend lists backend's servers with their backup flag.
+func (f *fakeBalancer) backend(backend string) map[string]bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]bool{}
+	for name, s := range f.servers[backend] {
+		out[name] = s.Backup
+	}
+	return out
 }
 
 func (f *fakeBalancer) setDown(server string, down bool) {

@@ -34,15 +34,9 @@ func (s *Switcher) gate(ctx context.Context, r *run) error {
 	sched := health.NewScheduler(health.Options{Interval: hc.Interval, Rise: hc.Rise, Fall: hc.Fall, Jitter: -1})
 	var ids []string
 	for _, in := range r.insts {
-		probe, err := probeFor(in, hc)
+		targets, err := instanceTargets(in, hc, views, poll, 1)
 		if err != nil {
 			return err
-		}
-		id := in.ID()
-		targets := []health.Target{
-			{ID: id + " " + viewProbe, Checker: probe},
-			{ID: id + " " + viewConsul, Checker: health.CheckFunc(func(ctx context.Context) error { return views.consul(ctx, id) }), Interval: poll, Rise: 1, Fall: 1},
-			{ID: id + " " + viewHAProxy, Checker: health.CheckFunc(func(ctx context.Context) error { return views.haproxy(ctx, id) }), Interval: poll, Rise: 1, Fall: 1},
 		}
 		for _, t := range targets {
 			if err := sched.Add(t); err != nil {
@@ -86,6 +80,22 @@ func (r *run) gateTimeHint(left time.Duration) string {
 	}
 	return fmt.Sprintf(" (the gate had only %s of deploy_timeout %s left after start, register and stage, and passing takes at least %s: "+
 		"raise deploy_timeout, which counts from the swap's start)", max(left, 0).Round(time.Millisecond), r.app.DeployTimeout, need)
+}
+
+// instanceTargets are the three views of one instance as health targets: swap's probe
+// with the app's rise and fall, and Consul's and HAProxy's verdicts (which apply their
+// own rise and fall) read every poll, judged after fall reads in a row.
+func instanceTargets(in deployments.Instance, hc deployments.HealthCheck, views *viewCache, poll time.Duration, fall int) ([]health.Target, error) {
+	probe, err := probeFor(in, hc)
+	if err != nil {
+		return nil, err
+	}
+	id := in.ID()
+	return []health.Target{
+		{ID: id + " " + viewProbe, Checker: probe},
+		{ID: id + " " + viewConsul, Checker: health.CheckFunc(func(ctx context.Context) error { return views.consul(ctx, id) }), Interval: poll, Rise: 1, Fall: fall},
+		{ID: id + " " + viewHAProxy, Checker: health.CheckFunc(func(ctx context.Context) error { return views.haproxy(ctx, id) }), Interval: poll, Rise: 1, Fall: fall},
+	}, nil
 }
 
 // probeFor builds swap's own probe of an instance from the app's healthcheck.

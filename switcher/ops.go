@@ -89,7 +89,7 @@ func (s *Switcher) newPlan(spec *deployments.App, st *stateFor, op string, to de
 		From: st.Live, To: to, Replicas: spec.Replicas, Route: spec.Route,
 		Canary: spec.Canary, Verify: spec.Verify, ScaleDownDelay: spec.ScaleDownDelay,
 		Preview: s.Config.HAProxy.Preview.Bind != "", Promote: spec.Promotes(),
-		Created: s.now(),
+		Created: s.now(), Spec: planSpec(spec),
 	}
 	if st.Live != "" {
 		p.FromImage = st.Colors[st.Live].Image
@@ -163,7 +163,7 @@ func (s *Switcher) operateLocked(ctx context.Context, spec *deployments.App, pla
 	}
 	s.emit(Event{App: app, Deploy: p.Deploy, Step: StepPlan, Kind: EventDone, Elapsed: s.now().Sub(start),
 		Message: fmt.Sprintf("%s %s: %s -> %s (%s)", p.Op, app, liveName(p.From), p.To, p.Image)})
-	r := &run{s: s, app: spec, plan: *p, started: start,
+	r := &run{s: s, app: p.specFor(spec), plan: *p, started: start,
 		j: &journalFor{Journal: Journal{Plan: *p, Status: JournalRunning, Step: StepPlan, Done: true}}}
 	return s.execute(ctx, r, StepStart)
 }
@@ -212,7 +212,7 @@ func (s *Switcher) Resume(ctx context.Context, app string, opts Options) (*Resul
 
 // resumeLocked decides, under the lock, which way an interrupted swap goes.
 func (s *Switcher) resumeLocked(ctx context.Context, spec *deployments.App, j *journalFor) (*Result, error) {
-	r := &run{s: s, app: spec, plan: j.Plan, j: j, started: j.Plan.Created}
+	r := &run{s: s, app: j.Plan.specFor(spec), plan: j.Plan, j: j, started: j.Plan.Created}
 	// Where the traffic is decides, not only the journal: the process may have died
 	// between a route change and the journal write recording it.
 	routes, err := s.Balancer.Routes(ctx, j.Plan.Route)
@@ -298,7 +298,7 @@ func (s *Switcher) continueJournalOr(ctx context.Context, app string, opts Optio
 		if !ok {
 			return none()
 		}
-		return fn(lctx, &run{s: s, app: spec, plan: j.Plan, j: j, started: j.Plan.Created})
+		return fn(lctx, &run{s: s, app: j.Plan.specFor(spec), plan: j.Plan, j: j, started: j.Plan.Created})
 	}()
 	if lctx.Err() == nil {
 		s.retireDue(lctx, spec)

@@ -37,6 +37,29 @@ type Plan struct {
 	// ScaleDownDelay keeps From up, drained, that long after the commit.
 	ScaleDownDelay time.Duration `json:"scale_down_delay,omitempty"`
 	Created        time.Time     `json:"created"`
+	// Spec is the app's settings as planned (without its environment, which may hold
+	// secrets): every step reads them from here, so a swap resumed after the config
+	// changed still does what its plan said.
+	Spec *deployments.App `json:"spec,omitempty"`
+}
+
+// specFor returns the app's settings the plan's steps read: the planned ones, with the
+// environment (env, env_file) of current, which the journal does not hold. A plan
+// journaled before plans held their settings uses current.
+func (p Plan) specFor(current *deployments.App) *deployments.App {
+	if p.Spec == nil {
+		return current
+	}
+	a := *p.Spec
+	a.Name, a.Env, a.EnvFile = current.Name, current.Env, current.EnvFile
+	return &a
+}
+
+// planSpec is spec as a plan keeps it: a copy without the environment.
+func planSpec(spec *deployments.App) *deployments.App {
+	a := *spec
+	a.Env, a.EnvFile = nil, ""
+	return &a
 }
 
 // FromBackend and ToBackend are the HAProxy backends of the two colors.

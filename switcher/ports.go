@@ -63,6 +63,9 @@ type Server struct {
 	Name string // deployments.InstanceID
 	Host string
 	Port int
+	// Backup: the server takes traffic only while no other server of the backend is up
+	// (the old color's instances in the new color's backend, until the drain).
+	Backup bool
 }
 
 // ServerStat is one server of a backend on one HAProxy instance.
@@ -76,6 +79,17 @@ type ServerStat struct {
 	UsedConns   int    // used_conn_cur
 	Responses   uint64 // hrsp_1xx..hrsp_other
 	Errors5xx   uint64 // hrsp_5xx
+	Backup      bool   // a backup server (bck)
+}
+
+// BackendCounters are the response counters of a backend's own row of `show stat` on one
+// HAProxy instance: every answer sent for the backend, HAProxy's own 502/503/504 (no
+// server up, a server refused or timed out) included, which the server rows do not
+// count.
+type BackendCounters struct {
+	LB        string
+	Responses uint64 // hrsp_1xx..hrsp_other
+	Errors5xx uint64 // hrsp_5xx
 }
 
 // Empty reports whether the server has nothing in flight.
@@ -101,6 +115,8 @@ type Balancer interface {
 	RemoveServers(ctx context.Context, backend string, servers []string) error
 	// Servers lists backend's servers on every instance.
 	Servers(ctx context.Context, backend string) ([]ServerStat, error)
+	// Counters returns the backend's own response counters on every instance.
+	Counters(ctx context.Context, backend string) ([]BackendCounters, error)
 	// Drain stops new sessions to the servers (state drain).
 	Drain(ctx context.Context, backend string, servers []string) error
 	// ShutdownSessions ends the server's sessions.
@@ -122,7 +138,9 @@ type Store interface {
 	// CAS writes value if the key's index is still index (0: only if absent) and
 	// returns the new index; a moved index is an error wrapping ErrStale.
 	CAS(ctx context.Context, key string, value []byte, index uint64) (uint64, error)
-	Delete(ctx context.Context, key string) error
+	// Delete removes key if its index is still index; a moved index is an error
+	// wrapping ErrStale, a missing key is not an error.
+	Delete(ctx context.Context, key string, index uint64) error
 }
 
 // Locker takes the per-app lock.

@@ -45,11 +45,18 @@ func (h *harness) waitRetiring(t *testing.T, c deployments.Color) ColorState {
 // waitEvent waits until an event of that step and kind was emitted.
 func (h *harness) waitEvent(t *testing.T, step Step, kind EventKind) {
 	t.Helper()
-	testenv.WaitFor(t, 5*time.Second, fmt.Sprintf("a %s %s event", step, kind), func() error {
+	h.waitEventMsg(t, step, kind, "")
+}
+
+// waitEventMsg waits until an event of that step and kind whose message contains msg
+// was emitted.
+func (h *harness) waitEventMsg(t *testing.T, step Step, kind EventKind, msg string) {
+	t.Helper()
+	testenv.WaitFor(t, 5*time.Second, fmt.Sprintf("a %s %s event %q", step, kind, msg), func() error {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		for _, e := range h.events {
-			if e.Step == step && e.Kind == kind {
+			if e.Step == step && e.Kind == kind && strings.Contains(e.Message, msg) {
 				return nil
 			}
 		}
@@ -87,7 +94,7 @@ func TestScaleDownDelay_KeepsTheOldColorUpWithoutTheLockThenRetiresIt(t *testing
 	}
 	// The lock is free while the swap waits (it announces the wait after releasing it;
 	// the state records blue as retiring earlier, at commit, under the lock).
-	h.waitEvent(t, StepRetire, EventStart)
+	h.waitEventMsg(t, StepRetire, EventStart, "waiting until")
 	if u := h.s.Locker.(*fakeLocker).tryLock("web"); u == nil {
 		t.Fatal("the lock is held during scale_down_delay")
 	} else {
@@ -113,7 +120,7 @@ func TestScaleDownDelay_RollbackFlipsBackToTheStillRunningOldColor(t *testing.T)
 	blueIDs := h.containerIDs(t, deployments.Blue)
 	done := h.deployAsync(context.Background(), "web:v2")
 	h.waitRetiring(t, deployments.Blue)
-	h.waitEvent(t, StepRetire, EventStart) // the deploy released the lock
+	h.waitEventMsg(t, StepRetire, EventStart, "waiting until") // the deploy released the lock
 
 	res, err := h.s.Rollback(context.Background(), "web", Options{})
 	if err != nil || res.Outcome != OutcomeDone {
@@ -150,7 +157,7 @@ func TestScaleDownDelay_AnOverdueColorIsRetiredByTheNextOperation(t *testing.T) 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := h.deployAsync(ctx, "web:v2")
 	cs := h.waitRetiring(t, deployments.Blue)
-	h.waitEvent(t, StepRetire, EventStart) // the deploy is past its steps, waiting
+	h.waitEventMsg(t, StepRetire, EventStart, "waiting until") // the deploy is past its steps, waiting
 	// The swap that waits is gone (Ctrl-C; kill -9 leaves the same state).
 	cancel()
 	o := <-done

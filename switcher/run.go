@@ -74,6 +74,9 @@ func (s *Switcher) execute(ctx context.Context, r *run, from Step) (*Result, err
 		err = cause(ctx, err)
 		swapErr := &Error{App: r.plan.App, Color: r.plan.To, Step: sf.step, Err: err}
 		switch {
+		case errors.Is(err, ErrLockLost):
+			// Without the lock nothing is undone: another swap may own the app now.
+			res.Outcome = OutcomeFailed
 		case !r.j.Shifted:
 			if uerr := s.undo(ctx, r, err); uerr != nil {
 				swapErr.Err = fmt.Errorf("%w; and the rollback failed: %v (run `swap resume %s`)", err, uerr, r.plan.App)
@@ -82,7 +85,8 @@ func (s *Switcher) execute(ctx context.Context, r *run, from Step) (*Result, err
 			}
 			swapErr.RolledBack = true
 			res.Outcome = OutcomeRolledBack
-		case sf.step == StepVerify && errors.Is(err, ErrTooMany5xx):
+		case (sf.step == StepVerify || sf.step == StepDrain) && (errors.Is(err, ErrTooMany5xx) || errors.Is(err, ErrNotHealthy)):
+			// The old color is still up and not yet drained: it takes the traffic back.
 			if uerr := s.flipBack(ctx, r, err); uerr != nil {
 				swapErr.Err = fmt.Errorf("%w; and the rollback failed: %v (run `swap resume %s`)", err, uerr, r.plan.App)
 				res.Outcome = OutcomeFailed
@@ -138,9 +142,31 @@ func (s *Switcher) runStep(ctx context.Context, r *run, sf stepFunc) error {
 	return err
 }
 
-// cleanupCtx is a context for repairs that must finish even when ctx was cancelled.
+// cleanupCtx is a context for repairs that must finish even when ctx was cancelled
+// (Ctrl-C): they still end when the app's lock is lost, since a repair without the lock
+// could undo what the swap that took the lock over does.
 func cleanupCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
+	lost := lockLost(ctx)
+	if lost == nil {
+		return cctx, cancel
+	}
+	cctx, cancelCause := context.WithCancelCause(cctx)
+	why := fmt.Errorf("%w: the repair stopped before its next change; run `swap resume`", ErrLockLost)
+	select {
+	case <-lost:
+		cancelCause(why)
+		return cctx, func() { cancelCause(nil); cancel() }
+	default:
+	}
+	go func() {
+		select {
+		case <-lost:
+			cancelCause(why)
+		case <-cctx.Done():
+		}
+	}()
+	return cctx, func() { cancelCause(nil); cancel() }
 }
 
 // undo rolls a swap back before its shift: the preview and canary are cleared and To's
@@ -211,7 +237,7 @@ func (s *Switcher) finish(ctx context.Context, r *run, outcome string, why error
 	if err := s.kv().saveState(ctx, st); err != nil {
 		return err
 	}
-	return s.kv().dropJournal(ctx, r.plan.App)
+	return s.kv().dropJournal(ctx, r.j)
 }
 
 // removeColor removes every trace of an app's color: HAProxy servers, Consul entries

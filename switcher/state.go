@@ -172,9 +172,15 @@ func (k kv) saveJournal(ctx context.Context, j *journalFor) error {
 	return nil
 }
 
-func (k kv) dropJournal(ctx context.Context, app string) error {
-	if err := k.store.Delete(ctx, JournalKey(app)); err != nil {
-		return fmt.Errorf("delete %s: %w", JournalKey(app), err)
+// dropJournal deletes j's key while it still holds the version this swap wrote
+// (check-and-set): a swap that lost its lock never deletes its successor's journal.
+func (k kv) dropJournal(ctx context.Context, j *journalFor) error {
+	key := JournalKey(j.Plan.App)
+	if j.index == 0 {
+		return nil // never written
+	}
+	if err := k.store.Delete(ctx, key, j.index); err != nil {
+		return fmt.Errorf("delete %s: %w", key, err)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/swap-dev/swap/deployments"
+	"github.com/swap-dev/swap/lbconfig"
 )
 
 // hookEnv is what every hook sees.
@@ -138,11 +139,29 @@ func (s *Switcher) stage(ctx context.Context, r *run) error {
 		}
 		add = append(add, Server{Name: in.ID(), Host: in.Host, Port: in.Port})
 	}
+	// The live color's instances join as backup servers: from the shift until the drain
+	// starts, HAProxy itself sends the traffic back to them the moment the new color
+	// has no server up, without waiting for swap to notice and flip back.
+	backups, err := s.backupServers(ctx, r)
+	if err != nil {
+		return err
+	}
+	for _, b := range backups {
+		if slices.ContainsFunc(existing, func(st ServerStat) bool { return st.Name == b.Name }) {
+			stale = append(stale, b.Name)
+		}
+	}
 	if err := s.Balancer.RemoveServers(ctx, backend, stale); err != nil {
 		return err
 	}
 	if err := s.Balancer.AddServers(ctx, backend, add); err != nil {
 		return fmt.Errorf("add %s to %s: %w", instanceIDs(r.insts), backend, err)
+	}
+	if len(backups) > 0 {
+		if err := s.Balancer.AddServers(ctx, backend, backups); err != nil {
+			return fmt.Errorf("add %s's instances to %s as backup servers: %w", r.plan.From, backend, err)
+		}
+		s.event(r, StepStage, EventInfo, "%s's %d instance(s) are backup servers of %s until the drain", r.plan.From, len(backups), backend)
 	}
 	return nil
 }
@@ -184,7 +203,7 @@ func (s *Switcher) shift(ctx context.Context, r *run) error {
 				return err
 			}
 			s.event(r, StepShift, EventInfo, "canary %d/%d: %d%% to %s for %s", i+1, len(canary), c.Weight, r.plan.To, c.Bake)
-			if err := s.watch5xx(ctx, r, c.Bake); err != nil {
+			if err := s.watchColor(ctx, r, StepShift, c.Bake); err != nil {
 				return err
 			}
 		}
@@ -193,6 +212,16 @@ func (s *Switcher) shift(ctx context.Context, r *run) error {
 		}
 	}
 	if err := s.Balancer.Route(ctx, r.plan.Route, r.plan.ToBackend()); err != nil {
+		if errors.Is(err, lbconfig.ErrPersist) && !r.j.Shifted && r.plan.From != "" {
+			// The route is live but HAProxy's files still say From: a reload or restart
+			// would send the traffic back to a color this swap is about to drain. Flip
+			// back at runtime (the files already say From) and fail the step.
+			if berr := s.Balancer.Route(ctx, r.plan.Route, r.plan.FromBackend()); berr != nil && !errors.Is(berr, lbconfig.ErrPersist) {
+				return fmt.Errorf("%w; and routing %q back to %s failed: %v", err, r.plan.Route, r.plan.FromBackend(), berr)
+			}
+			return fmt.Errorf("HAProxy's files could not be written, so a reload would undo the shift; %q was routed back to %s: %w",
+				r.plan.Route, r.plan.FromBackend(), err)
+		}
 		return err
 	}
 	r.j.Shifted = true
@@ -245,7 +274,7 @@ func (s *Switcher) healthyOnEveryLB(ctx context.Context, r *run) error {
 	lbs := map[string]bool{}
 	for _, st := range stats {
 		lbs[st.LB] = true
-		if st.Healthy() {
+		if st.Healthy() && !st.Backup {
 			up[st.LB] = true
 		}
 	}
@@ -257,80 +286,24 @@ func (s *Switcher) healthyOnEveryLB(ctx context.Context, r *run) error {
 	if len(lbs) == 0 {
 		return fmt.Errorf("%w: %s has no servers", ErrNotHealthy, r.plan.ToBackend())
 	}
-	return nil
-}
-
-// verify watches To's 5xx rate for the verify window.
-func (s *Switcher) verify(ctx context.Context, r *run) error {
-	if r.plan.Verify.Window <= 0 {
-		s.event(r, StepVerify, EventSkip, "no verify window configured")
-		return nil
-	}
-	if r.plan.From == "" {
-		s.event(r, StepVerify, EventSkip, "first deploy: no color to roll back to")
-		return nil
-	}
-	return s.watch5xx(ctx, r, r.plan.Verify.Window)
-}
-
-// min5xxSample is how many responses a 5xx rate needs before it is judged.
-const min5xxSample = 20
-
-type respCount struct{ total, errs uint64 }
-
-func (s *Switcher) responses(ctx context.Context, backend string) (respCount, error) {
-	stats, err := s.Balancer.Servers(ctx, backend)
-	if err != nil {
-		return respCount{}, err
-	}
-	var c respCount
-	for _, st := range stats {
-		c.total += st.Responses
-		c.errs += st.Errors5xx
-	}
-	return c, nil
-}
-
-// watch5xx fails with ErrTooMany5xx as soon as To's 5xx share since the call, over at
-// least min5xxSample responses, exceeds verify.max_5xx_rate; else it returns after d.
-func (s *Switcher) watch5xx(ctx context.Context, r *run, d time.Duration) error {
-	backend := r.plan.ToBackend()
-	base, err := s.responses(ctx, backend)
+	regs, err := s.Registry.Instances(ctx, r.plan.App)
 	if err != nil {
 		return err
 	}
-	end := time.NewTimer(d)
-	defer end.Stop()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	check := func() error {
-		cur, err := s.responses(ctx, backend)
-		if err != nil {
-			return err
+	var why []string
+	for _, reg := range regs {
+		if reg.Color != r.plan.To {
+			continue
 		}
-		total, errs := cur.total-base.total, cur.errs-base.errs
-		if cur.total < base.total { // counters reset (reload): start over
-			base = cur
+		if reg.Passing {
 			return nil
 		}
-		if total >= min5xxSample && float64(errs)/float64(total) > r.plan.Verify.Max5xxRate {
-			return fmt.Errorf("%w: %d of %d responses from %s were 5xx (%.1f%%, max %.1f%%)",
-				ErrTooMany5xx, errs, total, backend, 100*float64(errs)/float64(total), 100*r.plan.Verify.Max5xxRate)
-		}
-		return nil
+		why = append(why, reg.ID+": "+reg.Why)
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-			if err := check(); err != nil {
-				return err
-			}
-		case <-end.C:
-			return check()
-		}
+	if len(why) == 0 {
+		return fmt.Errorf("%w: Consul has no instance of %s %s", ErrNotHealthy, r.plan.App, r.plan.To)
 	}
+	return fmt.Errorf("%w: none of %s's instances passes in Consul (%s)", ErrNotHealthy, r.plan.To, strings.Join(why, "; "))
 }
 
 // drain stops new sessions to From's servers and waits until they are empty, or
@@ -339,6 +312,18 @@ func (s *Switcher) drain(ctx context.Context, r *run) error {
 	if r.plan.From == "" {
 		s.event(r, StepDrain, EventSkip, "first deploy: nothing to drain")
 		return nil
+	}
+	// Last look before the old color stops taking traffic: the new color must serve on
+	// every HAProxy (else the swap flips back: From is still up) and every HAProxy must
+	// route to it (a reload from old files or an outside change may have put From back).
+	if err := s.requireHealthy(ctx, r); err != nil {
+		return err
+	}
+	if err := s.ensureRoute(ctx, r, StepDrain); err != nil {
+		return err
+	}
+	if err := s.removeBackups(ctx, r); err != nil {
+		return err
 	}
 	backend := r.plan.FromBackend()
 	stats, err := s.Balancer.Servers(ctx, backend)
@@ -400,7 +385,15 @@ func (s *Switcher) retire(ctx context.Context, r *run) error {
 		s.event(r, StepRetire, EventSkip, "first deploy: nothing to retire")
 		return nil
 	}
-	if d := r.app.ScaleDownDelay; d > 0 {
+	// The new color must still serve before its predecessor goes: kept (drained), the
+	// old color is what `swap rollback` flips back to at once.
+	if err := s.requireHealthy(ctx, r); err != nil {
+		return fmt.Errorf("%w; %s is kept (drained): `swap rollback %s` flips back to it", err, r.plan.From, r.plan.App)
+	}
+	if err := s.ensureRoute(ctx, r, StepRetire); err != nil {
+		return err
+	}
+	if d := r.plan.ScaleDownDelay; d > 0 {
 		r.j.RetireAt = s.now().Add(d).Round(0)
 		s.event(r, StepRetire, EventInfo, "%s stays up for scale_down_delay %s, until %s: `swap rollback %s` flips back to it until then",
 			r.plan.From, d, r.j.RetireAt.Format(time.TimeOnly), r.plan.App)
@@ -487,7 +480,7 @@ func (s *Switcher) commit(ctx context.Context, r *run) error {
 			s.event(r, StepCommit, EventInfo, "clear preview route: %v", err)
 		}
 	}
-	if err := s.kv().dropJournal(ctx, r.plan.App); err != nil {
+	if err := s.kv().dropJournal(ctx, r.j); err != nil {
 		return err
 	}
 	if err := s.hook(ctx, r, StepCommit, "post_deploy", r.app.Hooks.PostDeploy); err != nil {

@@ -84,7 +84,21 @@ var (
 	ErrTooMany5xx     = errors.New("5xx rate over the threshold")
 	ErrImageInUse     = errors.New("image in use")
 	ErrLiveColor      = errors.New("refusing to touch the live color")
+	// ErrLockLost: the Consul session behind the app's lock is gone (partition, agent
+	// restart, TTL expiry). The swap stops before its next change and rolls nothing
+	// back without the lock; `swap resume` repairs it under a new lock.
+	ErrLockLost = errors.New("lost the app's lock")
 )
+
+// lockLostKey carries the held lock's Lost channel in the swap's context, so that
+// repairs that outlive a cancelled context (cleanupCtx) still stop when the lock goes.
+type lockLostKey struct{}
+
+// lockLost returns the Lost channel of the lock ctx was made under (nil: none).
+func lockLost(ctx context.Context) <-chan struct{} {
+	ch, _ := ctx.Value(lockLostKey{}).(<-chan struct{})
+	return ch
+}
 
 // Error is a failed operation: which app and color, at which step, and whether the live
 // color was kept serving (RolledBack).
@@ -172,11 +186,12 @@ func (s *Switcher) lock(ctx context.Context, app string, wait time.Duration) (co
 		return nil, nil, err
 	}
 	s.emit(Event{App: app, Step: StepLock, Kind: EventDone, Message: "lock held", Elapsed: s.now().Sub(start)})
-	lctx, cancel := context.WithCancelCause(ctx)
+	lctx, cancel := context.WithCancelCause(context.WithValue(ctx, lockLostKey{}, l.Lost()))
 	go func() {
 		select {
 		case <-l.Lost():
-			cancel(fmt.Errorf("lost the lock of %s (Consul session gone): run `swap resume %s`", app, app))
+			cancel(fmt.Errorf("%w of %s (its Consul session is gone): the swap stopped before its next change and rolled nothing back; run `swap resume %s`",
+				ErrLockLost, app, app))
 		case <-lctx.Done():
 		}
 	}()

@@ -612,12 +612,12 @@ type deleteCrashStore struct {
 	armed bool
 }
 
-func (d *deleteCrashStore) Delete(ctx context.Context, key string) error {
+func (d *deleteCrashStore) Delete(ctx context.Context, key string, index uint64) error {
 	if d.armed && key == JournalKey("web") {
 		d.armed = false
 		panic(crash{})
 	}
-	return d.fakeStore.Delete(ctx, key)
+	return d.fakeStore.Delete(ctx, key, index)
 }
 
 func TestResume_ACommitCutShortRecordsTheDeployOnce(t *testing.T) {

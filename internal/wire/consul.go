@@ -55,7 +55,19 @@ func (s Store) CAS(ctx context.Context, key string, value []byte, index uint64) 
 	return n, err
 }
 
-func (s Store) Delete(ctx context.Context, key string) error { return s.R.Delete(ctx, key) }
+// Delete removes key only while its index is still index (check-and-set), so a swap
+// that lost its lock never deletes the journal of the swap that took the lock over. A
+// key already gone is not an error.
+func (s Store) Delete(ctx context.Context, key string, index uint64) error {
+	err := s.R.DeleteCAS(ctx, key, index)
+	if errors.Is(err, consul.ErrStale) {
+		if b, _, gerr := s.R.Get(ctx, key); gerr == nil && b == nil {
+			return nil
+		}
+		return &staleError{err}
+	}
+	return err
+}
 
 // staleError keeps consul.ErrStale in the chain and adds switcher.ErrStale.
 type staleError struct{ err error }

@@ -2,7 +2,6 @@ package wire
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -36,7 +35,7 @@ func (b *Balancer) AddServers(ctx context.Context, backend string, servers []swi
 	var add []lbconfig.Server
 	for _, srv := range servers {
 		s := be.Server
-		s.Name, s.Addr, s.Port = srv.Name, srv.Host, srv.Port
+		s.Name, s.Addr, s.Port, s.Backup = srv.Name, srv.Host, srv.Port, srv.Backup
 		add = append(add, s)
 	}
 	return b.F.AddServers(ctx, backend, add)
@@ -75,7 +74,28 @@ func (b *Balancer) Servers(ctx context.Context, backend string) ([]switcher.Serv
 				Sessions:    int(r.Scur), Queued: int(r.Qcur), UsedConns: int(r.UsedConnCur),
 				Responses: uint64(r.Hrsp1xx + r.Hrsp2xx + r.Hrsp3xx + r.Hrsp4xx + r.Hrsp5xx + r.HrspOther),
 				Errors5xx: uint64(r.Hrsp5xx),
+				Backup:    r.Fields["bck"] == "1",
 			})
+		}
+	}
+	return out, nil
+}
+
+// Counters returns backend's own row of `show stat` on every instance.
+func (b *Balancer) Counters(ctx context.Context, backend string) ([]switcher.BackendCounters, error) {
+	byLB, err := b.F.Stat(ctx, backend)
+	if err != nil {
+		return nil, err
+	}
+	var out []switcher.BackendCounters
+	for lb, rows := range byLB {
+		for _, r := range rows {
+			if r.Type != lbconfig.StatBackend || r.Proxy != backend {
+				continue
+			}
+			out = append(out, switcher.BackendCounters{LB: lb,
+				Responses: uint64(r.Hrsp1xx + r.Hrsp2xx + r.Hrsp3xx + r.Hrsp4xx + r.Hrsp5xx + r.HrspOther),
+				Errors5xx: uint64(r.Hrsp5xx)})
 		}
 	}
 	return out, nil
@@ -93,19 +113,11 @@ func (b *Balancer) ShutdownSessions(ctx context.Context, backend, server string)
 }
 
 // Route flips key to backend in routes.map on every instance, all or nothing. When only
-// writing the files failed, the flip is live: that is logged, not returned, so the swap
-// does not try to undo a route that now carries the traffic; the next change or
-// `swap lb render` writes the files again.
+// writing the files failed, the flip is live but a reload or restart would serve the old
+// route: the error wraps lbconfig.ErrPersist, and the caller decides (the shift step
+// flips back and fails).
 func (b *Balancer) Route(ctx context.Context, key, backend string) error {
-	err := b.F.Flip(ctx, b.layout().RoutesMap(), key, backend)
-	if errors.Is(err, lbconfig.ErrPersist) {
-		if b.Log != nil {
-			b.Log.Warn("route is live but HAProxy's files were not rewritten: a restart would serve the old route until `swap lb render`",
-				zap.String("key", key), zap.String("backend", backend), zap.Error(err))
-		}
-		return nil
-	}
-	return err
+	return b.F.Flip(ctx, b.layout().RoutesMap(), key, backend)
 }
 
 // Routes reads key from routes.map on every instance ("" where it is unset).

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swap-dev/swap/deployments/consul"
+	"github.com/swap-dev/swap/switcher"
+)
+
+// The swaps that must never end in an outage: a new color that dies right after the
+// shift, a route put back on the old color behind swap's back, a swap that loses its
+// lock.
+
+// killColor kills app's containers of color (as a crash or an OOM kill would) and says
+// when.
+func (s *stack) killColor(app, color string) time.Time {
+	s.t.Helper()
+	ids := s.containerIDs("swap.app="+app, "swap.color="+color)
+	if len(ids) == 0 {
+		s.t.Fatalf("no %s container of %s to kill", color, app)
+	}
+	at := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, id := range ids {
+		if err := s.docker.Client.ContainerKill(ctx, id, "KILL"); err != nil {
+			s.t.Fatalf("kill %s: %v", id, err)
+		}
+	}
+	return at
+}
+
+func TestE2E_ANewColorThatDiesRightAfterTheShiftIsRolledBackNotCommitted(t *testing.T) {
+	t.Parallel()
+	app := e2eApp("dies")
+	host := app + ".test"
+	s := newStack(t, appConfig(app, "    verify: {window: 20s, max_5xx_rate: 0.05}\n"+
+		"    hooks: {post_shift: '"+holdHook("SWAP_HOLD")+"'}\n"))
+	s.mustSwap("deploy", app, "--image", s.v1)
+	s.waitAnswer(host, "color=blue version=v1")
+
+	const workers = 4
+	l := s.startLoad(host, "/", workers)
+	hold := s.newHold("SWAP_HOLD", "shift")
+	b := s.swapBackground(hold.env(), "deploy", app, "--image", s.v2, "--output", "json")
+	// post_shift runs once every HAProxy routes to green: green has the traffic.
+	hold.waitHeld(b)
+	if got := s.route(host); got != app+"_green" {
+		t.Fatalf("routes.map has %s -> %q while post_shift runs, want %s_green", host, got, app)
+	}
+	s.waitAnswer(host, "color=green version=v2")
+	killed := s.killColor(app, "green")
+	// While swap still waits in its hook, HAProxy alone sends the traffic back to blue:
+	// blue's servers are backups of green's backend until the drain.
+	s.waitAnswer(host, "color=blue version=v1")
+	recovered := time.Now()
+	hold.release()
+
+	r := b.wait(3 * time.Minute)
+	if r.code != 1 {
+		t.Fatalf("a deploy whose new color died after the shift: want exit 1, got %s", r)
+	}
+	for _, want := range []string{"at verify", "not healthy", "rolled back"} {
+		if !strings.Contains(r.stdout+r.stderr, want) {
+			t.Errorf("the failure does not say %q:\n%s", want, r)
+		}
+	}
+	evs := events(r.stdout)
+	flip, ok := findEvent(evs, switcher.StepRollback, switcher.EventStart, "flipping")
+	if !ok {
+		t.Fatalf("no flip back reported:\n%s", r.stdout)
+	}
+	fails := l.finish()
+	t.Logf("load: %d requests, by color %v, %d failed %v; blue answered again %s after the kill; swap flipped back %s after it",
+		l.total.Load(), l.byColor, len(fails), fails, recovered.Sub(killed).Round(time.Millisecond), flip.Time.Sub(killed).Round(time.Millisecond))
+	// Only requests in flight on the dying containers may fail: one per worker at most.
+	if len(fails) > workers {
+		t.Fatalf("%d requests failed (more than the %d that can be in flight at the kill): %v\nHAProxy's servers at the first failure:%s",
+			len(fails), workers, fails[:min(len(fails), 10)], l.atFirst)
+	}
+
+	// Blue serves and stays; green is gone; the state says blue.
+	if got := s.route(host); got != app+"_blue" {
+		t.Errorf("routes.map has %s -> %q, want %s_blue", host, got, app)
+	}
+	if n := len(s.containers("swap.app="+app, "swap.color=blue")); n != 2 {
+		t.Errorf("%d blue containers, want the 2 that were live", n)
+	}
+	if names := s.containers("swap.app="+app, "swap.color=green"); len(names) != 0 {
+		t.Errorf("green containers left: %v", names)
+	}
+	if srv := s.haproxyServers(app + "_green"); len(srv) != 0 {
+		t.Errorf("HAProxy backend %s_green still has %v", app, srv)
+	}
+	st := s.mustSwap("status", app)
+	if !strings.Contains(st.stdout, app+": live blue") {
+		t.Errorf("status after the rollback:\n%s", st.stdout)
+	}
+	s.waitAnswer(host, "color=blue version=v1")
+}
+
+func TestE2E_ARouteReloadedBackToTheOldColorIsRestoredBeforeTheDrain(t *testing.T) {
+	t.Parallel()
+	app := e2eApp("reroute")
+	host := app + ".test"
+	s := newStack(t, appConfig(app, oneReplica+"    hooks: {post_shift: '"+holdHook("SWAP_HOLD")+"'}\n"))
+	s.mustSwap("deploy", app, "--image", s.v1)
+	s.waitAnswer(host, "color=blue version=v1")
+
+	l := s.startLoad(host, "/", 2)
+	hold := s.newHold("SWAP_HOLD", "shift")
+	b := s.swapBackground(hold.env(), "deploy", app, "--image", s.v2, "--output", "json")
+	hold.waitHeld(b)
+	s.waitAnswer(host, "color=green version=v2")
+	// HAProxy is reloaded from a routes.map that says blue (files that lag behind the
+	// runtime, or an operator's old copy): blue serves again.
+	routes := filepath.Join(s.dir, "haproxy", "routes.map")
+	if err := os.WriteFile(routes, []byte(host+" "+app+"_blue\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.haproxy.Reload(t)
+	s.waitAnswer(host, "color=blue version=v1")
+	hold.release()
+
+	r := b.mustSucceed(3 * time.Minute)
+	evs := events(r.stdout)
+	if _, ok := findEvent(evs, switcher.StepDrain, switcher.EventInfo, "restoring the planned route"); !ok {
+		t.Errorf("the drain did not report restoring the route:\n%s", r.stdout)
+	}
+	// Green serves; blue, drained only once green had the traffic back, is gone; no
+	// request failed on the way.
+	l.requireNoFailures(t)
+	if got := s.route(host); got != app+"_green" {
+		t.Errorf("routes.map has %s -> %q, want %s_green", host, got, app)
+	}
+	if names := s.containers("swap.app="+app, "swap.color=blue"); len(names) != 0 {
+		t.Errorf("blue containers left: %v", names)
+	}
+	s.waitAnswer(host, "color=green version=v2")
+	b2, err := os.ReadFile(routes)
+	if err != nil || !strings.Contains(string(b2), app+"_green") {
+		t.Errorf("routes.map on disk = %q, %v; want the live route to green", b2, err)
+	}
+}
+
+func TestE2E_ASwapThatLosesItsLockStopsAndRollsNothingBackWithoutIt(t *testing.T) {
+	t.Parallel()
+	app := e2eApp("lost")
+	host := app + ".test"
+	s := newStack(t, appConfig(app, oneReplica))
+	sick := s.docker.DemoImageEnv(t, "never-healthy", map[string]string{"HEALTH_FAIL": "1"})
+	s.mustSwap("deploy", app, "--image", s.v1)
+	s.waitAnswer(host, "color=blue version=v1")
+
+	l := s.startLoad(host, "/", 2)
+	// A deploy that sits in its gate (its image never gets healthy, deploy_timeout 2m).
+	b := s.swapBackground(nil, "deploy", app, "--image", sick, "--output", "json")
+	b.waitEvent(switcher.StepGate, switcher.EventStart, "", 2*time.Minute)
+	green := s.containerIDs("swap.app="+app, "swap.color=green")
+	if len(green) == 0 {
+		t.Fatal("no green container while the gate runs")
+	}
+	// Its Consul session goes (an agent restart, a partition, a TTL expiry would do
+	// the same).
+	kv := s.consul.Client.KV()
+	pair, _, err := kv.Get("swap-test-"+s.docker.RunID+"/"+consul.LockKey(app), nil)
+	if err != nil || pair == nil || pair.Session == "" {
+		t.Fatalf("the lock key of %s: %+v, %v", app, pair, err)
+	}
+	if _, err := s.consul.Client.Session().Destroy(pair.Session, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	r := b.wait(time.Minute)
+	if r.code == 0 {
+		t.Fatalf("a swap that lost its lock exited 0:\n%s", r)
+	}
+	out := r.stdout + r.stderr
+	for _, want := range []string{"lost the app's lock", "swap resume " + app} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the failure does not say %q:\n%s", want, r)
+		}
+	}
+	if strings.Contains(out, "removed green's") {
+		t.Errorf("the swap rolled back without its lock:\n%s", r)
+	}
+	// Nothing was undone without the lock: green's container and the journal are there
+	// for `swap resume`, which repairs under a new lock.
+	if got := s.containerIDs("swap.app="+app, "swap.color=green"); !sameSet(got, green) {
+		t.Errorf("green containers %v, want %v untouched", got, green)
+	}
+	if st := s.mustSwap("status", app).stdout; !strings.Contains(st, "in flight") {
+		t.Errorf("status shows no interrupted swap:\n%s", st)
+	}
+	res := s.mustSwap("resume", app)
+	if !strings.Contains(res.stdout+res.stderr, "rolled back") {
+		t.Errorf("resume did not roll back:\n%s", res)
+	}
+	if names := s.containers("swap.app="+app, "swap.color=green"); len(names) != 0 {
+		t.Errorf("green containers left after resume: %v", names)
+	}
+	l.requireNoFailures(t)
+	if len(l.byColor) != 1 || l.byColor["blue"] == 0 {
+		t.Errorf("answers by color %v: want blue alone", l.byColor)
+	}
+	s.waitAnswer(host, "color=blue version=v1")
+}
