@@ -18,10 +18,12 @@ type Server struct {
 	Weight int // initial weight (default 100, so percentages keep their precision)
 	Check  Check
 	// PoolPurgeDelay and ErrorLimit are passed explicitly: 2.6's dynamic servers default
-	// to 0 for both, unlike config servers. Defaults 5s and 1: with checks, a server
-	// whose connection fails (refused, timed out) ErrorLimit times in a row is marked
-	// down at once (`observe layer4 on-error mark-down`), so that the request's retry
-	// goes to another server, or to the backups, without waiting for fall checks.
+	// to 0 for both, unlike config servers. Defaults 5s and 1: with checks, a request
+	// that fails on the server (refused, reset, an empty or broken answer, a 5xx)
+	// ErrorLimit times in a row triggers `observe layer7 on-error sudden-death`: the
+	// next check runs at once (fastinter) and, if it fails too, the server is down, so
+	// a dead server leaves rotation within a fast check, not fall full intervals, while
+	// an app answering 5xx on some URL whose check passes stays up.
 	PoolPurgeDelay time.Duration
 	ErrorLimit     int
 	MaxConn        int // 0: no limit
@@ -46,6 +48,10 @@ const (
 	DefaultPoolPurgeDelay = 5 * time.Second
 	DefaultErrorLimit     = 1
 )
+
+// fastInter is how often a server is checked while its state is in question (after a
+// failed check or a failed request), at most.
+const fastInter = 100 * time.Millisecond
 
 // withDefaults fills the zero fields.
 func (s Server) withDefaults() Server {
@@ -100,9 +106,9 @@ func (s Server) params() []string {
 	s = s.withDefaults()
 	p := []string{s.HostPort()}
 	if !s.Check.Disabled {
-		p = append(p, "check", "inter", haDuration(s.Check.Inter),
+		p = append(p, "check", "inter", haDuration(s.Check.Inter), "fastinter", haDuration(min(s.Check.Inter, fastInter)),
 			"rise", strconv.Itoa(s.Check.Rise), "fall", strconv.Itoa(s.Check.Fall),
-			"observe", "layer4", "on-error", "mark-down")
+			"observe", "layer7", "on-error", "sudden-death")
 	}
 	p = append(p, "weight", strconv.Itoa(s.Weight),
 		"pool-purge-delay", haDuration(s.PoolPurgeDelay),

@@ -347,8 +347,9 @@ func renderConfig(l *Layout) []byte {
 	w("defaults")
 	w("    mode http")
 	w("    load-server-state-from-file global")
-	w("    option redispatch")
+	w("    option redispatch 1")
 	w("    retries 3")
+	w("    retry-on conn-failure empty-response junk-response")
 	w("    timeout connect %s", haDuration(orDefault(l.Timeouts.Connect, 5*time.Second)))
 	w("    timeout client %s", haDuration(orDefault(l.Timeouts.Client, 30*time.Second)))
 	w("    timeout server %s", haDuration(orDefault(l.Timeouts.Server, 30*time.Second)))
@@ -395,6 +396,9 @@ func renderBackend(b *bytes.Buffer, be Backend) {
 	w := func(format string, a ...any) { fmt.Fprintf(b, format+"\n", a...) }
 	w("backend %s", be.Name)
 	w("    balance roundrobin")
+	// A request that reached a dying server (an empty or broken answer) is sent again to
+	// another server only when repeating it is safe.
+	w("    http-request disable-l7-retry unless { method GET HEAD OPTIONS }")
 	h := be.Check
 	if h.Type != "tcp" {
 		method, path := h.Method, h.Path

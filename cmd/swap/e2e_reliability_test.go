@@ -76,8 +76,9 @@ func TestE2E_ANewColorThatDiesRightAfterTheShiftIsRolledBackNotCommitted(t *test
 		t.Fatalf("no flip back reported:\n%s", r.stdout)
 	}
 	fails := l.finish()
-	t.Logf("load: %d requests, by color %v, %d failed %v; blue answered again %s after the kill; swap flipped back %s after it",
-		l.total.Load(), l.byColor, len(fails), fails, recovered.Sub(killed).Round(time.Millisecond), flip.Time.Sub(killed).Round(time.Millisecond))
+	t.Logf("load: %d requests, by color %v, %d failed (first: %v), from %s to %s after the kill; blue answered the test again %s after it; swap flipped back %s after it",
+		l.total.Load(), l.byColor, len(fails), fails[:min(len(fails), 3)], l.firstFail.Sub(killed).Round(time.Millisecond), l.lastFail.Sub(killed).Round(time.Millisecond),
+		recovered.Sub(killed).Round(time.Millisecond), flip.Time.Sub(killed).Round(time.Millisecond))
 	// Only requests in flight on the dying containers may fail: one per worker at most.
 	if len(fails) > workers {
 		t.Fatalf("%d requests failed (more than the %d that can be in flight at the kill): %v\nHAProxy's servers at the first failure:%s",
