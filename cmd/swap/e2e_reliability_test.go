@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/swap-dev/swap/deployments/consul"
+	"github.com/swap-dev/swap/internal/testenv"
 	"github.com/swap-dev/swap/switcher"
 )
 
@@ -187,8 +190,10 @@ func TestE2E_ASwapThatLosesItsLockStopsAndRollsNothingBackWithoutIt(t *testing.T
 			t.Errorf("the failure does not say %q:\n%s", want, r)
 		}
 	}
-	if strings.Contains(out, "removed green's") {
-		t.Errorf("the swap rolled back without its lock:\n%s", r)
+	for _, e := range events(r.stdout) {
+		if e.Type == "event" && e.Step == switcher.StepRollback {
+			t.Errorf("the swap rolled back without its lock: %s", e.Message)
+		}
 	}
 	// Nothing was undone without the lock: green's container and the journal are there
 	// for `swap resume`, which repairs under a new lock.
@@ -209,5 +214,43 @@ func TestE2E_ASwapThatLosesItsLockStopsAndRollsNothingBackWithoutIt(t *testing.T
 	if len(l.byColor) != 1 || l.byColor["blue"] == 0 {
 		t.Errorf("answers by color %v: want blue alone", l.byColor)
 	}
+	s.waitAnswer(host, "color=blue version=v1")
+}
+
+func TestE2E_AShiftWhoseFilesCannotBeWrittenFlipsBackAndFails(t *testing.T) {
+	t.Parallel()
+	app := e2eApp("nowrite")
+	host := app + ".test"
+	s := newStack(t, appConfig(app, oneReplica))
+	s.mustSwap("deploy", app, "--image", s.v1)
+	s.waitAnswer(host, "color=blue version=v1")
+
+	// routes.map can no longer be replaced (a full disk, a read-only mount, a file
+	// made immutable): a shift would be live at runtime but lost at the next reload.
+	routes := filepath.Join(s.dir, "haproxy", "routes.map")
+	if out, err := exec.Command("chattr", "+i", routes).CombinedOutput(); err != nil {
+		testenv.Require(t, "chattr +i on the test's directory", fmt.Errorf("%v: %s", err, out))
+	}
+	t.Cleanup(func() { _ = exec.Command("chattr", "-i", routes).Run() })
+
+	l := s.startLoad(host, "/", 2)
+	r := s.swap(nil, "deploy", app, "--image", s.v2)
+	if r.code != 1 {
+		t.Fatalf("a shift whose files cannot be written: want exit 1, got %s", r)
+	}
+	for _, want := range []string{"at shift", "files could not be written", "routed back to " + app + "_blue", "rolled back"} {
+		if !strings.Contains(r.stdout+r.stderr, want) {
+			t.Errorf("the failure does not say %q:\n%s", want, r)
+		}
+	}
+	l.requireNoFailures(t)
+	if got := s.route(host); got != app+"_blue" {
+		t.Errorf("routes.map has %s -> %q at runtime, want %s_blue (what the files say)", host, got, app)
+	}
+	if names := s.containers("swap.app="+app, "swap.color=green"); len(names) != 0 {
+		t.Errorf("green containers left: %v", names)
+	}
+	// A reload serves what the runtime serves: blue.
+	s.haproxy.Reload(t)
 	s.waitAnswer(host, "color=blue version=v1")
 }
