@@ -196,7 +196,7 @@ func TestE2E_ADeployWithHAProxyDownExits4BeforeItsHookOrJournal(t *testing.T) {
 	t.Parallel()
 	app := e2eApp("preflight")
 	dir := hookDir(t)
-	hooks := fmt.Sprintf("    hooks:\n      pre_deploy: 'touch \"$E2E_DIR/pre_deploy_ran\"'\n      env: {E2E_DIR: %s}\n", dir)
+	hooks := fmt.Sprintf("    hooks:\n      pre_deploy: 'touch %s'\n", filepath.Join(dir, "pre_deploy_ran"))
 	s := newStack(t, appConfig(app, oneReplica+hooks))
 	s.haproxy.Stop()
 
