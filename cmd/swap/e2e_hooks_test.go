@@ -190,6 +190,36 @@ func TestE2E_HooksRunWithATimeoutInTheirOwnProcessGroupAndEnvironment(t *testing
 		t.Errorf("routes.map has %s -> %q, want %s_blue", host, got, app)
 	}
 	s.waitAnswer(host, "color=blue version=v1")
+
+	// Ctrl-C while the hook runs (default timeout, 5m): the hook's group is killed, swap
+	// rolls back, exits and frees the lock.
+	if err := os.Remove(filepath.Join(dir, "group")); err != nil {
+		t.Fatal(err)
+	}
+	b = s.swapBackground(nil, "deploy", app, "--image", s.v2)
+	group = readPids(t, filepath.Join(dir, "group"))
+	for _, pid := range group {
+		killAtEnd(t, pid)
+	}
+	if err := b.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	r = b.wait(2 * time.Minute) // far less than the hook's 600 s
+	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "pre_deploy") {
+		t.Fatalf("a deploy interrupted in its pre_deploy hook: want a failure naming the hook, got %s", r)
+	}
+	for _, pid := range group {
+		if processExists(pid) {
+			t.Errorf("pid %d of the interrupted hook's group %v is alive", pid, group)
+		}
+	}
+	if _, session, _ := s.kv("locks/" + app); session != "" {
+		t.Errorf("the lock is still held (session %s) after the interrupted swap exited", session)
+	}
+	if names := s.containers("swap.app="+app, "swap.color=green"); len(names) != 0 {
+		t.Errorf("green containers after the interrupted deploy: %v", names)
+	}
+	s.waitAnswer(host, "color=blue version=v1")
 }
 
 func TestE2E_ADeployWithHAProxyDownExits4BeforeItsHookOrJournal(t *testing.T) {
