@@ -90,7 +90,8 @@ func (h Hooks) Run(ctx context.Context, name, command string, env []string) erro
 		case err = <-done: // it ended just then: its group may be gone, leave it
 		default:
 			// The whole group: the shell and whatever it started, in the background too.
-			// The shell is not reaped yet, so its pgid still names this group.
+			// A group's id is not reused while any member lives, so this reaches only
+			// the hook's processes (ESRCH when they are all gone already).
 			_ = syscall.Kill(-pgid, syscall.SIGKILL)
 			<-done
 			err = why
