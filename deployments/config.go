@@ -137,10 +137,17 @@ type CanaryStep struct {
 	Bake   time.Duration `yaml:"bake" mapstructure:"bake"`
 }
 
-// Hooks are shell commands (run with /bin/sh -c) around a deploy. They see SWAP_APP,
-// SWAP_COLOR, SWAP_IMAGE and SWAP_DEPLOY in their environment.
+// Hooks are shell commands (run with /bin/sh -c) around a deploy. A hook runs in its own
+// process group with an explicit environment, never swap's own: PATH and HOME (swap's),
+// Env, then SWAP_APP, SWAP_COLOR, SWAP_IMAGE and SWAP_DEPLOY. It may take Timeout;
+// then it is killed with everything it started.
 type Hooks struct {
 	PreDeploy  string `yaml:"pre_deploy" mapstructure:"pre_deploy"`
 	PostShift  string `yaml:"post_shift" mapstructure:"post_shift"`
 	PostDeploy string `yaml:"post_deploy" mapstructure:"post_deploy"`
+	// Timeout bounds each hook's run (default 5m).
+	Timeout time.Duration `yaml:"timeout" mapstructure:"timeout"`
+	// Env is added to every hook's environment (secrets the hooks need go here, not in
+	// swap's environment, which hooks do not see).
+	Env map[string]string `yaml:"env" mapstructure:"env"`
 }

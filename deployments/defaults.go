@@ -36,6 +36,7 @@ const (
 	DefaultDrainTimeout            = 30 * time.Second
 	DefaultStopTimeout             = 10 * time.Second
 	DefaultRetain                  = 2
+	DefaultHookTimeout             = 5 * time.Minute
 )
 
 // Routing modes: what the routes map is keyed by.
@@ -112,6 +113,7 @@ func (a *App) SetDefaults() {
 	setDefault(&a.DrainTimeout, DefaultDrainTimeout)
 	setDefault(&a.StopTimeout, DefaultStopTimeout)
 	setDefault(&a.Retain, DefaultRetain)
+	setDefault(&a.Hooks.Timeout, DefaultHookTimeout)
 	if a.AutoPromote == nil {
 		yes := true
 		a.AutoPromote = &yes

@@ -90,6 +90,8 @@ func (c *Config) validateConsul(ps *problems) {
 		ps.add(p.Key("kv_prefix"), "%q: remove the leading and trailing '/', like %s", kv, strings.Trim(kv, "/"))
 	case !kvPrefixPattern.MatchString(kv):
 		ps.add(p.Key("kv_prefix"), "%q must be '/'-separated segments of letters, digits, '.', '_' and '-', like swap or team/swap", kv)
+	case slices.ContainsFunc(strings.Split(kv, "/"), func(seg string) bool { return seg == "." || seg == ".." }):
+		ps.add(p.Key("kv_prefix"), "%q has a '.' or '..' segment, which Consul's HTTP paths resolve away (swap's keys would land elsewhere): use plain names, like swap or team/swap", kv)
 	}
 	tls := p.Key("tls")
 	if cs.TLS.CertFile != "" && cs.TLS.KeyFile == "" {
@@ -109,8 +111,8 @@ const MaxSocketPath = 97
 func (c *Config) validateHAProxy(ps *problems) {
 	h := &c.HAProxy
 	p := Path("haproxy")
-	if strings.ContainsAny(h.Dir, " \t\"'#$\\") || hasControl(h.Dir) {
-		ps.add(p.Key("dir"), "%q must not contain spaces, quotes, '#', '$', '\\' or control characters: it is written into haproxy.cfg", h.Dir)
+	if strings.ContainsAny(h.Dir, " \t\"'#$\\,()[]") || hasControl(h.Dir) {
+		ps.add(p.Key("dir"), "%q must not contain spaces, quotes, '#', '$', '\\', ',', '(', ')', '[', ']' or control characters: it is written into haproxy.cfg, inside the map() of the routing rule", h.Dir)
 	}
 	if n := len(h.Dir) + len("/admin.sock"); n > MaxSocketPath {
 		ps.add(p.Key("dir"), "%q is too long: the admin socket %s/admin.sock would be %d bytes and HAProxy takes at most %d; use a shorter directory", h.Dir, h.Dir, n, MaxSocketPath)
@@ -361,13 +363,55 @@ func (a *App) validate(ps *problems, p Path, routing string) {
 		}
 	}
 
+	a.Hooks.validate(ps, p.Key("hooks"))
+}
+
+// HookVars are the variables swap sets for every hook; hooks.env cannot set them.
+var HookVars = []string{"SWAP_APP", "SWAP_COLOR", "SWAP_IMAGE", "SWAP_DEPLOY"}
+
+var envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func (h *Hooks) validate(ps *problems, p Path) {
 	for _, hk := range []struct{ key, cmd string }{
-		{"pre_deploy", a.Hooks.PreDeploy}, {"post_shift", a.Hooks.PostShift}, {"post_deploy", a.Hooks.PostDeploy},
+		{"pre_deploy", h.PreDeploy}, {"post_shift", h.PostShift}, {"post_deploy", h.PostDeploy},
 	} {
 		if strings.ContainsRune(hk.cmd, 0) {
-			ps.add(p.Key("hooks").Key(hk.key), "must not contain a NUL byte")
+			ps.add(p.Key(hk.key), "must not contain a NUL byte")
 		}
 	}
+	positive(ps, p.Key("timeout"), h.Timeout, "5m")
+	for k, v := range h.Env {
+		kp := p.Key("env").Key(k)
+		switch {
+		case !envNamePattern.MatchString(k):
+			ps.add(kp, "%q is not a variable name: use letters, digits and '_', not starting with a digit, like SLACK_URL", k)
+		case slices.Contains(HookVars, k):
+			ps.add(kp, "swap sets %s for every hook itself: remove it", k)
+		}
+		if strings.ContainsRune(v, 0) {
+			ps.add(kp, "value must not contain a NUL byte")
+		}
+	}
+}
+
+// percentProblem says what is wrong with the percent-encoding of s ("%" not followed by
+// two hex digits), or returns "".
+func percentProblem(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			continue
+		}
+		if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+			end := min(i+3, len(s))
+			return fmt.Sprintf("%q is not percent-encoding: '%%' must be followed by two hex digits (write %%25 for a literal '%%')", s[i:end])
+		}
+		i += 2
+	}
+	return ""
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 func (a *App) validateRoute(ps *problems, p Path, routing string) {
@@ -401,6 +445,8 @@ func (h *HealthCheck) validate(ps *problems, p Path) {
 			ps.add(p.Key("path"), "%q must start with '/', like /healthz", h.Path)
 		} else if !checkPathPattern.MatchString(h.Path) {
 			ps.add(p.Key("path"), "%q may contain only letters, digits and . _ ~ / %% + = & ? : @ , - after its leading '/'", h.Path)
+		} else if msg := percentProblem(h.Path); msg != "" {
+			ps.add(p.Key("path"), "%q: %s", h.Path, msg)
 		}
 		if !methodPattern.MatchString(h.Method) {
 			ps.add(p.Key("method"), "%q must be an upper-case HTTP method (at most 16 letters), like GET or HEAD", h.Method)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/swap-dev/swap/deployments"
 )
@@ -120,6 +121,10 @@ func (s *Switcher) operate(ctx context.Context, app string, opts Options, plan p
 	if err != nil {
 		return nil, err
 	}
+	if err := s.preflight(lctx, app); err != nil {
+		release()
+		return nil, err
+	}
 	res, err := s.operateLocked(lctx, spec, plan)
 	release()
 	s.retireLater(ctx, spec, res, err)
@@ -175,6 +180,10 @@ func (s *Switcher) Promote(ctx context.Context, app string, opts Options) (*Resu
 			return nil, fmt.Errorf("%s's swap (deploy %s) is not waiting in preview; it is at %s: use `swap resume %s`",
 				app, r.plan.Deploy, r.j.Step, app)
 		}
+		if opts.DryRun {
+			return dryRun(r, "would promote %s's swap to %s (deploy %s, waiting in preview): route %q to %s on every HAProxy, then %s",
+				app, r.plan.To, r.plan.Deploy, r.plan.Route, r.plan.ToBackend(), stepsFrom(nextStep(StepShift)))
+		}
 		r.j.Status = JournalRunning
 		return s.execute(ctx, r, StepShift)
 	})
@@ -187,6 +196,10 @@ func (s *Switcher) Abort(ctx context.Context, app string, opts Options) (*Result
 		if r.j.Shifted {
 			return nil, fmt.Errorf("%s's swap to %s has already shifted the traffic: use `swap resume %s` to finish it or `swap rollback %s` after",
 				app, r.plan.To, app, app)
+		}
+		if opts.DryRun {
+			return dryRun(r, "would abort %s's swap to %s (deploy %s, at %s): %s; %s keeps serving",
+				app, r.plan.To, r.plan.Deploy, r.j.Step, undoWhat(r), liveName(r.plan.From))
 		}
 		if err := s.undo(ctx, r, errors.New("aborted by `swap abort`")); err != nil {
 			return nil, err
@@ -206,18 +219,70 @@ func (s *Switcher) Resume(ctx context.Context, app string, opts Options) (*Resul
 			return &Result{Plan: r.plan, Outcome: OutcomeWaiting,
 				Message: fmt.Sprintf("%s waits in preview; run `swap promote %s` or `swap abort %s`", r.plan.To, app, app)}, nil
 		}
+		if opts.DryRun {
+			way, err := s.resumeWay(ctx, r.j)
+			if err != nil {
+				return nil, err
+			}
+			if !way.forward {
+				return dryRun(r, "would resume %s's swap to %s (deploy %s), interrupted at %s %s: roll back: %s; %s keeps serving",
+					app, r.plan.To, r.plan.Deploy, r.j.Step, way.why, undoWhat(r), liveName(r.plan.From))
+			}
+			return dryRun(r, "would resume %s's swap to %s (deploy %s), interrupted at %s after the shift: go forward: %s",
+				app, r.plan.To, r.plan.Deploy, r.j.Step, stepsFrom(way.from))
+		}
 		return s.resumeLocked(ctx, r.app, r.j)
 	})
 }
 
-// resumeLocked decides, under the lock, which way an interrupted swap goes.
-func (s *Switcher) resumeLocked(ctx context.Context, spec *deployments.App, j *journalFor) (*Result, error) {
-	r := &run{s: s, app: j.Plan.specFor(spec), plan: j.Plan, j: j, started: j.Plan.Created}
+// dryRun is the result of a --dry-run of promote, abort or resume: what it would do.
+func dryRun(r *run, format string, args ...any) (*Result, error) {
+	return &Result{Plan: r.plan, Outcome: OutcomeDryRun,
+		Message: "dry run: " + fmt.Sprintf(format, args...) + ". Nothing was changed."}, nil
+}
+
+// undoWhat says what undo does to r's swap.
+func undoWhat(r *run) string {
+	var parts []string
+	if r.plan.Preview {
+		parts = append(parts, fmt.Sprintf("clear the preview route %q", r.plan.Route))
+	}
+	if len(r.plan.Canary) > 0 {
+		parts = append(parts, fmt.Sprintf("end the canary to %s", r.plan.ToBackend()))
+	}
+	if r.plan.Reuse {
+		parts = append(parts, fmt.Sprintf("keep %s's instances (they were running before the swap)", r.plan.To))
+	} else {
+		parts = append(parts, fmt.Sprintf("remove %s's HAProxy servers, Consul services and containers", r.plan.To))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// stepsFrom lists the swap's steps from step on: "shift, verify, drain, ...".
+func stepsFrom(step Step) string {
+	var names []string
+	for _, st := range Steps[step.order():] {
+		names = append(names, string(st))
+	}
+	return strings.Join(names, ", ")
+}
+
+// resumeDecision is which way an interrupted swap goes: back (undo) or forward from a
+// step.
+type resumeDecision struct {
+	forward bool
+	from    Step   // forward: the step to go on from
+	why     string // back: when it was interrupted ("before the shift", ...)
+}
+
+// resumeWay decides which way the interrupted swap j goes. It reads the routes and
+// changes nothing.
+func (s *Switcher) resumeWay(ctx context.Context, j *journalFor) (resumeDecision, error) {
 	// Where the traffic is decides, not only the journal: the process may have died
 	// between a route change and the journal write recording it.
 	routes, err := s.Balancer.Routes(ctx, j.Plan.Route)
 	if err != nil {
-		return nil, err
+		return resumeDecision{}, err
 	}
 	atTo, atFrom, allTo := false, false, len(routes) > 0
 	for _, be := range routes {
@@ -243,14 +308,8 @@ func (s *Switcher) resumeLocked(ctx context.Context, spec *deployments.App, j *j
 		why = "while flipping back to " + string(j.Plan.From)
 	}
 	if !shifted {
-		s.emit(Event{App: j.Plan.App, Deploy: j.Plan.Deploy, Step: StepResume, Kind: EventInfo,
-			Message: fmt.Sprintf("interrupted at %s %s: rolling back", j.Step, why)})
-		if err := s.undo(ctx, r, fmt.Errorf("interrupted at %s", j.Step)); err != nil {
-			return nil, err
-		}
-		return &Result{Plan: j.Plan, Outcome: OutcomeRolledBack, Steps: j.Steps}, nil
+		return resumeDecision{why: why}, nil
 	}
-	r.j.Shifted = true
 	from := j.Step
 	if j.Done {
 		from = nextStep(j.Step)
@@ -258,6 +317,26 @@ func (s *Switcher) resumeLocked(ctx context.Context, spec *deployments.App, j *j
 	if from.order() < StepShift.order() || !allTo {
 		from = StepShift // (again): every HAProxy must route to To before From is drained
 	}
+	return resumeDecision{forward: true, from: from}, nil
+}
+
+// resumeLocked decides, under the lock, which way an interrupted swap goes, and goes.
+func (s *Switcher) resumeLocked(ctx context.Context, spec *deployments.App, j *journalFor) (*Result, error) {
+	r := &run{s: s, app: j.Plan.specFor(spec), plan: j.Plan, j: j, started: j.Plan.Created}
+	way, err := s.resumeWay(ctx, j)
+	if err != nil {
+		return nil, err
+	}
+	if !way.forward {
+		s.emit(Event{App: j.Plan.App, Deploy: j.Plan.Deploy, Step: StepResume, Kind: EventInfo,
+			Message: fmt.Sprintf("interrupted at %s %s: rolling back", j.Step, way.why)})
+		if err := s.undo(ctx, r, fmt.Errorf("interrupted at %s", j.Step)); err != nil {
+			return nil, err
+		}
+		return &Result{Plan: j.Plan, Outcome: OutcomeRolledBack, Steps: j.Steps}, nil
+	}
+	r.j.Shifted = true
+	from := way.from
 	s.emit(Event{App: j.Plan.App, Deploy: j.Plan.Deploy, Step: StepResume, Kind: EventInfo,
 		Message: fmt.Sprintf("interrupted at %s after the shift: going forward from %s", j.Step, from)})
 	return s.execute(ctx, r, from)
@@ -281,13 +360,28 @@ func (s *Switcher) continueJournal(ctx context.Context, app string, opts Options
 }
 
 // continueJournalOr is continueJournal with none answering when no swap is journaled.
+// With opts.DryRun it takes no lock and fn must only say what it would do.
 func (s *Switcher) continueJournalOr(ctx context.Context, app string, opts Options, none func() (*Result, error), fn func(context.Context, *run) (*Result, error)) (*Result, error) {
 	spec, err := s.app(app)
 	if err != nil {
 		return nil, err
 	}
+	if opts.DryRun {
+		j, ok, err := s.kv().journal(ctx, app)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return none()
+		}
+		return fn(ctx, &run{s: s, app: spec, plan: j.Plan, j: j, started: j.Plan.Created})
+	}
 	lctx, release, err := s.lock(ctx, app, opts.Wait)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.preflight(lctx, app); err != nil {
+		release()
 		return nil, err
 	}
 	res, err := func() (*Result, error) {
@@ -333,6 +427,9 @@ func (s *Switcher) Cleanup(ctx context.Context, app string, opts Options) (*Resu
 		return nil, err
 	}
 	defer release()
+	if err := s.preflight(ctx, app); err != nil {
+		return nil, err
+	}
 	r := &run{s: s, app: spec, plan: Plan{App: app, Deploy: newDeployID(s.now())}}
 	s.retireDue(ctx, spec)
 	if st, err = s.kv().state(ctx, app); err != nil { // re-read under the lock

@@ -283,7 +283,7 @@ func TestPreDeployHookFailureAbortsBeforeAnythingStarts(t *testing.T) {
 
 func TestHooksSeeTheSwapInTheirEnvironment(t *testing.T) {
 	h := newHarness(t, func(a *deployments.App) {
-		a.Hooks = deployments.Hooks{PreDeploy: "true", PostShift: "true", PostDeploy: "true"}
+		a.Hooks.PreDeploy, a.Hooks.PostShift, a.Hooks.PostDeploy = "true", "true", "true"
 	})
 	h.deploy(t, "web:v1")
 	if !slices.Equal(h.hooks.ran, []string{"pre_deploy", "post_shift", "post_deploy"}) {

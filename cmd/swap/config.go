@@ -90,12 +90,20 @@ func globalOptions(cmd *cobra.Command) (globals, error) {
 	return g, nil
 }
 
+// envKeyReplacer turns a key into its SWAP_* variable's spelling (then upper-cased).
+var envKeyReplacer = strings.NewReplacer(".", "_", "-", "_")
+
+// envName is the SWAP_* variable that overrides the key segs.
+func envName(segs []string) string {
+	return "SWAP_" + strings.ToUpper(envKeyReplacer.Replace(strings.Join(segs, ".")))
+}
+
 // newViper returns a viper that sees the SWAP_* environment and cmd's global flags
 // (no config file).
 func newViper(cmd *cobra.Command) *viper.Viper {
 	v := viper.New()
 	v.SetEnvPrefix("SWAP")
-	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_", "-", "_"))
+	v.SetEnvKeyReplacer(envKeyReplacer)
 	v.AutomaticEnv()
 	for key, name := range flagKeys {
 		if f := cmd.Flag(name); f != nil {
@@ -148,7 +156,7 @@ func parseConfig(data []byte, v *viper.Viper, dir string) (*deployments.Config, 
 		return nil, err
 	}
 	if v != nil {
-		applyOverrides(v, tree)
+		problems = append(problems, applyOverrides(v, tree)...)
 	}
 	cfg, decodeProblems := decodeConfig(tree)
 	if err := deployments.NewValidationError(append(problems, decodeProblems...)); err != nil {
@@ -264,8 +272,10 @@ func nodeValue(n *yaml.Node, p deployments.Path, ps *[]deployments.FieldError) a
 }
 
 // applyOverrides sets every single-value key that v finds in the SWAP_* environment or
-// the flags into tree, over the file's value.
-func applyOverrides(v *viper.Viper, tree map[string]any) {
+// the flags into tree, over the file's value. A variable that names several keys
+// (SWAP_APPS_WEB_API_IMAGE names the image of apps web-api, web_api and web.api) is a
+// problem of each of those keys, and sets none of them.
+func applyOverrides(v *viper.Viper, tree map[string]any) []deployments.FieldError {
 	var apps []string
 	if m, ok := tree["apps"].(map[string]any); ok {
 		for name := range m {
@@ -273,13 +283,35 @@ func applyOverrides(v *viper.Viper, tree map[string]any) {
 		}
 		slices.Sort(apps)
 	}
-	for _, segs := range deployments.ScalarKeys(apps) {
+	keys := deployments.ScalarKeys(apps)
+	byEnv := map[string][]string{} // variable -> the keys it names, as paths
+	for _, segs := range keys {
+		byEnv[envName(segs)] = append(byEnv[envName(segs)], string(keyPath(segs)))
+	}
+	var problems []deployments.FieldError
+	for _, segs := range keys {
 		key := strings.Join(segs, ".")
 		if !v.IsSet(key) {
 			continue
 		}
+		if same := byEnv[envName(segs)]; len(same) > 1 {
+			problems = append(problems, deployments.FieldError{Path: string(keyPath(segs)), Msg: fmt.Sprintf(
+				"%s is set, and it names %s alike: set the value in the config file instead, or rename the apps so their names differ in more than '-', '_' and '.'",
+				envName(segs), strings.Join(same, ", "))})
+			continue
+		}
 		setIn(tree, segs, v.GetString(key))
 	}
+	return problems
+}
+
+// keyPath is the config path of the key segs.
+func keyPath(segs []string) deployments.Path {
+	var p deployments.Path
+	for _, s := range segs {
+		p = p.Key(s)
+	}
+	return p
 }
 
 // setIn sets tree[segs[0]][segs[1]]... to value, making the mappings on the way. A

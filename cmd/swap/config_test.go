@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -449,4 +450,61 @@ func shortTempDir(t *testing.T) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
+}
+
+func TestConfigsThatWouldNotWorkAreRefusedAtLoadTimeWithTheirPath(t *testing.T) {
+	apps := func(names ...string) string {
+		var b strings.Builder
+		for i, n := range names {
+			fmt.Fprintf(&b, "  %s:\n    image: web:1\n    port: 8080\n    route: r%d.example.com\n", n, i)
+		}
+		return b.String()
+	}
+	haproxyDir := func(dir string) string {
+		return strings.Replace(minimalYAML, "haproxy:\n", "haproxy:\n  dir: "+dir+"\n", 1)
+	}
+	dirMsg := `must not contain spaces, quotes, '#', '$', '\', ',', '(', ')', '[', ']' or control characters: it is written into haproxy.cfg, inside the map() of the routing rule`
+	kvMsg := `has a '.' or '..' segment, which Consul's HTTP paths resolve away (swap's keys would land elsewhere): use plain names, like swap or team/swap`
+	envMsg := `SWAP_APPS_WEB_API_IMAGE is set, and it names apps.web-api.image, apps."web.api".image, apps.web_api.image alike: set the value in the config file instead, or rename the apps so their names differ in more than '-', '_' and '.'`
+	cases := []struct {
+		name    string
+		content string
+		env     map[string]string
+		want    []string
+	}{
+		{"a HAProxy dir with a comma", haproxyDir("/srv/a,b"), nil,
+			[]string{`haproxy.dir: "/srv/a,b" ` + dirMsg}},
+		{"a HAProxy dir with parentheses and brackets", haproxyDir(`"/srv/(lb)[1]"`), nil,
+			[]string{`haproxy.dir: "/srv/(lb)[1]" ` + dirMsg}},
+		{"a check path that is not percent-encoding", minimalYAML + "    healthcheck: {path: /health%}\n", nil,
+			[]string{`apps.web.healthcheck.path: "/health%": "%" is not percent-encoding: '%' must be followed by two hex digits (write %25 for a literal '%')`}},
+		{"a KV prefix with a '..' segment", minimalYAML + "consul: {kv_prefix: swap/../other}\n", nil,
+			[]string{`consul.kv_prefix: "swap/../other" ` + kvMsg}},
+		{"a KV prefix with a '.' segment", minimalYAML + "consul: {kv_prefix: ./swap}\n", nil,
+			[]string{`consul.kv_prefix: "./swap" ` + kvMsg}},
+		{"an environment override naming three apps", minimalYAML + apps("web-api", "web_api", "web.api"),
+			map[string]string{"SWAP_APPS_WEB_API_IMAGE": "api:9"},
+			[]string{`apps."web.api".image: ` + envMsg, "apps.web-api.image: " + envMsg, "apps.web_api.image: " + envMsg}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			_, err := loadFrom(t, tc.content, nil, nil)
+			if got := problemLines(t, err); !slices.Equal(got, tc.want) {
+				t.Fatalf("problems:\n  got  %q\n  want %q", got, tc.want)
+			}
+		})
+	}
+
+	// One app per spelling takes its variable as before.
+	t.Setenv("SWAP_APPS_WEB_API_IMAGE", "api:9")
+	cfg, err := loadFrom(t, minimalYAML+apps("web-api"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Apps["web-api"].Image; got != "api:9" {
+		t.Fatalf("apps.web-api.image = %q, want api:9 from SWAP_APPS_WEB_API_IMAGE", got)
+	}
 }

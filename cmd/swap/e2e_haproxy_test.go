@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -15,7 +14,7 @@ func TestE2E_HAProxyReloadedOrRestartedMidSwapServesTheNewColor(t *testing.T) {
 	t.Parallel()
 	app := e2eApp("reload")
 	host := app + ".test"
-	s := newStack(t, appConfig(app, fmt.Sprintf("    hooks:\n      post_shift: '%s'\n", holdHook("E2E_HOLD"))))
+	s := newStack(t, appConfig(app, holdHooks(app, "post_shift")))
 	s.mustSwap("deploy", app, "--image", s.v1)
 	s.waitAnswer(host, "color=blue version=v1")
 	blue, green := app+"_blue", app+"_green"
@@ -25,8 +24,8 @@ func TestE2E_HAProxyReloadedOrRestartedMidSwapServesTheNewColor(t *testing.T) {
 	// Reloads: one while the gate waits on the new servers swap added at runtime, one
 	// after the shift; no request may fail across them.
 	l := s.startLoad(host, "/", 2)
-	h := s.newHold("E2E_HOLD", "reload")
-	b := s.swapBackground(h.env(), "deploy", app, "--image", s.v2, "--output", "json")
+	h := s.newHold(app)
+	b := s.swapBackground(nil, "deploy", app, "--image", s.v2, "--output", "json")
 	b.waitEvent(switcher.StepStage, switcher.EventDone, "", time.Minute)
 	s.haproxy.Reload(t)
 	if got := s.haproxyServers(green); !sameSet(got, greenServers) {
@@ -52,8 +51,8 @@ func TestE2E_HAProxyReloadedOrRestartedMidSwapServesTheNewColor(t *testing.T) {
 	// itself drops the listener, so no load runs across it; a load runs up to it and from
 	// right after it through the rest of the swap.
 	l = s.startLoad(host, "/", 2)
-	h = s.newHold("E2E_HOLD", "restart")
-	b = s.swapBackground(h.env(), app, "blue", "--output", "json")
+	h = s.newHold(app)
+	b = s.swapBackground(nil, app, "blue", "--output", "json")
 	h.waitHeld(b)
 	l.requireNoFailures(t)
 	s.haproxy.Restart(t)

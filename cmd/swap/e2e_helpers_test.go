@@ -205,26 +205,35 @@ func holdHook(envVar string) string {
 		`while [ -e "$V" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; fi`, "V", envVar)
 }
 
-// hold is one use of a holdHook: the env to run the swap with, and how to release it.
-type hold struct {
-	t      *testing.T
-	envVar string
-	path   string
+// holdHooks is the hooks: YAML (for appConfig) of an app whose hook (pre_deploy,
+// post_shift, ...) holds each swap of app that runs it while app's hold file exists:
+// see newHold. Hooks do not see swap's environment, so the hook learns its hold file
+// from hooks.env.
+func holdHooks(app, hook string) string {
+	return fmt.Sprintf("    hooks:\n      %s: '%s'\n      env: {E2E_HOLD: %s}\n", hook, holdHook("E2E_HOLD"), holdPath(app))
 }
 
-// newHold creates a hold file for the hook reading envVar; pass h.env() to the swap
-// whose hook should hold.
-func (s *stack) newHold(envVar, name string) *hold {
+// holdPath is app's hold file: app names are unique per test and per run (e2eApp).
+func holdPath(app string) string { return filepath.Join(os.TempDir(), "swap-e2e-hold-"+app) }
+
+// hold is one use of holdHooks: how to wait for it and release it.
+type hold struct {
+	t    *testing.T
+	path string
+}
+
+// newHold creates app's hold file: the next swap of app that runs its hold hook holds
+// there until release.
+func (s *stack) newHold(app string) *hold {
 	s.t.Helper()
-	h := &hold{t: s.t, envVar: envVar, path: filepath.Join(s.dir, "hold-"+name)}
+	h := &hold{t: s.t, path: holdPath(app)}
 	if err := os.WriteFile(h.path, nil, 0o600); err != nil {
 		s.t.Fatal(err)
 	}
-	s.t.Cleanup(func() { os.Remove(h.path) })
+	os.Remove(h.path + ".held")
+	s.t.Cleanup(func() { os.Remove(h.path); os.Remove(h.path + ".held") })
 	return h
 }
-
-func (h *hold) env() []string { return []string{h.envVar + "=" + h.path} }
 
 // waitHeld waits until the hook holds the swap.
 func (h *hold) waitHeld(b *bgSwap) {

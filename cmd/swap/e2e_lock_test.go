@@ -14,14 +14,14 @@ func TestE2E_TwoSwapsOfOneAppAtOnceOneRunsTheOtherIsRefusedOrWaits(t *testing.T)
 	t.Parallel()
 	app := e2eApp("lock")
 	host := app + ".test"
-	s := newStack(t, appConfig(app, oneReplica+fmt.Sprintf("    hooks:\n      pre_deploy: '%s'\n", holdHook("E2E_HOLD"))))
+	s := newStack(t, appConfig(app, oneReplica+holdHooks(app, "pre_deploy")))
 	s.mustSwap("deploy", app, "--image", s.v1)
 	s.waitAnswer(host, "color=blue version=v1")
 
 	l := s.startLoad(host, "/", 2)
 	// The first swap takes the lock and is held in its pre_deploy hook.
-	h := s.newHold("E2E_HOLD", "first")
-	first := s.swapBackground(h.env(), app, "green", "--output", "json")
+	h := s.newHold(app)
+	first := s.swapBackground(nil, app, "green", "--output", "json")
 	h.waitHeld(first)
 
 	// A second one at once is refused (exit 3) and names the holder.

@@ -42,15 +42,14 @@ func TestE2E_ANewColorThatDiesRightAfterTheShiftIsRolledBackNotCommitted(t *test
 	t.Parallel()
 	app := e2eApp("dies")
 	host := app + ".test"
-	s := newStack(t, appConfig(app, "    verify: {window: 20s, max_5xx_rate: 0.05}\n"+
-		"    hooks: {post_shift: '"+holdHook("SWAP_HOLD")+"'}\n"))
+	s := newStack(t, appConfig(app, "    verify: {window: 20s, max_5xx_rate: 0.05}\n"+holdHooks(app, "post_shift")))
 	s.mustSwap("deploy", app, "--image", s.v1)
 	s.waitAnswer(host, "color=blue version=v1")
 
 	const workers = 4
 	l := s.startLoad(host, "/", workers)
-	hold := s.newHold("SWAP_HOLD", "shift")
-	b := s.swapBackground(hold.env(), "deploy", app, "--image", s.v2, "--output", "json")
+	hold := s.newHold(app)
+	b := s.swapBackground(nil, "deploy", app, "--image", s.v2, "--output", "json")
 	// post_shift runs once every HAProxy routes to green: green has the traffic.
 	hold.waitHeld(b)
 	if got := s.route(host); got != app+"_green" {
@@ -112,13 +111,13 @@ func TestE2E_ARouteReloadedBackToTheOldColorIsRestoredBeforeTheDrain(t *testing.
 	t.Parallel()
 	app := e2eApp("reroute")
 	host := app + ".test"
-	s := newStack(t, appConfig(app, oneReplica+"    hooks: {post_shift: '"+holdHook("SWAP_HOLD")+"'}\n"))
+	s := newStack(t, appConfig(app, oneReplica+holdHooks(app, "post_shift")))
 	s.mustSwap("deploy", app, "--image", s.v1)
 	s.waitAnswer(host, "color=blue version=v1")
 
 	l := s.startLoad(host, "/", 2)
-	hold := s.newHold("SWAP_HOLD", "shift")
-	b := s.swapBackground(hold.env(), "deploy", app, "--image", s.v2, "--output", "json")
+	hold := s.newHold(app)
+	b := s.swapBackground(nil, "deploy", app, "--image", s.v2, "--output", "json")
 	hold.waitHeld(b)
 	s.waitAnswer(host, "color=green version=v2")
 	// HAProxy is reloaded from a routes.map that says blue (files that lag behind the
