@@ -465,7 +465,8 @@ type fakeHooks struct {
 	fail map[string]bool
 }
 
-func (f *fakeHooks) Run(_ context.Context, name, _ string, env []string) error {
+func (f *fakeHooks) Run(_ context.Context, h Hook) error {
+	name := h.Name
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.ran = append(f.ran, name)

@@ -51,14 +51,15 @@ func (p Plan) specFor(current *deployments.App) *deployments.App {
 		return current
 	}
 	a := *p.Spec
-	a.Name, a.Env, a.EnvFile = current.Name, current.Env, current.EnvFile
+	a.Name, a.Env, a.EnvFile, a.Hooks.Env = current.Name, current.Env, current.EnvFile, current.Hooks.Env
 	return &a
 }
 
-// planSpec is spec as a plan keeps it: a copy without the environment.
+// planSpec is spec as a plan keeps it: a copy without the environments (env, env_file,
+// hooks.env), which may hold secrets and stay in the config.
 func planSpec(spec *deployments.App) *deployments.App {
 	a := *spec
-	a.Env, a.EnvFile = nil, ""
+	a.Env, a.EnvFile, a.Hooks.Env = nil, "", nil
 	return &a
 }
 

@@ -157,9 +157,19 @@ type Unlocker interface {
 	Lost() <-chan struct{}
 }
 
-// HookRunner runs a deploy hook (a shell command) with env added to its environment.
+// Hook is one run of a deploy hook.
+type Hook struct {
+	App, Name, Command string
+	// Env is the hook's environment beyond PATH and HOME: the app's hooks.env, then
+	// SWAP_APP, SWAP_COLOR, SWAP_IMAGE and SWAP_DEPLOY.
+	Env []string
+	// Timeout bounds the run (the app's hooks.timeout).
+	Timeout time.Duration
+}
+
+// HookRunner runs a deploy hook (a shell command).
 type HookRunner interface {
-	Run(ctx context.Context, name, command string, env []string) error
+	Run(ctx context.Context, h Hook) error
 }
 
 // LockBreaker is optionally implemented by a Locker that can break a lock whose holder

@@ -26,7 +26,13 @@ func (s *Switcher) hook(ctx context.Context, r *run, step Step, name, command st
 		return fmt.Errorf("hook %s is configured but no hook runner is wired", name)
 	}
 	s.event(r, step, EventInfo, "running hook %s", name)
-	if err := s.Hooks.Run(ctx, name, command, r.hookEnv()); err != nil {
+	env := make([]string, 0, len(r.app.Hooks.Env)+4)
+	for k, v := range r.app.Hooks.Env {
+		env = append(env, k+"="+v)
+	}
+	slices.Sort(env)
+	h := Hook{App: r.plan.App, Name: name, Command: command, Env: append(env, r.hookEnv()...), Timeout: r.app.Hooks.Timeout}
+	if err := s.Hooks.Run(ctx, h); err != nil {
 		return fmt.Errorf("hook %s: %w", name, err)
 	}
 	return nil

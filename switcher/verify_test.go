@@ -2,8 +2,10 @@ package switcher
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -223,5 +225,34 @@ func TestResume_FollowsThePlanNotTheConfigChangedSince(t *testing.T) {
 	}
 	if n := h.rt.colors(); n[deployments.Blue] != 0 {
 		t.Fatalf("containers %v: blue not retired as planned", n)
+	}
+}
+
+func TestPlan_TheJournalKeepsTheSettingsButNoEnvironment(t *testing.T) {
+	h := newHarness(t, func(a *deployments.App) {
+		a.Env = map[string]string{"DB_PASSWORD": "env-s3cret"}
+		a.Hooks.Env = map[string]string{"SLACK_TOKEN": "hook-s3cret"}
+		a.Hooks.Timeout = 42 * time.Second
+		a.DrainTimeout = 7 * time.Second
+	})
+	var journal string
+	h.s.OnEvent = func(e Event) {
+		if e.Step == StepShift && e.Kind == EventStart {
+			b, _, _ := h.store.Get(context.Background(), JournalKey("web"))
+			journal = string(b)
+		}
+	}
+	h.deploy(t, "web:v1")
+	for _, secret := range []string{"env-s3cret", "hook-s3cret", "DB_PASSWORD", "SLACK_TOKEN"} {
+		if strings.Contains(journal, secret) {
+			t.Errorf("the journal holds %q:\n%s", secret, journal)
+		}
+	}
+	var j Journal
+	if err := json.Unmarshal([]byte(journal), &j); err != nil {
+		t.Fatal(err)
+	}
+	if j.Plan.Spec == nil || j.Plan.Spec.Hooks.Timeout != 42*time.Second || j.Plan.Spec.DrainTimeout != 7*time.Second {
+		t.Fatalf("the journaled plan lacks the app's settings: %+v", j.Plan.Spec)
 	}
 }

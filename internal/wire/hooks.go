@@ -18,15 +18,13 @@ import (
 )
 
 // Hooks runs deploy hooks with /bin/sh -c, each in its own process group, with an
-// explicit environment and a timeout: the app's hooks.timeout and hooks.env, found by
-// the SWAP_APP the switcher passes.
+// explicit environment (PATH and HOME of swap's, then the hook's Env) and its timeout.
 //
 // A hook's output goes to a file, not a pipe: a background child (`notify.sh &`) that
 // keeps the hook's output open then cannot keep swap waiting once the shell is done. On
 // the timeout, or when ctx ends (Ctrl-C, a lost lock), the whole process group is killed.
 type Hooks struct {
-	Config *deployments.Config
-	Log    *zap.Logger
+	Log *zap.Logger
 	// LookupEnv reads swap's environment for PATH and HOME (os.LookupEnv when nil).
 	LookupEnv func(string) (string, bool)
 }
@@ -42,15 +40,9 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // ErrHookTimeout says a hook ran longer than its app's hooks.timeout.
 var ErrHookTimeout = errors.New("timed out")
 
-func (h Hooks) Run(ctx context.Context, name, command string, env []string) error {
-	app := envValue(env, "SWAP_APP")
-	spec := deployments.Hooks{Timeout: deployments.DefaultHookTimeout}
-	if h.Config != nil {
-		if a, err := h.Config.App(app); err == nil {
-			spec = a.Hooks
-		}
-	}
-	timeout := spec.Timeout
+func (h Hooks) Run(ctx context.Context, hook switcher.Hook) error {
+	app, name, command := hook.App, hook.Name, hook.Command
+	timeout := hook.Timeout
 	if timeout <= 0 {
 		timeout = deployments.DefaultHookTimeout
 	}
@@ -63,7 +55,7 @@ func (h Hooks) Run(ctx context.Context, name, command string, env []string) erro
 	defer out.Close()
 
 	cmd := exec.Command("/bin/sh", "-c", command)
-	cmd.Env = h.environ(spec.Env, env)
+	cmd.Env = h.environ(hook.Env)
 	cmd.Stdout, cmd.Stderr = out, out // a file: no copying goroutine that a child could hold up
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	start := time.Now()
@@ -108,9 +100,9 @@ func (h Hooks) Run(ctx context.Context, name, command string, env []string) erro
 }
 
 // environ is a hook's whole environment: PATH and HOME from swap's (nothing else of it:
-// swap's environment holds its secrets, like SWAP_CONSUL_TOKEN), then the app's
-// hooks.env, then swap's variables for the hook (SWAP_APP, ...).
-func (h Hooks) environ(extra map[string]string, swapVars []string) []string {
+// swap's environment holds its secrets, like SWAP_CONSUL_TOKEN), then env (the app's
+// hooks.env, then swap's variables for the hook: SWAP_APP, ...), later entries winning.
+func (h Hooks) environ(env []string) []string {
 	lookup := h.LookupEnv
 	if lookup == nil {
 		lookup = os.LookupEnv
@@ -121,10 +113,7 @@ func (h Hooks) environ(extra map[string]string, swapVars []string) []string {
 			vars[k] = v
 		}
 	}
-	for k, v := range extra {
-		vars[k] = v
-	}
-	for _, kv := range swapVars {
+	for _, kv := range env {
 		if k, v, ok := strings.Cut(kv, "="); ok {
 			vars[k] = v
 		}
@@ -135,16 +124,6 @@ func (h Hooks) environ(extra map[string]string, swapVars []string) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// envValue is key's value in env ("KEY=value" lines), or "".
-func envValue(env []string, key string) string {
-	for _, kv := range env {
-		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
-			return v
-		}
-	}
-	return ""
 }
 
 // tail is the last limit bytes of f's content, trimmed.

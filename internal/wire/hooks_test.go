@@ -12,16 +12,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swap-dev/swap/deployments"
+	"github.com/swap-dev/swap/switcher"
 	"github.com/swap-dev/swap/internal/testenv"
 )
 
-// hookConfig is a config with one app, web, whose hooks have timeout and env.
-func hookConfig(timeout time.Duration, env map[string]string) *deployments.Config {
-	return &deployments.Config{Apps: map[string]*deployments.App{"web": {Name: "web", Hooks: deployments.Hooks{Timeout: timeout, Env: env}}}}
-}
-
 var hookVars = []string{"SWAP_APP=web", "SWAP_COLOR=green", "SWAP_IMAGE=web:2", "SWAP_DEPLOY=d1"}
+
+// hook is a run of command as web's hook name, with hooks.env extra and the timeout.
+func hook(name, command string, timeout time.Duration, extra ...string) switcher.Hook {
+	return switcher.Hook{App: "web", Name: name, Command: command, Env: append(extra, hookVars...), Timeout: timeout}
+}
 
 // readPid waits for a hook to write a pid into path and returns it.
 func readPid(t *testing.T, path string) int {
@@ -50,10 +50,10 @@ func killLater(t *testing.T, pid int) {
 func TestHooks_ABackgroundChildDoesNotKeepTheHookRunning(t *testing.T) {
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "pid")
-	h := Hooks{Config: hookConfig(time.Minute, nil)}
+	h := Hooks{}
 	done := make(chan error, 1)
 	go func() {
-		done <- h.Run(context.Background(), "post_deploy", "sleep 300 & echo $! > "+pidFile+"; echo started", hookVars)
+		done <- h.Run(context.Background(), hook("post_deploy", "sleep 300 & echo $! > "+pidFile+"; echo started", time.Minute))
 	}()
 	select {
 	case err := <-done:
@@ -73,8 +73,8 @@ func TestHooks_ABackgroundChildDoesNotKeepTheHookRunning(t *testing.T) {
 func TestHooks_AHookOverItsTimeoutIsKilledWithEveryProcessItStarted(t *testing.T) {
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "pid")
-	h := Hooks{Config: hookConfig(time.Second, nil)}
-	err := h.Run(context.Background(), "pre_deploy", "sleep 300 & echo $! > "+pidFile+"; echo waiting; wait", hookVars)
+	h := Hooks{}
+	err := h.Run(context.Background(), hook("pre_deploy", "sleep 300 & echo $! > "+pidFile+"; echo waiting; wait", time.Second))
 	if !errors.Is(err, ErrHookTimeout) {
 		t.Fatalf("Run = %v, want ErrHookTimeout", err)
 	}
@@ -96,10 +96,10 @@ func TestHooks_AHookOverItsTimeoutIsKilledWithEveryProcessItStarted(t *testing.T
 func TestHooks_ACancelledContextKillsTheHooksProcessGroup(t *testing.T) {
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "pid")
-	h := Hooks{Config: hookConfig(time.Hour, nil)}
+	h := Hooks{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx, "pre_deploy", "sleep 300 & echo $! > "+pidFile+"; wait", hookVars) }()
+	go func() { done <- h.Run(ctx, hook("pre_deploy", "sleep 300 & echo $! > "+pidFile+"; wait", time.Hour)) }()
 	child := readPid(t, pidFile)
 	killLater(t, child)
 	cancel()
@@ -124,10 +124,9 @@ func TestHooks_SeeAnExplicitEnvironmentWithoutSwapsSecrets(t *testing.T) {
 	envFile := filepath.Join(dir, "env")
 	swapEnv := map[string]string{"PATH": "/usr/bin:/bin", "HOME": "/home/deploy", "SWAP_CONSUL_TOKEN": "s3cret", "AWS_SECRET_ACCESS_KEY": "k"}
 	h := Hooks{
-		Config:    hookConfig(time.Minute, map[string]string{"SLACK_URL": "https://hooks.example/x", "HOME": "/srv/hooks"}),
 		LookupEnv: func(k string) (string, bool) { v, ok := swapEnv[k]; return v, ok },
 	}
-	if err := h.Run(context.Background(), "post_deploy", "env > "+envFile, hookVars); err != nil {
+	if err := h.Run(context.Background(), hook("post_deploy", "env > "+envFile, time.Minute, "HOME=/srv/hooks", "SLACK_URL=https://hooks.example/x")); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(envFile)

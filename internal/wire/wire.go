@@ -56,7 +56,7 @@ func New(cfg *deployments.Config, log *zap.Logger, opts Options) (sw *switcher.S
 		Balancer: &Balancer{F: fleet, Log: log.Named("haproxy")},
 		Store:    Store{R: reg},
 		Locker:   Locker{R: reg, Command: opts.Command, TTL: opts.LockTTL, Log: log.Named("lock")},
-		Hooks:    Hooks{Config: cfg, Log: log.Named("hooks")},
+		Hooks:    Hooks{Log: log.Named("hooks")},
 		Log:      log.Named("switcher"),
 	}
 	return sw, func() { drv.Close() }, nil
