@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swap-dev/swap/switcher"
 	"github.com/swap-dev/swap/internal/testenv"
+	"github.com/swap-dev/swap/switcher"
 )
 
 var hookVars = []string{"SWAP_APP=web", "SWAP_COLOR=green", "SWAP_IMAGE=web:2", "SWAP_DEPLOY=d1"}
