@@ -16,6 +16,8 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 	"go.uber.org/zap"
+
+	"github.com/swap-dev/swap/deployments"
 )
 
 // ImageInfo is what the engine says of one image: its ID (sha256:...), which names its
@@ -66,6 +68,15 @@ func repoDigest(ref string, digests []string) string {
 		return digests[0]
 	}
 	return ""
+}
+
+// imageRef is the image reference a container runs: the swap.image label when swap
+// created it from an image ID, else the image it was created from.
+func imageRef(c container.InspectResponse) string {
+	if ref := c.Config.Labels[deployments.LabelImage]; ref != "" {
+		return ref
+	}
+	return c.Config.Image
 }
 
 // EnsureImage makes sure ref is on the Docker host and says which image it is: a local
