@@ -112,3 +112,23 @@ func TestCleanupPrunesDanglingImagesOnlyWhenConfiguredWithItsUntilAndLabels(t *t
 		t.Fatalf("prunes %v (want %v), message %q", h.rt.prunes, want, res.Message)
 	}
 }
+
+// A deploy journals the image ID its reference resolved to: a resume after the shift
+// records that image, though the tag has moved meanwhile.
+func TestResumeRecordsTheImageTheDeployStartedThoughItsTagMoved(t *testing.T) {
+	h := newHarness(t, nil)
+	h.deploy(t, "web:v1")
+	h.deployCrashing(t, "web:v2", StepShift, "after")
+	j, ok, err := h.s.kv().journal(context.Background(), "web")
+	if err != nil || !ok || j.Plan.ImageID == "" {
+		t.Fatalf("journal %+v (found %v, %v): want the plan's image ID recorded", j, ok, err)
+	}
+	started := j.Plan.ImageID
+	h.rt.tag("web:v2")
+	if _, err := h.s.Resume(context.Background(), "web", Options{}); err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	if cs := h.state(t).Colors[deployments.Green]; cs.ImageID != started {
+		t.Fatalf("green recorded with image %s, want the one it started, %s", cs.ImageID, started)
+	}
+}
