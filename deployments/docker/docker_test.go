@@ -214,9 +214,13 @@ func TestStart_RunsReplicasWithSwapLabelsOnEphemeralLoopbackPorts(t *testing.T) 
 	if len(insts) != 2 {
 		t.Fatalf("Start returned %d instances, want 2", len(insts))
 	}
+	info, err := f.drv.InspectImage(ctx(t), img)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i, in := range insts {
 		want := deployments.Instance{
-			App: f.app, Color: deployments.Blue, Index: i, Deploy: spec.Deploy, Image: img,
+			App: f.app, Color: deployments.Blue, Index: i, Deploy: spec.Deploy, Image: img, ImageID: info.ID,
 			ContainerID: in.ContainerID, Host: "127.0.0.1", Port: in.Port, State: "running",
 		}
 		if in != want {

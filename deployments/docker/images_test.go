@@ -94,3 +94,24 @@ func TestPruneDangling_SparesDanglingImagesYoungerThanUntil(t *testing.T) {
 		t.Errorf("the young dangling image %s: %v; want it kept", young, err)
 	}
 }
+
+// A container created from an image ID, as swap creates them, is listed with the
+// reference its swap.image label records, and the ID.
+func TestList_ReportsTheReferenceOfAContainerCreatedFromAnImageID(t *testing.T) {
+	f := newFixture(t)
+	ref := f.image(t, "byid", "v1")
+	info, err := f.drv.InspectImage(ctx(t), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := f.spec(deployments.Blue, info.ID, 1)
+	spec.Labels[deployments.LabelImage] = ref
+	f.start(t, spec)
+	insts, err := f.drv.List(ctx(t), f.app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(insts) != 1 || insts[0].Image != ref || insts[0].ImageID != info.ID {
+		t.Fatalf("List = %+v, want one instance with image %s and ID %s", insts, ref, info.ID)
+	}
+}
