@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
+
+	"github.com/swap-dev/swap/deployments"
 )
 
 // Image is one image a deploy ran: the reference it was asked for, the engine's ID of
@@ -47,16 +48,7 @@ func (i Image) String() string {
 	if i.ID == "" {
 		return i.Ref
 	}
-	return fmt.Sprintf("%s (%s)", i.Ref, ShortID(i.ID))
-}
-
-// ShortID is the 12 hex digits `docker images` shows of an image ID.
-func ShortID(id string) string {
-	id = strings.TrimPrefix(id, "sha256:")
-	if len(id) > 12 {
-		id = id[:12]
-	}
-	return id
+	return fmt.Sprintf("%s (%s)", i.Ref, deployments.ShortID(i.ID))
 }
 
 var (
@@ -96,7 +88,7 @@ func imageGone(app string, img Image, what string) error {
 	return fmt.Errorf("%w: %s needs %s (image ID %s), %s, which is not on the Docker host any more and has no repo digest to pull it by; "+
 		"swap runs it by ID, not by its tag, which may name another image by now. Nothing was changed. "+
 		"Load or rebuild that exact image on the Docker host (docker load), or deploy the version you want with `swap deploy %s --image REF`",
-		ErrImageGone, app, img.Ref, ShortID(img.ID), what, app)
+		ErrImageGone, app, img.Ref, deployments.ShortID(img.ID), what, app)
 }
 
 // ensureImage makes the plan's image present on the host and pins the plan to its ID,
@@ -113,7 +105,7 @@ func (s *Switcher) ensureImage(ctx context.Context, r *run) error {
 		}
 		r.plan.ImageID, r.plan.ImageDigest = img.ID, img.Digest
 		r.j.Plan.ImageID, r.j.Plan.ImageDigest = img.ID, img.Digest
-		s.event(r, StepStart, EventInfo, "%s is image %s", want.Ref, ShortID(img.ID))
+		s.event(r, StepStart, EventInfo, "%s is image %s", want.Ref, deployments.ShortID(img.ID))
 		return s.kv().saveJournal(ctx, r.j)
 	}
 	if _, err := s.Runtime.InspectImage(ctx, want.ID); err == nil {
@@ -127,10 +119,10 @@ func (s *Switcher) ensureImage(ctx context.Context, r *run) error {
 	got, err := s.Runtime.EnsureImage(ctx, want.Digest)
 	if err != nil {
 		return fmt.Errorf("%w: %s (%s) was removed from the host and pulling it by its digest %s failed: %w",
-			ErrImageGone, want.Ref, ShortID(want.ID), want.Digest, err)
+			ErrImageGone, want.Ref, deployments.ShortID(want.ID), want.Digest, err)
 	}
 	if got.ID != want.ID {
-		return fmt.Errorf("%w: %s pulled by its digest is image %s, not the recorded %s", ErrImageGone, want.Digest, ShortID(got.ID), ShortID(want.ID))
+		return fmt.Errorf("%w: %s pulled by its digest is image %s, not the recorded %s", ErrImageGone, want.Digest, deployments.ShortID(got.ID), deployments.ShortID(want.ID))
 	}
 	return nil
 }

@@ -49,7 +49,7 @@ func TestRollbackFailsBeforeChangingAnythingWhenTheImageIsGone(t *testing.T) {
 	if !errors.Is(err, ErrImageGone) {
 		t.Fatalf("rollback = %v, want ErrImageGone", err)
 	}
-	for _, want := range []string{"web:v1", ShortID(v1), "Nothing was changed", "swap deploy web --image"} {
+	for _, want := range []string{"web:v1", deployments.ShortID(v1), "Nothing was changed", "swap deploy web --image"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/docker/docker/api/types/image"
 
-	"github.com/swap-dev/swap/switcher"
+	"github.com/swap-dev/swap/deployments"
 )
 
 // An image swap deployed whose tag then moved to another image is removed by its ID
@@ -107,11 +107,11 @@ func TestE2E_RollbackRunsTheExactImageThatWasLiveAndSaysWhenItIsGone(t *testing.
 	if len(blue) != 1 || blue[0].ImageID != v1 {
 		t.Fatalf("blue's containers %+v: want one running v1's image %s", blue, v1)
 	}
-	if st := s.mustSwap("status", app).stdout; !strings.Contains(st, switcher.ShortID(v1)) || !strings.Contains(st, s.v1) {
-		t.Fatalf("status does not show %s with its image ID %s:\n%s", s.v1, switcher.ShortID(v1), st)
+	if st := s.mustSwap("status", app).stdout; !strings.Contains(st, deployments.ShortID(v1)) || !strings.Contains(st, s.v1) {
+		t.Fatalf("status does not show %s with its image ID %s:\n%s", s.v1, deployments.ShortID(v1), st)
 	}
-	if hist := s.mustSwap("history", app).stdout; !strings.Contains(hist, switcher.ShortID(v1)) {
-		t.Fatalf("history does not show the image ID %s:\n%s", switcher.ShortID(v1), hist)
+	if hist := s.mustSwap("history", app).stdout; !strings.Contains(hist, deployments.ShortID(v1)) {
+		t.Fatalf("history does not show the image ID %s:\n%s", deployments.ShortID(v1), hist)
 	}
 
 	// The image a rollback needs now (v2's, green retired) is removed by hand.
@@ -125,7 +125,7 @@ func TestE2E_RollbackRunsTheExactImageThatWasLiveAndSaysWhenItIsGone(t *testing.
 	if r.code != 2 {
 		t.Fatalf("rollback to a removed image: want exit 2 (bad input: not found):\n%s", r)
 	}
-	for _, want := range []string{s.v2, switcher.ShortID(v2), "Nothing was changed", "docker load", "swap deploy " + app + " --image"} {
+	for _, want := range []string{s.v2, deployments.ShortID(v2), "Nothing was changed", "docker load", "swap deploy " + app + " --image"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("rollback's error does not say %q:\n%s", want, r)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/swap-dev/swap/deployments"
 	"github.com/swap-dev/swap/switcher"
 )
 
@@ -64,7 +65,7 @@ func printStatus(w io.Writer, st *switcher.AppStatus) {
 		if cs.Retiring() {
 			retiring = fmt.Sprintf(", retiring at %s: `swap rollback %s` flips back until then", cs.RetireAt.Format(time.RFC3339), st.App)
 		}
-		fmt.Fprintf(w, "  %-5s %s (image %s, deploy %s, since %s%s)\n", c, cs.Image, orDash(switcher.ShortID(cs.ImageID)), cs.Deploy,
+		fmt.Fprintf(w, "  %-5s %s (image %s, deploy %s, since %s%s)\n", c, cs.Image, orDash(deployments.ShortID(cs.ImageID)), cs.Deploy,
 			cs.Since.Format(time.RFC3339), retiring)
 	}
 	for lb, be := range st.Routes {
@@ -87,7 +88,7 @@ func printStatus(w io.Writer, st *switcher.AppStatus) {
 				cpu = fmt.Sprintf("%.1f%%", in.Usage.CPUPercent)
 				mem = fmt.Sprintf("%.1fMiB", float64(in.Usage.MemBytes)/(1<<20))
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", in.ID, in.Image, orDash(switcher.ShortID(in.ImageID)), in.Addr, in.State, in.Consul,
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", in.ID, in.Image, orDash(deployments.ShortID(in.ImageID)), in.Addr, in.State, in.Consul,
 				orDash(strings.Join(lbs, " ")), in.Sessions, cpu, mem)
 		}
 		tw.Flush()
@@ -127,7 +128,7 @@ func newHistoryCmd() *cobra.Command {
 			fmt.Fprintln(tw, "FINISHED\tDEPLOY\tOP\tFROM\tTO\tIMAGE\tIMAGE ID\tRESULT\tTOOK\tERROR")
 			for _, h := range hist {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Finished.Format(time.RFC3339), h.Deploy, h.Op,
-					orDash(string(h.From)), h.To, h.Image, orDash(switcher.ShortID(h.ImageID)), h.Result, h.Finished.Sub(h.Started).Round(time.Millisecond), h.Error)
+					orDash(string(h.From)), h.To, h.Image, orDash(deployments.ShortID(h.ImageID)), h.Result, h.Finished.Sub(h.Started).Round(time.Millisecond), h.Error)
 			}
 			return tw.Flush()
 		},

@@ -28,15 +28,6 @@ type ImageInfo struct {
 	Digest string
 }
 
-// ShortID is the 12 hex digits `docker images` shows of an image ID.
-func ShortID(id string) string {
-	id = strings.TrimPrefix(id, "sha256:")
-	if len(id) > 12 {
-		id = id[:12]
-	}
-	return id
-}
-
 // InspectImage resolves ref (a reference or an image ID) on the Docker host without
 // pulling. An image the host does not have is ErrImageNotFound.
 func (d *Driver) InspectImage(ctx context.Context, ref string) (ImageInfo, error) {
@@ -214,7 +205,7 @@ func (d *Driver) RemoveImage(ctx context.Context, ref string) error {
 // ErrImageInUse when any container uses the image, and holds the host's pull/prune
 // lock exclusively. An image already gone is not an error.
 func (d *Driver) RemoveDeployed(ctx context.Context, id, ref string) error {
-	what := fmt.Sprintf("remove image %s (%s)", ShortID(id), ref)
+	what := fmt.Sprintf("remove image %s (%s)", deployments.ShortID(id), ref)
 	release, err := d.lock.acquire(ctx, true)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
