@@ -20,6 +20,8 @@ type DockerConfig struct {
 	Host string `yaml:"host" mapstructure:"host"`
 	// HostIP is the address container ports are published on (default 127.0.0.1).
 	HostIP string `yaml:"host_ip" mapstructure:"host_ip"`
+	// Cleanup says what the cleanup step may remove besides swap's own old images.
+	Cleanup CleanupConfig `yaml:"cleanup" mapstructure:"cleanup"`
 }
 
 // ConsulConfig says how to reach Consul.

@@ -60,6 +60,7 @@ const (
 func (c *Config) SetDefaults() {
 	d := &c.Docker
 	setDefault(&d.HostIP, DefaultHostIP)
+	d.Cleanup.setDefaults()
 
 	cs := &c.Consul
 	setDefault(&cs.Address, DefaultConsulAddress)

@@ -50,6 +50,9 @@ const (
 	LabelDeploy  = "swap.deploy"
 	LabelIndex   = "swap.index"
 	LabelManaged = "swap.managed" // "true"
+	// LabelImage is the image reference a deploy asked for; the container itself is
+	// created from the image's ID, so its own image field shows only sha256:...
+	LabelImage = "swap.image"
 )
 
 // Instance is one running container of an app's color.
@@ -59,6 +62,7 @@ type Instance struct {
 	Index       int    // 0..replicas-1
 	Deploy      string // the deploy ID that started it
 	Image       string // image reference it runs
+	ImageID     string // the engine's ID of that image (sha256:...), "" when unknown
 	ContainerID string
 	Host        string // published host IP, 127.0.0.1 by default
 	Port        int    // published host port of the app port

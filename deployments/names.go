@@ -238,3 +238,12 @@ func parseStatusList(s string) bool {
 	}
 	return true
 }
+
+// ShortID is the 12 hex digits `docker images` shows of an image ID (sha256:...).
+func ShortID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	if len(id) > 12 {
+		id = id[:12]
+	}
+	return id
+}

@@ -48,6 +48,7 @@ func (c *Config) validateDocker(ps *problems) {
 	if _, err := netip.ParseAddr(c.Docker.HostIP); err != nil {
 		ps.add(p.Key("host_ip"), "%q is not an IP address: use the address container ports are published on, like 127.0.0.1", c.Docker.HostIP)
 	}
+	c.Docker.Cleanup.validate(ps, p.Key("cleanup"))
 }
 
 var (

@@ -178,6 +178,15 @@ func TestValidateReportsEachMalformedConfigWithItsPathAndWhatToDo(t *testing.T) 
 			[]string{`docker.host: scheme "ssh" is not supported: use unix:///var/run/docker.sock or tcp://host:2375`}},
 		{"a host name as the publish IP", func(c *Config) { c.Docker.HostIP = "localhost" },
 			[]string{`docker.host_ip: "localhost" is not an IP address: use the address container ports are published on, like 127.0.0.1`}},
+		{"a prune that would touch images being built", func(c *Config) {
+			c.Docker.Cleanup = CleanupConfig{PruneDangling: true, PruneUntil: 10 * time.Second, PruneLabels: []string{"team=web", "=x", "a b"}}
+		}, []string{
+			`docker.cleanup.prune_labels[1]: "=x" is not a label filter: write key or key=value, without spaces or quotes`,
+			`docker.cleanup.prune_labels[2]: "a b" is not a label filter: write key or key=value, without spaces or quotes`,
+			"docker.cleanup.prune_until: must be at least 1m0s (a younger dangling image may belong to a build or pull in progress), got 10s",
+		}},
+		{"prune labels without the prune", func(c *Config) { c.Docker.Cleanup.PruneLabels = []string{"team=web"} },
+			[]string{"docker.cleanup.prune_labels: has no effect while prune_dangling is false: set prune_dangling: true, or remove prune_labels"}},
 		{"a Consul URL as its address", func(c *Config) { c.Consul.Address = "https://consul:8501" },
 			[]string{`consul.address: drop "https://": write host:port here (consul:8501) and the scheme in consul.scheme`}},
 		{"a Consul address without a port", func(c *Config) { c.Consul.Address = "consul" },
@@ -372,6 +381,8 @@ func TestSetDefaultsFillsZeroValuesAndKeepsTheRest(t *testing.T) {
 		got, want any
 	}{
 		{"docker.host_ip", c.Docker.HostIP, "127.0.0.1"},
+		{"docker.cleanup.prune_until", c.Docker.Cleanup.PruneUntil, 24 * time.Hour},
+		{"docker.cleanup.prune_dangling", c.Docker.Cleanup.PruneDangling, false},
 		{"consul.address", c.Consul.Address, "127.0.0.1:8500"},
 		{"consul.scheme", c.Consul.Scheme, "http"},
 		{"consul.kv_prefix", c.Consul.KVPrefix, "swap"},

@@ -30,22 +30,66 @@ type fakeRuntime struct {
 	t        *testing.T
 	mu       sync.Mutex
 	cs       map[string]*fakeContainer // by instance ID
-	images   map[string]bool
-	removed  []string // images removed
+	images   map[string]string         // reference -> image ID ("" once the tag is gone)
+	ids      map[string]bool           // image IDs present
+	made     int                       // images made, for their IDs
+	prunes   []string                  // PruneDangling calls
+	removed  []string                  // images removed (their references)
 	healthy  func(color deployments.Color) bool
 	startErr error
 }
 
 func newFakeRuntime(t *testing.T) *fakeRuntime {
-	return &fakeRuntime{t: t, cs: map[string]*fakeContainer{}, images: map[string]bool{},
+	return &fakeRuntime{t: t, cs: map[string]*fakeContainer{}, images: map[string]string{}, ids: map[string]bool{},
 		healthy: func(deployments.Color) bool { return true }}
 }
 
-func (f *fakeRuntime) EnsureImage(_ context.Context, ref string) error {
+// EnsureImage "pulls" a missing reference as a new image.
+func (f *fakeRuntime) EnsureImage(_ context.Context, ref string) (Image, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.images[ref] = true
-	return nil
+	if f.images[ref] == "" {
+		f.tagLocked(ref)
+	}
+	return Image{Ref: ref, ID: f.images[ref]}, nil
+}
+
+// tag points ref at a new image, as a build of that tag would.
+func (f *fakeRuntime) tag(ref string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.tagLocked(ref)
+}
+
+func (f *fakeRuntime) tagLocked(ref string) string {
+	f.made++
+	id := fmt.Sprintf("sha256:%064x", f.made)
+	f.images[ref], f.ids[id] = id, true
+	return id
+}
+
+// dropImage removes the image id, as `docker rmi` would.
+func (f *fakeRuntime) dropImage(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.ids, id)
+	for ref, v := range f.images {
+		if v == id {
+			delete(f.images, ref)
+		}
+	}
+}
+
+func (f *fakeRuntime) InspectImage(_ context.Context, ref string) (Image, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ids[ref] {
+		return Image{Ref: ref, ID: ref}, nil
+	}
+	if id := f.images[ref]; id != "" {
+		return Image{Ref: ref, ID: id}, nil
+	}
+	return Image{}, fmt.Errorf("%w: %s", ErrImageNotFound, ref)
 }
 
 func (f *fakeRuntime) Start(_ context.Context, spec StartSpec) ([]deployments.Instance, error) {
@@ -69,7 +113,7 @@ func (f *fakeRuntime) Start(_ context.Context, spec StartSpec) ([]deployments.In
 		host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 		p, _ := strconv.Atoi(port)
 		in := deployments.Instance{App: spec.App, Color: spec.Color, Index: i, Deploy: spec.Deploy, Image: spec.Image,
-			ContainerID: "c-" + deployments.InstanceID(spec.App, spec.Color, i), Host: host, Port: p, State: "running"}
+			ImageID: spec.ImageID, ContainerID: "c-" + deployments.InstanceID(spec.App, spec.Color, i), Host: host, Port: p, State: "running"}
 		if _, ok := f.cs[in.ID()]; ok {
 			return nil, fmt.Errorf("container %s exists", in.ID())
 		}
@@ -104,20 +148,39 @@ func (f *fakeRuntime) Stop(_ context.Context, inst deployments.Instance, _ time.
 	return nil
 }
 
-func (f *fakeRuntime) RemoveImage(_ context.Context, ref string) error {
+// RemoveImage removes img by ID (by reference when the ID is unknown), like the driver.
+func (f *fakeRuntime) RemoveImage(_ context.Context, img Image) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	id := img.ID
+	if id == "" {
+		id = f.images[img.Ref]
+	}
 	for _, c := range f.cs {
-		if c.inst.Image == ref {
+		if c.inst.ImageID == id {
 			return ErrImageInUse
 		}
 	}
-	delete(f.images, ref)
-	f.removed = append(f.removed, ref)
+	if !f.ids[id] {
+		return nil
+	}
+	delete(f.ids, id)
+	for ref, v := range f.images {
+		if v == id {
+			delete(f.images, ref)
+		}
+	}
+	f.removed = append(f.removed, img.Ref)
 	return nil
 }
 
-func (f *fakeRuntime) PruneDangling(context.Context) (int, error) { return 0, nil }
+// PruneDangling records its calls ("<until> <labels>").
+func (f *fakeRuntime) PruneDangling(_ context.Context, until time.Duration, labels []string) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.prunes = append(f.prunes, fmt.Sprintf("%s %v", until, labels))
+	return 0, nil
+}
 
 func (f *fakeRuntime) colors() map[deployments.Color]int {
 	f.mu.Lock()

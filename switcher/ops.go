@@ -17,11 +17,15 @@ func (s *Switcher) Switch(ctx context.Context, app string, color deployments.Col
 			return nil, fmt.Errorf("%w: %s already serves from %s", ErrNothingToDo, app, color)
 		}
 		p := s.newPlan(spec, st, OpSwitch, color)
-		p.Image = spec.Image
+		img := Image{Ref: spec.Image}
 		if cs, ok := st.Colors[st.Live]; ok && cs.Image != "" {
-			p.Image = cs.Image
+			img = cs.image()
 		}
-		return p, s.reuseIfRunning(ctx, spec, p)
+		p.Image = img.Ref
+		if err := s.reuseIfRunning(ctx, spec, p); err != nil || p.Reuse {
+			return p, err
+		}
+		return p, s.pinImage(ctx, p, img, "the image "+string(st.Live)+" runs")
 	})
 }
 
@@ -45,7 +49,9 @@ func (s *Switcher) Deploy(ctx context.Context, app, image string, opts Options) 
 }
 
 // Rollback flips app back to its previous color while that color is still up, and
-// otherwise redeploys the previous image on the idle color.
+// otherwise redeploys the previous image on the idle color: the very image that was
+// live (by its ID), even when its tag has moved since. When the host no longer has it,
+// the plan fails with ErrImageGone before anything changes.
 func (s *Switcher) Rollback(ctx context.Context, app string, opts Options) (*Result, error) {
 	return s.operate(ctx, app, opts, func(ctx context.Context, spec *deployments.App, st *stateFor) (*Plan, error) {
 		if st.Live == "" {
@@ -61,8 +67,8 @@ func (s *Switcher) Rollback(ctx context.Context, app string, opts Options) (*Res
 		if len(st.Previous) == 0 {
 			return nil, fmt.Errorf("%w: %s has no earlier image on record (see `swap history %s`)", ErrNoPrevious, app, app)
 		}
-		p.Image = st.Previous[0]
-		return p, nil
+		// The exact image that was live, by ID: its tag may name another image by now.
+		return p, s.pinImage(ctx, p, st.Previous[0], "the image live before "+string(st.Live))
 	})
 }
 
@@ -76,11 +82,11 @@ func (s *Switcher) reuseIfRunning(ctx context.Context, spec *deployments.App, p 
 		return nil
 	}
 	for _, in := range insts {
-		if in.State != "running" || in.Image != insts[0].Image {
+		if in.State != "running" || in.Image != insts[0].Image || in.ImageID != insts[0].ImageID {
 			return nil
 		}
 	}
-	p.Reuse, p.Image = true, insts[0].Image
+	p.Reuse, p.Image, p.ImageID, p.ImageDigest = true, insts[0].Image, insts[0].ImageID, ""
 	return nil
 }
 
@@ -93,7 +99,8 @@ func (s *Switcher) newPlan(spec *deployments.App, st *stateFor, op string, to de
 		Created: s.now(), Spec: planSpec(spec),
 	}
 	if st.Live != "" {
-		p.FromImage = st.Colors[st.Live].Image
+		cs := st.Colors[st.Live]
+		p.FromImage, p.FromImageID, p.FromImageDigest = cs.Image, cs.ImageID, cs.Digest
 	}
 	return p
 }
@@ -402,8 +409,9 @@ func (s *Switcher) continueJournalOr(ctx context.Context, app string, opts Optio
 	return res, err
 }
 
-// Cleanup removes app's images beyond retain that no container uses, and dangling
-// images.
+// Cleanup removes the images of app's earlier deploys beyond retain that no container
+// uses, by image ID, and, when docker.cleanup.prune_dangling is set, the host's dangling
+// images older than prune_until. It removes nothing else.
 func (s *Switcher) Cleanup(ctx context.Context, app string, opts Options) (*Result, error) {
 	spec, err := s.app(app)
 	if err != nil {
@@ -417,9 +425,14 @@ func (s *Switcher) Cleanup(ctx context.Context, app string, opts Options) (*Resu
 	if opts.DryRun {
 		var drop []string
 		if len(st.Previous) > spec.Retain {
-			drop = st.Previous[spec.Retain:]
+			for _, img := range st.Previous[spec.Retain:] {
+				drop = append(drop, img.String())
+			}
 		}
-		res.Outcome, res.Message = OutcomeDryRun, fmt.Sprintf("would remove %d image(s) unless in use: %v; then prune dangling images", len(drop), drop)
+		res.Outcome, res.Message = OutcomeDryRun, fmt.Sprintf("would remove %d image(s) unless in use: %v", len(drop), drop)
+		if c := s.Config.Docker.Cleanup; c.PruneDangling {
+			res.Message += fmt.Sprintf("; then prune dangling images older than %s", c.PruneUntil)
+		}
 		return res, nil
 	}
 	ctx, release, err := s.lock(ctx, app, opts.Wait)
@@ -441,12 +454,15 @@ func (s *Switcher) Cleanup(ctx context.Context, app string, opts Options) (*Resu
 	if err := s.kv().saveState(ctx, st); err != nil {
 		return nil, err
 	}
-	n, err := s.Runtime.PruneDangling(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("prune dangling images: %w", err)
-	}
 	res.Outcome = OutcomeDone
-	res.Message = fmt.Sprintf("removed %d image(s), kept %d, pruned %d dangling", removed, len(st.Previous), n)
+	res.Message = fmt.Sprintf("removed %d image(s), kept %d", removed, len(st.Previous))
+	n, ran, err := s.pruneDangling(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if ran {
+		res.Message += fmt.Sprintf(", pruned %d dangling", n)
+	}
 	return res, nil
 }
 

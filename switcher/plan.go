@@ -23,8 +23,16 @@ type Plan struct {
 	// From is the live color before the swap ("" on the first deploy).
 	From      deployments.Color `json:"from,omitempty"`
 	FromImage string            `json:"from_image,omitempty"`
-	To        deployments.Color `json:"to"`
-	Image     string            `json:"image"`
+	// FromImageID and FromImageDigest pin FromImage (see Image).
+	FromImageID     string            `json:"from_image_id,omitempty"`
+	FromImageDigest string            `json:"from_image_digest,omitempty"`
+	To              deployments.Color `json:"to"`
+	Image           string            `json:"image"`
+	// ImageID is the image the start step runs (created from the ID, so a tag that moves
+	// meanwhile changes nothing), set by the plan for a rollback or a switch and by the
+	// start step for a deploy, and journaled; ImageDigest is its repo digest, if any.
+	ImageID     string `json:"image_id,omitempty"`
+	ImageDigest string `json:"image_digest,omitempty"`
 	// Reuse: To's instances already run Image and are kept (e.g. a rollback while the
 	// old color is still up).
 	Reuse    bool                     `json:"reuse,omitempty"`
@@ -76,7 +84,7 @@ func (p Plan) String() string {
 	}
 	fmt.Fprintf(&b, "plan %s %s (deploy %s)\n", p.Op, p.App, p.Deploy)
 	fmt.Fprintf(&b, "  live now:  %s\n", from)
-	fmt.Fprintf(&b, "  target:    %s running %s, %d replica(s)\n", p.To, p.Image, p.Replicas)
+	fmt.Fprintf(&b, "  target:    %s running %s, %d replica(s)\n", p.To, p.image(), p.Replicas)
 	n := 1
 	step := func(format string, args ...any) {
 		fmt.Fprintf(&b, "  %2d. %s\n", n, fmt.Sprintf(format, args...))
@@ -110,7 +118,7 @@ func (p Plan) String() string {
 			step("retire: remove %s's servers, Consul entries and containers", p.From)
 		}
 	}
-	step("cleanup: remove images beyond retain and dangling ones")
+	step("cleanup: remove the images of earlier deploys beyond retain that no container uses")
 	step("commit: record %s live with %s", p.To, p.Image)
 	if p.From != "" && p.ScaleDownDelay > 0 {
 		step("retire: keep %s up for scale_down_delay %s, the lock free for `swap rollback %s` to flip back; then remove its servers, Consul entries and containers",

@@ -16,7 +16,8 @@ type StartSpec struct {
 	App         string
 	Color       deployments.Color
 	Deploy      string
-	Image       string
+	Image       string // the reference, for humans (the swap.image label)
+	ImageID     string // the image to run, when known (sha256:...)
 	Replicas    int
 	Port        int
 	Env         []string
@@ -27,8 +28,12 @@ type StartSpec struct {
 
 // Runtime runs an app's containers.
 type Runtime interface {
-	// EnsureImage makes ref available locally (pulling only when missing).
-	EnsureImage(ctx context.Context, ref string) error
+	// EnsureImage makes ref available locally (pulling only when missing) and says
+	// which image it is.
+	EnsureImage(ctx context.Context, ref string) (Image, error)
+	// InspectImage says which image ref (a reference or an ID) is, without pulling;
+	// ErrImageNotFound when the host does not have it.
+	InspectImage(ctx context.Context, ref string) (Image, error)
 	// Start starts spec.Replicas containers and returns them running, with their
 	// published addresses. On error nothing it created is left behind.
 	Start(ctx context.Context, spec StartSpec) ([]deployments.Instance, error)
@@ -36,10 +41,13 @@ type Runtime interface {
 	List(ctx context.Context, app string) ([]deployments.Instance, error)
 	// Stop stops (SIGTERM, then timeout) and removes one managed container.
 	Stop(ctx context.Context, inst deployments.Instance, timeout time.Duration) error
-	// RemoveImage removes ref when no container uses it; ImageInUse reports that case.
-	RemoveImage(ctx context.Context, ref string) error
-	// PruneDangling removes dangling images and returns how many went.
-	PruneDangling(ctx context.Context) (int, error)
+	// RemoveImage removes an image a deploy ran, by its ID when known (whatever its
+	// reference names now stays), when no container uses it; ErrImageInUse reports
+	// that case, and an image other tags still name.
+	RemoveImage(ctx context.Context, img Image) error
+	// PruneDangling removes dangling images no container uses, created more than
+	// until ago, carrying every label of labels, and returns how many went.
+	PruneDangling(ctx context.Context, until time.Duration, labels []string) (int, error)
 }
 
 // RegisteredInstance is one service instance as the Registry sees it.

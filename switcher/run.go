@@ -21,7 +21,7 @@ type run struct {
 	// insts are To's instances once started (or found, on resume).
 	insts []deployments.Instance
 	// previous is State.Previous as cleanup leaves it, for commit.
-	previous []string
+	previous []Image
 }
 
 // errWaiting stops execute after the preview step when the app does not auto-promote.
@@ -228,7 +228,7 @@ func (s *Switcher) finish(ctx context.Context, r *run, outcome string, why error
 	if err != nil {
 		return err
 	}
-	rec := Record{Deploy: r.plan.Deploy, Op: r.plan.Op, From: r.plan.From, To: r.plan.To, Image: r.plan.Image,
+	rec := Record{Deploy: r.plan.Deploy, Op: r.plan.Op, From: r.plan.From, To: r.plan.To, Image: r.plan.Image, ImageID: r.plan.ImageID,
 		Started: r.started, Finished: s.now(), Result: outcome, Steps: r.j.Steps}
 	if why != nil {
 		rec.Error = why.Error()

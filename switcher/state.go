@@ -16,17 +16,21 @@ type State struct {
 	Live deployments.Color `json:"live,omitempty"` // "" before the first swap
 	// Colors holds the image and deploy of each color that has instances.
 	Colors map[deployments.Color]ColorState `json:"colors,omitempty"`
-	// Previous lists images that were live before, newest first: rollback targets and
-	// what cleanup keeps `retain` of.
-	Previous []string `json:"previous,omitempty"`
+	// Previous lists images that were live before, newest first, by reference and ID:
+	// rollback targets and what cleanup keeps `retain` of. (Older states recorded bare
+	// references; they read as an Image without ID.)
+	Previous []Image  `json:"previous,omitempty"`
 	History  []Record `json:"history,omitempty"` // newest last, at most maxHistory
 }
 
 // ColorState is one color's running version.
 type ColorState struct {
-	Image  string    `json:"image"`
-	Deploy string    `json:"deploy"`
-	Since  time.Time `json:"since"`
+	Image string `json:"image"`
+	// ImageID and Digest are the image Image named when the color started (see Image).
+	ImageID string    `json:"image_id,omitempty"`
+	Digest  string    `json:"digest,omitempty"`
+	Deploy  string    `json:"deploy"`
+	Since   time.Time `json:"since"`
 	// RetireAt is set on the color a swap drained but kept up for scale_down_delay:
 	// until then `swap rollback` flips back to it; after, it is removed (by the swap
 	// that waits for it, or by the next operation on the app if that swap is gone).
@@ -45,6 +49,7 @@ type Record struct {
 	From     deployments.Color `json:"from,omitempty"`
 	To       deployments.Color `json:"to"`
 	Image    string            `json:"image"`
+	ImageID  string            `json:"image_id,omitempty"`
 	Started  time.Time         `json:"started"`
 	Finished time.Time         `json:"finished"`
 	Result   string            `json:"result"` // done, rolled back, failed
@@ -199,14 +204,16 @@ func (s *State) addHistory(r Record) {
 	}
 }
 
-// pushPrevious records image as the newest previously live image.
-func (s *State) pushPrevious(image string) {
-	if image == "" {
+// pushPrevious records img as the newest previously live image. An earlier record of
+// the same image (same ID, or same reference when an ID is unknown) is dropped; the same
+// reference with another ID is another image and is kept.
+func (s *State) pushPrevious(img Image) {
+	if img.Ref == "" && img.ID == "" {
 		return
 	}
-	out := []string{image}
+	out := []Image{img}
 	for _, p := range s.Previous {
-		if p != image {
+		if !p.Same(img) {
 			out = append(out, p)
 		}
 	}
@@ -215,3 +222,6 @@ func (s *State) pushPrevious(image string) {
 	}
 	s.Previous = out
 }
+
+// image is the color's image.
+func (c ColorState) image() Image { return Image{Ref: c.Image, ID: c.ImageID, Digest: c.Digest} }

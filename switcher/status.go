@@ -25,6 +25,7 @@ type InstanceStatus struct {
 	ID       string            `json:"id"`
 	Color    deployments.Color `json:"color"`
 	Image    string            `json:"image"`
+	ImageID  string            `json:"image_id,omitempty"`
 	Addr     string            `json:"addr"`
 	State    string            `json:"state"`             // Docker
 	Consul   string            `json:"consul"`            // passing, critical: why, not registered
@@ -92,7 +93,7 @@ func (s *Switcher) Status(ctx context.Context, app string) (*AppStatus, error) {
 	}
 	usage, _ := s.Runtime.(UsageReader)
 	for _, in := range insts {
-		is := InstanceStatus{ID: in.ID(), Color: in.Color, Image: in.Image, Addr: in.Addr(), State: in.State,
+		is := InstanceStatus{ID: in.ID(), Color: in.Color, Image: in.Image, ImageID: in.ImageID, Addr: in.Addr(), State: in.State,
 			HAProxy: stats[in.ID()], Problem: problem}
 		switch reg, ok := byID[in.ID()]; {
 		case !ok:

@@ -57,7 +57,7 @@ func (s *Switcher) start(ctx context.Context, r *run) error {
 	if err := s.removeColor(ctx, r, r.plan.To, StepStart); err != nil {
 		return err
 	}
-	if err := s.Runtime.EnsureImage(ctx, r.plan.Image); err != nil {
+	if err := s.ensureImage(ctx, r); err != nil {
 		return err
 	}
 	lookup := s.LookupEnv
@@ -71,7 +71,7 @@ func (s *Switcher) start(ctx context.Context, r *run) error {
 	// Every container knows what it is: the app sees its color, deploy and image.
 	env = append(env, r.hookEnv()...)
 	insts, err := s.Runtime.Start(ctx, StartSpec{
-		App: r.plan.App, Color: r.plan.To, Deploy: r.plan.Deploy, Image: r.plan.Image,
+		App: r.plan.App, Color: r.plan.To, Deploy: r.plan.Deploy, Image: r.plan.Image, ImageID: r.plan.ImageID,
 		Replicas: r.plan.Replicas, Port: r.app.Port, Env: env, Labels: r.app.Labels,
 		Command: r.app.Command, StopTimeout: r.app.StopTimeout,
 	})
@@ -409,27 +409,34 @@ func (s *Switcher) retire(ctx context.Context, r *run) error {
 	return s.removeColor(ctx, r, r.plan.From, StepRetire)
 }
 
-// cleanup removes images of retired versions beyond retain that no container uses,
-// then dangling images. Failures here are reported but do not fail the swap.
+// cleanup removes the images of earlier deploys beyond retain that no container uses,
+// by image ID (an image whose tag moved is still found; whatever the tag names now is
+// not touched), then, only when docker.cleanup.prune_dangling asks for it, the host's
+// dangling images older than prune_until. Failures here are reported but do not fail
+// the swap.
 func (s *Switcher) cleanup(ctx context.Context, r *run) error {
 	st, err := s.kv().state(ctx, r.plan.App)
 	if err != nil {
 		return err
 	}
-	st.pushPrevious(r.plan.FromImage)
-	prev := slices.DeleteFunc(slices.Clone(st.Previous), func(img string) bool { return img == r.plan.Image })
+	st.pushPrevious(r.plan.fromImage())
+	prev := slices.DeleteFunc(slices.Clone(st.Previous), r.plan.image().Same)
 	r.previous = s.removeImages(ctx, r, prev, r.app.Retain)
-	n, err := s.Runtime.PruneDangling(ctx)
+	msg := fmt.Sprintf("%d previous image(s) kept", len(r.previous))
+	n, ran, err := s.pruneDangling(ctx)
 	if err != nil {
-		s.event(r, StepCleanup, EventInfo, "prune dangling images: %v", err)
+		s.event(r, StepCleanup, EventInfo, "%v", err)
 	}
-	s.event(r, StepCleanup, EventInfo, "%d previous image(s) kept, %d dangling pruned", len(r.previous), n)
+	if ran {
+		msg += fmt.Sprintf(", %d dangling pruned", n)
+	}
+	s.event(r, StepCleanup, EventInfo, "%s", msg)
 	return nil
 }
 
 // removeImages removes the images of previous beyond the first retain, unless a
 // container still uses them, and returns the images still there.
-func (s *Switcher) removeImages(ctx context.Context, r *run, previous []string, retain int) (left []string) {
+func (s *Switcher) removeImages(ctx context.Context, r *run, previous []Image, retain int) (left []Image) {
 	for i, img := range previous {
 		if i < retain {
 			left = append(left, img)
@@ -441,7 +448,7 @@ func (s *Switcher) removeImages(ctx context.Context, r *run, previous []string, 
 			s.event(r, StepCleanup, EventInfo, "removed image %s", img)
 		case errors.Is(err, ErrImageInUse):
 			left = append(left, img)
-			s.event(r, StepCleanup, EventInfo, "kept image %s: a container uses it", img)
+			s.event(r, StepCleanup, EventInfo, "kept image %s: %v", img, err)
 		default:
 			left = append(left, img)
 			s.event(r, StepCleanup, EventInfo, "could not remove image %s: %v", img, err)
@@ -457,8 +464,8 @@ func (s *Switcher) commit(ctx context.Context, r *run) error {
 		return err
 	}
 	if r.previous == nil {
-		st.pushPrevious(r.plan.FromImage)
-		r.previous = slices.DeleteFunc(slices.Clone(st.Previous), func(img string) bool { return img == r.plan.Image })
+		st.pushPrevious(r.plan.fromImage())
+		r.previous = slices.DeleteFunc(slices.Clone(st.Previous), r.plan.image().Same)
 	}
 	st.Previous = r.previous
 	st.Live = r.plan.To
@@ -468,16 +475,17 @@ func (s *Switcher) commit(ctx context.Context, r *run) error {
 		} else {
 			cs, ok := st.Colors[r.plan.From]
 			if !ok {
-				cs = ColorState{Image: r.plan.FromImage}
+				cs = ColorState{Image: r.plan.FromImage, ImageID: r.plan.FromImageID, Digest: r.plan.FromImageDigest}
 			}
 			cs.RetireAt, cs.RetiredBy = r.j.RetireAt, r.plan.Deploy
 			st.Colors[r.plan.From] = cs
 		}
 	}
-	st.Colors[r.plan.To] = ColorState{Image: r.plan.Image, Deploy: r.plan.Deploy, Since: s.now()}
+	st.Colors[r.plan.To] = ColorState{Image: r.plan.Image, ImageID: r.plan.ImageID, Digest: r.plan.ImageDigest,
+		Deploy: r.plan.Deploy, Since: s.now()}
 	steps := append(slices.Clone(r.j.Steps), StepTime{Step: StepCommit})
 	st.addHistory(Record{Deploy: r.plan.Deploy, Op: r.plan.Op, From: r.plan.From, To: r.plan.To, Image: r.plan.Image,
-		Started: r.started, Finished: s.now(), Result: OutcomeDone, Steps: steps})
+		ImageID: r.plan.ImageID, Started: r.started, Finished: s.now(), Result: OutcomeDone, Steps: steps})
 	if err := s.kv().saveState(ctx, st); err != nil {
 		return err
 	}

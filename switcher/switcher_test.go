@@ -115,7 +115,7 @@ func TestDeploy_NewImageMovesToGreenAndRetiresBlue(t *testing.T) {
 	if _, ok := st.Colors[deployments.Blue]; ok {
 		t.Fatalf("blue still recorded after retire: %+v", st.Colors)
 	}
-	if !slices.Equal(st.Previous, []string{"web:v1"}) {
+	if len(st.Previous) != 1 || st.Previous[0].Ref != "web:v1" || st.Previous[0].ID == "" {
 		t.Fatalf("previous images %v, want [web:v1]", st.Previous)
 	}
 	if n := h.rt.colors(); n[deployments.Blue] != 0 || n[deployments.Green] != 1 {
@@ -425,7 +425,7 @@ func TestRollbackRedeploysThePreviousImage(t *testing.T) {
 		t.Fatalf("rollback: %v", err)
 	}
 	st := h.state(t)
-	if st.Live != deployments.Blue || st.Colors[deployments.Blue].Image != "web:v1" || st.Previous[0] != "web:v2" {
+	if st.Live != deployments.Blue || st.Colors[deployments.Blue].Image != "web:v1" || st.Previous[0].Ref != "web:v2" {
 		t.Fatalf("state after rollback %+v", st)
 	}
 }

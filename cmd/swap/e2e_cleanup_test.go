@@ -12,9 +12,9 @@ import (
 )
 
 // Four deploys with retain 1, then a rollback: cleanup keeps the live image, retain
-// previous ones, whatever a container uses (swap's or not) and unmanaged containers;
-// it removes older managed images and dangling ones.
-func TestE2E_CleanupKeepsLiveRetainedAndUsedImagesAndRollbackRedeploysThePrevious(t *testing.T) {
+// previous ones, whatever a container uses (swap's or not), unmanaged containers and
+// dangling images swap did not run; it removes older images of swap's deploys.
+func TestE2E_CleanupRemovesOnlyOldImagesSwapRanAndRollbackRedeploysThePrevious(t *testing.T) {
 	t.Parallel()
 	app := e2eApp("tidy")
 	host := app + ".test"
@@ -25,7 +25,8 @@ func TestE2E_CleanupKeepsLiveRetainedAndUsedImagesAndRollbackRedeploysThePreviou
 	defer cancel()
 
 	// An unmanaged container (a data container: swap's app label, no swap.managed) on v1,
-	// a dangling image, and a dangling image an unmanaged container uses.
+	// a dangling image swap never ran (another tool's), and a dangling image an unmanaged
+	// container uses.
 	data := app + "-data"
 	if _, err := s.docker.Client.ContainerCreate(ctx, &container.Config{Image: s.v1,
 		Labels: s.docker.Labels(map[string]string{"swap.app": app, "swap.color": "blue"})}, nil, nil, nil, data); err != nil {
@@ -64,7 +65,7 @@ func TestE2E_CleanupKeepsLiveRetainedAndUsedImagesAndRollbackRedeploysThePreviou
 		v3:   true,  // retain 1
 		s.v2: false, // beyond retain, unused
 		s.v1: true,  // beyond retain, but the unmanaged container uses it
-		junk: false, // dangling
+		junk: true,  // dangling, but not swap's: prune_dangling is off (the default)
 		kept: true,  // dangling, but a container uses it
 	}
 	s.requireImages(want)
@@ -89,7 +90,7 @@ func TestE2E_CleanupKeepsLiveRetainedAndUsedImagesAndRollbackRedeploysThePreviou
 	if l.byColor["blue"] == 0 || l.byColor["green"] == 0 {
 		t.Fatalf("answers by color %v: want both", l.byColor)
 	}
-	s.requireImages(map[string]bool{v3: true, v4: true, s.v1: true, s.v2: false, kept: true})
+	s.requireImages(map[string]bool{v3: true, v4: true, s.v1: true, s.v2: false, kept: true, junk: true})
 	if hist := s.mustSwap("history", app).stdout; !strings.Contains(hist, "rollback") {
 		t.Fatalf("history does not show the rollback:\n%s", hist)
 	}

@@ -81,7 +81,7 @@ func (s *stack) swapBackground(env []string, args ...string) *bgSwap {
 	b := &bgSwap{t: s.t, args: args, done: make(chan struct{})}
 	b.cmd = exec.Command(os.Args[0], args...)
 	b.cmd.Env = append(os.Environ(), "SWAP_E2E_CLI=1", "SWAP_CONFIG="+s.cfgPath,
-		"SWAP_CONTAINER_LABELS="+s.docker.Label, "SWAP_PRUNE_LABELS="+s.docker.Label, "SWAP_LOG_LEVEL=warn")
+		"SWAP_CONTAINER_LABELS="+s.docker.Label, "SWAP_LOG_LEVEL=warn")
 	b.cmd.Env = append(b.cmd.Env, env...)
 	b.cmd.Stdout, b.cmd.Stderr = &b.out, &b.err
 	if err := b.cmd.Start(); err != nil {

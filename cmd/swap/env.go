@@ -39,7 +39,6 @@ func setup(cmd *cobra.Command) (*cliEnv, error) {
 	sw, closeFn, err := wire.New(cfg, log, wire.Options{
 		Command:         strings.Join(os.Args, " "),
 		ContainerLabels: parseLabels(os.Getenv("SWAP_CONTAINER_LABELS")),
-		PruneLabels:     splitList(os.Getenv("SWAP_PRUNE_LABELS")),
 	})
 	if err != nil {
 		return nil, classify(err)
@@ -58,19 +57,6 @@ func parseLabels(s string) map[string]string {
 	for _, kv := range strings.Split(s, ",") {
 		if k, v, ok := strings.Cut(strings.TrimSpace(kv), "="); ok && k != "" {
 			out[k] = v
-		}
-	}
-	return out
-}
-
-// splitList reads "a,b" (SWAP_PRUNE_LABELS: the cleanup step prunes only dangling images
-// carrying these labels, "key" or "key=value"; the tests and the demo keep their prunes
-// to their own images with it).
-func splitList(s string) []string {
-	var out []string
-	for _, v := range strings.Split(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			out = append(out, v)
 		}
 	}
 	return out

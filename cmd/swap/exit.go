@@ -12,8 +12,9 @@ import (
 
 // classify gives err its exit code (docs/cli.md):
 //
-//	0 done; 1 failed (and rolled back); 2 bad input or config; 3 lock busy (or a swap
-//	waits in preview); 4 Docker, Consul or HAProxy unreachable.
+//	0 done; 1 failed (and rolled back); 2 bad input or config (or the image a
+//	rollback needs is gone); 3 lock busy (or a swap waits in preview); 4 Docker,
+//	Consul or HAProxy unreachable.
 func classify(err error) error {
 	if err == nil {
 		return nil
@@ -25,7 +26,7 @@ func classify(err error) error {
 		return err
 	case errors.As(err, &se) && se.RolledBack:
 		return withCode(exitFailed, err) // whatever the cause, the live color kept serving
-	case errors.Is(err, switcher.ErrBadInput):
+	case errors.Is(err, switcher.ErrBadInput), errors.Is(err, switcher.ErrImageGone):
 		return withCode(exitUsage, err)
 	case errors.Is(err, deployments.ErrInvalidConfig), errors.Is(err, deployments.ErrUnknownApp):
 		return withCode(exitUsage, err)

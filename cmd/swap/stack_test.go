@@ -152,7 +152,7 @@ func (s *stack) swap(env []string, args ...string) cliRun {
 	s.t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "SWAP_E2E_CLI=1", "SWAP_CONFIG="+s.cfgPath,
-		"SWAP_CONTAINER_LABELS="+s.docker.Label, "SWAP_PRUNE_LABELS="+s.docker.Label, "SWAP_LOG_LEVEL=warn")
+		"SWAP_CONTAINER_LABELS="+s.docker.Label, "SWAP_LOG_LEVEL=warn")
 	cmd.Env = append(cmd.Env, env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/swap-dev/swap/deployments"
 	"github.com/swap-dev/swap/switcher"
 )
 
@@ -64,7 +65,8 @@ func printStatus(w io.Writer, st *switcher.AppStatus) {
 		if cs.Retiring() {
 			retiring = fmt.Sprintf(", retiring at %s: `swap rollback %s` flips back until then", cs.RetireAt.Format(time.RFC3339), st.App)
 		}
-		fmt.Fprintf(w, "  %-5s %s (deploy %s, since %s%s)\n", c, cs.Image, cs.Deploy, cs.Since.Format(time.RFC3339), retiring)
+		fmt.Fprintf(w, "  %-5s %s (image %s, deploy %s, since %s%s)\n", c, cs.Image, orDash(deployments.ShortID(cs.ImageID)), cs.Deploy,
+			cs.Since.Format(time.RFC3339), retiring)
 	}
 	for lb, be := range st.Routes {
 		fmt.Fprintf(w, "  route on %s -> %s\n", lb, orDash(be))
@@ -75,7 +77,7 @@ func printStatus(w io.Writer, st *switcher.AppStatus) {
 	}
 	if len(st.Instances) > 0 {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  INSTANCE\tIMAGE\tADDR\tDOCKER\tCONSUL\tHAPROXY\tSESSIONS\tCPU\tMEM")
+		fmt.Fprintln(tw, "  INSTANCE\tIMAGE\tIMAGE ID\tADDR\tDOCKER\tCONSUL\tHAPROXY\tSESSIONS\tCPU\tMEM")
 		for _, in := range st.Instances {
 			var lbs []string
 			for _, s := range in.HAProxy {
@@ -86,14 +88,14 @@ func printStatus(w io.Writer, st *switcher.AppStatus) {
 				cpu = fmt.Sprintf("%.1f%%", in.Usage.CPUPercent)
 				mem = fmt.Sprintf("%.1fMiB", float64(in.Usage.MemBytes)/(1<<20))
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", in.ID, in.Image, in.Addr, in.State, in.Consul,
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", in.ID, in.Image, orDash(deployments.ShortID(in.ImageID)), in.Addr, in.State, in.Consul,
 				orDash(strings.Join(lbs, " ")), in.Sessions, cpu, mem)
 		}
 		tw.Flush()
 	}
 	for _, h := range st.History {
 		fmt.Fprintf(w, "  %s %s %s -> %s %s: %s (%s)\n", h.Finished.Format(time.RFC3339), h.Op, orDash(string(h.From)),
-			h.To, h.Image, h.Result, h.Finished.Sub(h.Started).Round(time.Millisecond))
+			h.To, switcher.Image{Ref: h.Image, ID: h.ImageID}, h.Result, h.Finished.Sub(h.Started).Round(time.Millisecond))
 	}
 }
 
@@ -123,10 +125,10 @@ func newHistoryCmd() *cobra.Command {
 				return writeJSON(cmd.OutOrStdout(), hist)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "FINISHED\tDEPLOY\tOP\tFROM\tTO\tIMAGE\tRESULT\tTOOK\tERROR")
+			fmt.Fprintln(tw, "FINISHED\tDEPLOY\tOP\tFROM\tTO\tIMAGE\tIMAGE ID\tRESULT\tTOOK\tERROR")
 			for _, h := range hist {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Finished.Format(time.RFC3339), h.Deploy, h.Op,
-					orDash(string(h.From)), h.To, h.Image, h.Result, h.Finished.Sub(h.Started).Round(time.Millisecond), h.Error)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Finished.Format(time.RFC3339), h.Deploy, h.Op,
+					orDash(string(h.From)), h.To, h.Image, orDash(deployments.ShortID(h.ImageID)), h.Result, h.Finished.Sub(h.Started).Round(time.Millisecond), h.Error)
 			}
 			return tw.Flush()
 		},

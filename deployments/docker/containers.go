@@ -374,7 +374,8 @@ func instanceFromInspect(c container.InspectResponse) (deployments.Instance, err
 		Color:       color,
 		Index:       index,
 		Deploy:      l[deployments.LabelDeploy],
-		Image:       c.Config.Image,
+		Image:       imageRef(c),
+		ImageID:     c.Image,
 		ContainerID: c.ID,
 	}
 	if c.State != nil {

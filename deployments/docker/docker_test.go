@@ -214,9 +214,13 @@ func TestStart_RunsReplicasWithSwapLabelsOnEphemeralLoopbackPorts(t *testing.T) 
 	if len(insts) != 2 {
 		t.Fatalf("Start returned %d instances, want 2", len(insts))
 	}
+	info, err := f.drv.InspectImage(ctx(t), img)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i, in := range insts {
 		want := deployments.Instance{
-			App: f.app, Color: deployments.Blue, Index: i, Deploy: spec.Deploy, Image: img,
+			App: f.app, Color: deployments.Blue, Index: i, Deploy: spec.Deploy, Image: img, ImageID: info.ID,
 			ContainerID: in.ContainerID, Host: "127.0.0.1", Port: in.Port, State: "running",
 		}
 		if in != want {
@@ -487,10 +491,14 @@ func TestEnsureImage_UsesALocalImageAndNamesAMissingOne(t *testing.T) {
 	missing := "swap-test-missing-" + f.env.RunID + ":v1"
 
 	// There is no registry here: success for the local image shows nothing was pulled.
-	if err := f.drv.EnsureImage(ctx(t), local); err != nil {
+	info, err := f.drv.EnsureImage(ctx(t), local)
+	if err != nil {
 		t.Errorf("EnsureImage(%s) = %v, want nil", local, err)
 	}
-	err := f.drv.EnsureImage(ctx(t), missing)
+	if img, ierr := f.env.Client.ImageInspect(ctx(t), local); ierr != nil || info.ID != img.ID || info.Digest != "" {
+		t.Errorf("EnsureImage(%s) = %+v, want ID %s (inspect: %v) and no digest (nothing was pulled)", local, info, img.ID, ierr)
+	}
+	_, err = f.drv.EnsureImage(ctx(t), missing)
 	if !errors.Is(err, docker.ErrImageNotFound) {
 		t.Fatalf("EnsureImage(%s) = %v, want ErrImageNotFound", missing, err)
 	}
@@ -591,7 +599,7 @@ func TestCleanup_RemovesRetiredAndDanglingImagesButNothingAContainerUses(t *test
 	// The prune is narrowed to this test's label so that it cannot race other tests'
 	// builds on this host; everything this test made carries that label, so every
 	// survivor below was a candidate.
-	removed, reclaimed, err := f.drv.PruneDangling(c, f.env.Label)
+	removed, reclaimed, err := f.drv.PruneDangling(c, 0, f.env.Label)
 	if err != nil {
 		t.Fatalf("PruneDangling: %v", err)
 	}
@@ -650,7 +658,7 @@ func TestPruneDangling_WaitsWhileAPullHoldsTheLock(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		removed, _, err := f.drv.PruneDangling(ctx(t), f.env.Label)
+		removed, _, err := f.drv.PruneDangling(ctx(t), 0, f.env.Label)
 		done <- result{removed, err}
 	}()
 	if exclusive := <-waiting; !exclusive {
@@ -680,11 +688,14 @@ func TestEnsureImage_PullsOnlyWhenMissingAndWaitsWhileAPruneRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A local image needs no pull, and so no lock.
-	if err := f.drv.EnsureImage(ctx(t), local); err != nil {
+	if _, err := f.drv.EnsureImage(ctx(t), local); err != nil {
 		t.Fatalf("EnsureImage(local) during a prune = %v, want nil", err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- f.drv.EnsureImage(ctx(t), missing) }()
+	go func() {
+		_, err := f.drv.EnsureImage(ctx(t), missing)
+		done <- err
+	}()
 	if exclusive := <-waiting; exclusive {
 		t.Fatal("the pull waited for an exclusive lock; pulls share it")
 	}

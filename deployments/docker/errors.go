@@ -33,6 +33,8 @@ var (
 	ErrImageNotFound = errors.New("image not found")
 	// ErrImageInUse: a container (of any kind, in any state) uses the image.
 	ErrImageInUse = errors.New("image in use")
+	// ErrImageTagged: tags swap did not set name the image, so swap leaves it.
+	ErrImageTagged = errors.New("image also tagged")
 )
 
 // unreachableHint is what to check when the engine does not answer.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,20 +16,83 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 	"go.uber.org/zap"
+
+	"github.com/swap-dev/swap/deployments"
 )
 
-// EnsureImage makes sure ref is on the Docker host: a local image is used as it is,
-// a missing one is pulled, with the credentials Docker's config file
-// ($DOCKER_CONFIG/config.json or ~/.docker/config.json) holds for its registry. A pull
-// holds the host's pull/prune lock shared. An image that is neither local nor pullable
-// is ErrImageNotFound naming ref and the pull's error.
-func (d *Driver) EnsureImage(ctx context.Context, ref string) error {
-	if _, err := d.cli.ImageInspect(ctx, ref); err == nil {
-		return nil
-	} else if !cerrdefs.IsNotFound(err) {
-		return d.engineError("inspect image "+ref, err)
-	}
+// ImageInfo is what the engine says of one image: its ID (sha256:...), which names its
+// content whatever tags move, and its repo digest (repo@sha256:...) when it came from a
+// registry ("" for an image built or imported on the host).
+type ImageInfo struct {
+	ID     string
+	Digest string
+}
 
+// InspectImage resolves ref (a reference or an image ID) on the Docker host without
+// pulling. An image the host does not have is ErrImageNotFound.
+func (d *Driver) InspectImage(ctx context.Context, ref string) (ImageInfo, error) {
+	img, err := d.cli.ImageInspect(ctx, ref)
+	if cerrdefs.IsNotFound(err) {
+		return ImageInfo{}, fmt.Errorf("%w: %s is not on the Docker host at %s", ErrImageNotFound, ref, d.host)
+	}
+	if err != nil {
+		return ImageInfo{}, d.engineError("inspect image "+ref, err)
+	}
+	return ImageInfo{ID: img.ID, Digest: repoDigest(ref, img.RepoDigests)}, nil
+}
+
+// repoDigest picks, of an image's repo digests, the one of ref's repository (the first
+// one when none is).
+func repoDigest(ref string, digests []string) string {
+	repo := ref
+	if i := strings.Index(repo, "@"); i >= 0 {
+		repo = repo[:i]
+	} else if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
+		repo = repo[:i]
+	}
+	for _, dg := range digests {
+		if strings.HasPrefix(dg, repo+"@") {
+			return dg
+		}
+	}
+	if len(digests) > 0 {
+		return digests[0]
+	}
+	return ""
+}
+
+// imageRef is the image reference a container runs: the swap.image label when swap
+// created it from an image ID, else the image it was created from.
+func imageRef(c container.InspectResponse) string {
+	if ref := c.Config.Labels[deployments.LabelImage]; ref != "" {
+		return ref
+	}
+	return c.Config.Image
+}
+
+// EnsureImage makes sure ref is on the Docker host and says which image it is: a local
+// image is used as it is, a missing one is pulled, with the credentials Docker's config
+// file ($DOCKER_CONFIG/config.json or ~/.docker/config.json) holds for its registry. A
+// pull holds the host's pull/prune lock shared. An image that is neither local nor
+// pullable is ErrImageNotFound naming ref and the pull's error.
+func (d *Driver) EnsureImage(ctx context.Context, ref string) (ImageInfo, error) {
+	if info, err := d.InspectImage(ctx, ref); err == nil {
+		return info, nil
+	} else if !errors.Is(err, ErrImageNotFound) {
+		return ImageInfo{}, err
+	}
+	if err := d.pullImage(ctx, ref); err != nil {
+		return ImageInfo{}, err
+	}
+	info, err := d.InspectImage(ctx, ref)
+	if err != nil {
+		return ImageInfo{}, fmt.Errorf("pulled %s but the engine does not show it: %w", ref, err)
+	}
+	return info, nil
+}
+
+// pullImage pulls ref, holding the host's pull/prune lock shared.
+func (d *Driver) pullImage(ctx context.Context, ref string) error {
 	auth, err := registryAuthHeader(d.dockerConfig, ref)
 	if errors.Is(err, errCredentialHelper) {
 		d.log.Warn("pulling without credentials", zap.String("image", ref), zap.String("reason", err.Error()))
@@ -50,9 +114,6 @@ func (d *Driver) EnsureImage(ctx context.Context, ref string) error {
 		return fmt.Errorf("%w: %s is not on the Docker host at %s and pulling it failed: %v; "+
 			"build or load it on that host (docker build, docker load), or check the reference and the registry's credentials in %s",
 			ErrImageNotFound, ref, d.host, err, d.dockerConfig)
-	}
-	if _, err := d.cli.ImageInspect(ctx, ref); err != nil {
-		return fmt.Errorf("%w: pulled %s but the engine does not show it: %v", ErrImageNotFound, ref, err)
 	}
 	d.log.Info("image pulled", zap.String("image", ref))
 	return nil
@@ -132,6 +193,74 @@ func (d *Driver) RemoveImage(ctx context.Context, ref string) error {
 		}
 		return d.engineError("remove image "+ref, err)
 	}
+	d.logRemoved(ref, deleted)
+	return nil
+}
+
+// RemoveDeployed removes the image id that swap ran as ref. It works by ID, so an image
+// whose tag has since moved to another image is still found, and that other image is
+// never touched: ref is untagged only while it still names id. The image goes unless a
+// tag other than ref names it (someone else's: then only ref is untagged, and the
+// answer is ErrImageTagged), and with it the untagged parents it leaves behind. Like RemoveImage it never forces, refuses with
+// ErrImageInUse when any container uses the image, and holds the host's pull/prune
+// lock exclusively. An image already gone is not an error.
+func (d *Driver) RemoveDeployed(ctx context.Context, id, ref string) error {
+	what := fmt.Sprintf("remove image %s (%s)", deployments.ShortID(id), ref)
+	release, err := d.lock.acquire(ctx, true)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	defer release()
+
+	img, err := d.cli.ImageInspect(ctx, id)
+	if cerrdefs.IsNotFound(err) {
+		d.log.Info("image already gone", zap.String("image", ref), zap.String("id", id))
+		return nil
+	}
+	if err != nil {
+		return d.engineError(what, err)
+	}
+	users, err := imageUsers(ctx, d.cli, img.ID)
+	if err != nil {
+		return d.engineError(what+": list containers", err)
+	}
+	if len(users) > 0 {
+		return fmt.Errorf("%s: %w by container(s) %s; swap never removes an image a container uses, running or not",
+			what, ErrImageInUse, strings.Join(users, ", "))
+	}
+	var others []string
+	for _, tag := range img.RepoTags {
+		if tag != ref && tag != "<none>:<none>" {
+			others = append(others, tag)
+		}
+	}
+	if len(others) > 0 {
+		// Someone else's tags keep the image; swap takes back only its own tag.
+		if slices.Contains(img.RepoTags, ref) {
+			deleted, err := d.cli.ImageRemove(ctx, ref, image.RemoveOptions{Force: false, PruneChildren: true})
+			if err != nil && !cerrdefs.IsNotFound(err) {
+				return d.engineError(what+": untag", err)
+			}
+			d.logRemoved(ref, deleted)
+		}
+		return fmt.Errorf("%s: %w %s, which swap did not set: remove those tags to let swap's cleanup remove it",
+			what, ErrImageTagged, strings.Join(others, ", "))
+	}
+	deleted, err := d.cli.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: false, PruneChildren: true})
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		if cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "container") {
+			return fmt.Errorf("%s: %w: %v", what, ErrImageInUse, err)
+		}
+		return d.engineError(what, err)
+	}
+	d.logRemoved(ref, deleted)
+	return nil
+}
+
+func (d *Driver) logRemoved(ref string, deleted []image.DeleteResponse) {
 	for _, r := range deleted {
 		if r.Deleted != "" {
 			d.log.Info("image removed", zap.String("image", ref), zap.String("id", r.Deleted))
@@ -139,7 +268,6 @@ func (d *Driver) RemoveImage(ctx context.Context, ref string) error {
 			d.log.Info("image untagged", zap.String("image", ref), zap.String("tag", r.Untagged))
 		}
 	}
-	return nil
 }
 
 // imageUsers names the containers, of any kind and in any state, whose image is id.
@@ -163,11 +291,12 @@ func imageUsers(ctx context.Context, c client.ContainerAPIClient, id string) ([]
 
 // PruneDangling removes dangling images (untagged, not parents of other images) that no
 // container uses, like `docker image prune`; it never removes tagged images and never
-// touches volumes. labels ("key" or "key=value") narrow it to images carrying them. It
-// holds the host's pull/prune lock exclusively, waiting for pulls in progress. It returns
-// the IDs of the removed images (untagged parents included, layers not) and the bytes
-// reclaimed.
-func (d *Driver) PruneDangling(ctx context.Context, labels ...string) (removed []string, reclaimed uint64, err error) {
+// touches volumes. until > 0 spares images created less than until ago (the engine's
+// `until` filter: a build in progress makes young untagged images); labels ("key" or
+// "key=value") narrow it to images carrying them all. It holds the host's pull/prune
+// lock exclusively, waiting for pulls in progress. It returns the IDs of the removed
+// images (untagged parents included, layers not) and the bytes reclaimed.
+func (d *Driver) PruneDangling(ctx context.Context, until time.Duration, labels ...string) (removed []string, reclaimed uint64, err error) {
 	release, err := d.lock.acquire(ctx, true)
 	if err != nil {
 		return nil, 0, fmt.Errorf("prune dangling images: %w", err)
@@ -175,6 +304,9 @@ func (d *Driver) PruneDangling(ctx context.Context, labels ...string) (removed [
 	defer release()
 
 	f := filters.NewArgs(filters.Arg("dangling", "true"))
+	if until > 0 {
+		f.Add("until", until.String())
+	}
 	for _, l := range labels {
 		f.Add("label", l)
 	}

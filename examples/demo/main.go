@@ -351,7 +351,7 @@ var stepNote = map[switcher.Step]string{
 	switcher.StepVerify:   "watch green's 5xx rate for the verify window (3s)",
 	switcher.StepDrain:    "wait until blue's servers have no sessions",
 	switcher.StepRetire:   "HAProxy del server x2, Consul deregister, docker stop + rm x2",
-	switcher.StepCleanup:  "remove images beyond retain, prune dangling",
+	switcher.StepCleanup:  "remove old images swap ran, beyond retain",
 	switcher.StepCommit:   "write the state and history, release the lock",
 }
 

@@ -17,8 +17,6 @@ type Runtime struct {
 	Driver *docker.Driver
 	// Labels are added to every container swap starts (tests add their swap.test label).
 	Labels map[string]string
-	// PruneLabels narrow PruneDangling to images carrying them (none: every dangling image).
-	PruneLabels []string
 }
 
 var (
@@ -26,8 +24,17 @@ var (
 	_ switcher.UsageReader = (*Runtime)(nil)
 )
 
-func (r *Runtime) EnsureImage(ctx context.Context, ref string) error {
-	return r.Driver.EnsureImage(ctx, ref)
+func (r *Runtime) EnsureImage(ctx context.Context, ref string) (switcher.Image, error) {
+	info, err := r.Driver.EnsureImage(ctx, ref)
+	return switcher.Image{Ref: ref, ID: info.ID, Digest: info.Digest}, err
+}
+
+func (r *Runtime) InspectImage(ctx context.Context, ref string) (switcher.Image, error) {
+	info, err := r.Driver.InspectImage(ctx, ref)
+	if errors.Is(err, docker.ErrImageNotFound) {
+		return switcher.Image{}, fmt.Errorf("%w: %v", switcher.ErrImageNotFound, err)
+	}
+	return switcher.Image{Ref: ref, ID: info.ID, Digest: info.Digest}, err
 }
 
 func (r *Runtime) Start(ctx context.Context, s switcher.StartSpec) ([]deployments.Instance, error) {
@@ -39,6 +46,12 @@ func (r *Runtime) Start(ctx context.Context, s switcher.StartSpec) ([]deployment
 	spec := docker.StartSpec{
 		App: s.App, Color: s.Color, Deploy: s.Deploy, Image: s.Image, Replicas: s.Replicas,
 		Port: s.Port, Env: s.Env, Labels: labels, Command: s.Command, StopTimeout: s.StopTimeout,
+	}
+	if s.ImageID != "" {
+		// The exact image, whatever its tag names by now; the label keeps the tag for
+		// humans (and List reads it back as the instance's image).
+		spec.Image = s.ImageID
+		labels[deployments.LabelImage] = s.Image
 	}
 	return retryPortInUse(ctx, startAttempts, func() ([]deployments.Instance, error) { return r.Driver.Start(ctx, spec) })
 }
@@ -70,9 +83,14 @@ func (r *Runtime) Stop(ctx context.Context, inst deployments.Instance, timeout t
 	return r.Driver.Stop(ctx, inst, timeout)
 }
 
-func (r *Runtime) RemoveImage(ctx context.Context, ref string) error {
-	err := r.Driver.RemoveImage(ctx, ref)
-	if errors.Is(err, docker.ErrImageInUse) {
+func (r *Runtime) RemoveImage(ctx context.Context, img switcher.Image) error {
+	var err error
+	if img.ID != "" {
+		err = r.Driver.RemoveDeployed(ctx, img.ID, img.Ref)
+	} else {
+		err = r.Driver.RemoveImage(ctx, img.Ref) // recorded by an older swap, without its ID
+	}
+	if errors.Is(err, docker.ErrImageInUse) || errors.Is(err, docker.ErrImageTagged) {
 		return fmt.Errorf("%w: %v", switcher.ErrImageInUse, err)
 	}
 	if errors.Is(err, docker.ErrImageNotFound) {
@@ -81,8 +99,8 @@ func (r *Runtime) RemoveImage(ctx context.Context, ref string) error {
 	return err
 }
 
-func (r *Runtime) PruneDangling(ctx context.Context) (int, error) {
-	removed, _, err := r.Driver.PruneDangling(ctx, r.PruneLabels...)
+func (r *Runtime) PruneDangling(ctx context.Context, until time.Duration, labels []string) (int, error) {
+	removed, _, err := r.Driver.PruneDangling(ctx, until, labels...)
 	return len(removed), err
 }
 

@@ -23,8 +23,6 @@ type Options struct {
 	Command string
 	// ContainerLabels are added to every container swap starts.
 	ContainerLabels map[string]string
-	// PruneLabels narrow the cleanup step's dangling-image prune to images carrying them.
-	PruneLabels []string
 	// LockTTL is the Consul session TTL of the app lock (0: the registry's default).
 	LockTTL time.Duration
 }
@@ -51,7 +49,7 @@ func New(cfg *deployments.Config, log *zap.Logger, opts Options) (sw *switcher.S
 	}
 	sw = &switcher.Switcher{
 		Config:   cfg,
-		Runtime:  &Runtime{Driver: drv, Labels: opts.ContainerLabels, PruneLabels: opts.PruneLabels},
+		Runtime:  &Runtime{Driver: drv, Labels: opts.ContainerLabels},
 		Registry: Registry{R: reg},
 		Balancer: &Balancer{F: fleet, Log: log.Named("haproxy")},
 		Store:    Store{R: reg},

@@ -322,7 +322,7 @@ func (s *Stack) DemoImage(ctx context.Context, ref, version string, demoapp []by
 func (s *Stack) Command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, s.opts.Swap, args...)
 	cmd.Dir = s.Dir
-	cmd.Env = append(os.Environ(), "SWAP_CONFIG="+s.Config, "SWAP_CONTAINER_LABELS="+s.Label, "SWAP_PRUNE_LABELS="+s.Label, "SWAP_LOG_LEVEL=warn")
+	cmd.Env = append(os.Environ(), "SWAP_CONFIG="+s.Config, "SWAP_CONTAINER_LABELS="+s.Label, "SWAP_LOG_LEVEL=warn")
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	// Should this process die (kill -9), swap hears SIGTERM and rolls back what it can
 	// instead of going on creating containers behind `make demo-down`'s back.
