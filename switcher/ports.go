@@ -49,6 +49,8 @@ type RegisteredInstance struct {
 	Passing bool
 	// Why says why it is not passing (check name and output).
 	Why string
+	// Addr is the registered "host:port".
+	Addr string
 }
 
 // Registry is the service catalog (Consul).
@@ -69,6 +71,7 @@ type Server struct {
 type ServerStat struct {
 	LB          string // HAProxy instance name
 	Name        string
+	Addr        string // "host:port" HAProxy sends the server's traffic to
 	Status      string // UP, DOWN, DRAIN, MAINT, "DOWN 1/2"...
 	CheckStatus string // L7OK, L4CON, ... ("* " prefix removed)
 	Sessions    int    // scur
@@ -101,6 +104,8 @@ type Balancer interface {
 	RemoveServers(ctx context.Context, backend string, servers []string) error
 	// Servers lists backend's servers on every instance.
 	Servers(ctx context.Context, backend string) ([]ServerStat, error)
+	// SetServerAddr moves a server to host:port on every instance.
+	SetServerAddr(ctx context.Context, backend, server, host string, port int) error
 	// Drain stops new sessions to the servers (state drain).
 	Drain(ctx context.Context, backend string, servers []string) error
 	// ShutdownSessions ends the server's sessions.

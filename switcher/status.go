@@ -32,6 +32,10 @@ type InstanceStatus struct {
 	Sessions int               `json:"sessions"`          // summed over HAProxy instances
 	Usage    *Usage            `json:"usage,omitempty"`   // nil when unknown
 	Problem  string            `json:"problem,omitempty"` // a view that could not be read
+	// Drift says where HAProxy or Consul send the instance's traffic or checks when
+	// that is not where its container publishes its port now (it restarted on another
+	// host port); `swap resume <app>` or the next swap repairs it.
+	Drift string `json:"drift,omitempty"`
 }
 
 // AppStatus is `swap status <app>`.
@@ -104,6 +108,20 @@ func (s *Switcher) Status(ctx context.Context, app string) (*AppStatus, error) {
 		}
 		for _, x := range is.HAProxy {
 			is.Sessions += x.Sessions
+		}
+		if in.State == "running" && in.Port != 0 {
+			d := Drift{Instance: in, HAProxy: map[string]string{}}
+			for _, x := range is.HAProxy {
+				if x.Addr != "" && !sameAddr(x.Addr, in.Host, in.Port) {
+					d.HAProxy[x.LB] = x.Addr
+				}
+			}
+			if reg, ok := byID[in.ID()]; ok && reg.Addr != "" && !sameAddr(reg.Addr, in.Host, in.Port) {
+				d.Consul = reg.Addr
+			}
+			if len(d.HAProxy) > 0 || d.Consul != "" {
+				is.Drift = d.String()
+			}
 		}
 		if usage != nil && in.State == "running" {
 			if u, err := usage.Usage(ctx, in.ContainerID); err == nil {
