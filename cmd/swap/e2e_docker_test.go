@@ -69,7 +69,7 @@ func TestE2E_TwoInstallationsSharingDockerAndConsulNeverTouchEachOthersContainer
 		t.Fatalf("installation one has containers %v, want %v", got, oneIDs)
 	}
 	// Two's container carries its installation in its name and label.
-	inst2 := deployments.Installation("swap-test-" + two.docker.RunID)
+	inst2 := two.installation
 	for _, c := range two.containerList(deployments.LabelApp + "=" + app) {
 		if c.Labels[deployments.LabelInstallation] != inst2 || !strings.HasPrefix(strings.TrimPrefix(c.Names[0], "/"), inst2+".") {
 			t.Fatalf("installation two's container %v has labels %v; want its installation %s in the label and the name", c.Names, c.Labels, inst2)
@@ -104,6 +104,12 @@ func TestE2E_TwoInstallationsSharingDockerAndConsulNeverTouchEachOthersContainer
 	if !strings.Contains(st2.stdout, app+"-green-0") || strings.Contains(st2.stdout, app+"-blue-") {
 		t.Fatalf("installation two's status:\n%s", st2.stdout)
 	}
+}
+
+// objectName is the container name and Consul service ID of instance id ("web-blue-0")
+// in this stack's installation.
+func (s *stack) objectName(id string) string {
+	return deployments.ObjectName(s.installation, id)
 }
 
 // instanceContainer inspects the container of app's instance color/index in this
@@ -270,7 +276,7 @@ func TestE2E_ResumeMakesHAProxyAndConsulFollowAContainerThatRestartedOnAnotherPo
 		t.Fatalf("haproxy.cfg was not rewritten with the new port %d:\n%s", moved, cfg)
 	}
 	// A test stack is an installation of its own: its service IDs carry it.
-	inst := deployments.ObjectName(deployments.Installation("swap-test-"+s.docker.RunID), app+"-blue-0")
+	inst := s.objectName(app + "-blue-0")
 	svc, _, err := s.consul.Client.Agent().Service(inst, nil)
 	if err != nil || svc.Port != moved {
 		t.Fatalf("Consul's service %s = %+v, %v; want port %d", inst, svc, err, moved)

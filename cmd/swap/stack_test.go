@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swap-dev/swap/deployments"
 	"github.com/swap-dev/swap/internal/testenv"
 	"github.com/swap-dev/swap/lbconfig"
 	"github.com/swap-dev/swap/switcher"
@@ -44,6 +45,8 @@ type stack struct {
 	frontend string // 127.0.0.1:port
 	preview  string
 	v1, v2   string // demoapp images
+	// installation is the stack's installation (its consul.kv_prefix).
+	installation string
 }
 
 // appYAML is the default app, e2eApp("web"): two replicas of demoapp, checks every
@@ -106,6 +109,7 @@ func newStackWith(t *testing.T, apps string, opts stackOptions) *stack {
 	if opts.kvPrefix == "" {
 		opts.kvPrefix = "swap-test-" + s.docker.RunID
 	}
+	s.installation = deployments.Installation(opts.kvPrefix)
 	s.v1 = s.docker.DemoImage(t, "v1")
 	s.v2 = s.docker.DemoImage(t, "v2")
 	if apps == "" {
