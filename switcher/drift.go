@@ -25,6 +25,9 @@ type Drift struct {
 	// Consul is the address Consul has registered when it differs ("" when it agrees
 	// or the instance is not registered).
 	Consul string
+	// backends are the HAProxy backends with a server of the instance's name at
+	// another address (its color's, and another that holds it as a backup).
+	backends []string
 }
 
 func (d Drift) String() string {
@@ -61,11 +64,12 @@ func (s *Switcher) drifts(ctx context.Context, app string) ([]Drift, error) {
 	for _, r := range regs {
 		byID[r.ID] = r
 	}
-	stats := map[deployments.Color][]ServerStat{}
+	stats := map[string][]ServerStat{} // by backend
 	for _, c := range deployments.Colors {
-		ss, err := s.Balancer.Servers(ctx, deployments.BackendName(app, c))
+		be := deployments.BackendName(app, c)
+		ss, err := s.Balancer.Servers(ctx, be)
 		problems = append(problems, err)
-		stats[c] = ss
+		stats[be] = ss
 	}
 	var out []Drift
 	for _, in := range insts {
@@ -73,9 +77,14 @@ func (s *Switcher) drifts(ctx context.Context, app string) ([]Drift, error) {
 			continue // a stopped or restarting container has no address to follow yet
 		}
 		d := Drift{Instance: in, HAProxy: map[string]string{}}
-		for _, st := range stats[in.Color] {
-			if st.Name == in.ID() && st.Addr != "" && !sameAddr(st.Addr, in.Host, in.Port) {
-				d.HAProxy[st.LB] = st.Addr
+		for _, be := range slices.Sorted(maps.Keys(stats)) {
+			for _, st := range stats[be] {
+				if st.Name == in.ID() && st.Addr != "" && !sameAddr(st.Addr, in.Host, in.Port) {
+					d.HAProxy[st.LB] = st.Addr
+					if !slices.Contains(d.backends, be) {
+						d.backends = append(d.backends, be)
+					}
+				}
 			}
 		}
 		if r, ok := byID[in.ID()]; ok && r.Addr != "" && !sameAddr(r.Addr, in.Host, in.Port) {
@@ -101,12 +110,15 @@ func (s *Switcher) repairDrift(ctx context.Context, spec *deployments.App) (int,
 	var errs []error
 	for _, d := range drifts {
 		in := d.Instance
-		if len(d.HAProxy) > 0 {
-			backend := deployments.BackendName(in.App, in.Color)
+		failed := false
+		for _, backend := range d.backends {
 			if err := s.Balancer.SetServerAddr(ctx, backend, in.ID(), in.Host, in.Port); err != nil {
 				errs = append(errs, fmt.Errorf("move HAProxy server %s/%s to %s: %w", backend, in.ID(), in.Addr(), err))
-				continue
+				failed = true
 			}
+		}
+		if failed {
+			continue
 		}
 		if d.Consul != "" {
 			if err := s.Registry.Register(ctx, in, spec.HealthCheck, imageVersion(in.Image)); err != nil {
