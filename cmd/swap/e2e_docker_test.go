@@ -47,13 +47,13 @@ func TestE2E_TwoInstallationsSharingDockerAndConsulNeverTouchEachOthersContainer
 
 	l := one.startLoad("web.test", "/", 4)
 	two.mustSwap("deploy", app, "--image", two.v1)
-	two.waitAnswer("web.test", "color=blue version=v1")
+	two.waitAnswer(app+".test", "color=blue version=v1")
 	two.mustSwap(app, "green")
-	two.waitAnswer("web.test", "color=green version=v1")
+	two.waitAnswer(app+".test", "color=green version=v1")
 	two.mustSwap("deploy", app, "--image", two.v2)
-	two.waitAnswer("web.test", "color=blue version=v2")
+	two.waitAnswer(app+".test", "color=blue version=v2")
 	two.mustSwap("rollback", app)
-	two.waitAnswer("web.test", "color=green version=v1")
+	two.waitAnswer(app+".test", "color=green version=v1")
 	l.requireNoFailures(t)
 	if l.byColor["blue"] == 0 || len(l.byColor) != 1 {
 		t.Fatalf("installation one answered from %v, want blue only", l.byColor)
