@@ -103,7 +103,7 @@ func TestRegister_HTTPCheckFollowsTheApp(t *testing.T) {
 	if !slices.Equal(si.Tags, []string{"blue", "v1"}) {
 		t.Errorf("tags = %q", si.Tags)
 	}
-	wantMeta := map[string]string{"color": "blue", "image": "demo:v1", "container": "c0ffee0", "deploy": "d-42", "version": "v1"}
+	wantMeta := map[string]string{"color": "blue", "image": "demo:v1", "container": "c0ffee0", "deploy": "d-42", "version": "v1", "installation": "swap"}
 	if fmt.Sprint(si.Meta) != fmt.Sprint(wantMeta) {
 		t.Errorf("meta = %v, want %v", si.Meta, wantMeta)
 	}
