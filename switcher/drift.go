@@ -13,11 +13,11 @@ import (
 	"github.com/swap-dev/swap/deployments"
 )
 
-// Drift is an instance whose container publishes its port elsewhere than HAProxy or
+// drift is an instance whose container publishes its port elsewhere than HAProxy or
 // Consul send its traffic and checks: the container restarted and its engine gave it
 // another host port (docker.host_ports: ephemeral, or a container from before swap
 // pinned host ports).
-type Drift struct {
+type drift struct {
 	Instance deployments.Instance
 	// HAProxy is the address each HAProxy instance that differs has for the server,
 	// by HAProxy instance name.
@@ -30,7 +30,7 @@ type Drift struct {
 	backends []string
 }
 
-func (d Drift) String() string {
+func (d drift) String() string {
 	var parts []string
 	for _, lb := range slices.Sorted(maps.Keys(d.HAProxy)) {
 		parts = append(parts, fmt.Sprintf("haproxy %s sends it to %s", lb, d.HAProxy[lb]))
@@ -52,7 +52,7 @@ func sameAddr(addr, host string, port int) bool {
 
 // drifts compares app's running containers with HAProxy's servers and Consul's
 // registrations of them. The error joins the views that could not be read.
-func (s *Switcher) drifts(ctx context.Context, app string) ([]Drift, error) {
+func (s *Switcher) drifts(ctx context.Context, app string) ([]drift, error) {
 	insts, err := s.Runtime.List(ctx, app)
 	if err != nil {
 		return nil, err
@@ -71,34 +71,41 @@ func (s *Switcher) drifts(ctx context.Context, app string) ([]Drift, error) {
 		problems = append(problems, err)
 		stats[be] = ss
 	}
-	var out []Drift
+	var out []drift
 	for _, in := range insts {
-		if in.State != "running" || in.Port == 0 {
-			continue // a stopped or restarting container has no address to follow yet
-		}
-		d := Drift{Instance: in, HAProxy: map[string]string{}}
-		for _, be := range slices.Sorted(maps.Keys(stats)) {
-			for _, st := range stats[be] {
-				if st.Name == in.ID() && st.Addr != "" && !sameAddr(st.Addr, in.Host, in.Port) {
-					d.HAProxy[st.LB] = st.Addr
-					if !slices.Contains(d.backends, be) {
-						d.backends = append(d.backends, be)
-					}
-				}
-			}
-		}
-		if r, ok := byID[in.ID()]; ok && r.Addr != "" && !sameAddr(r.Addr, in.Host, in.Port) {
-			d.Consul = r.Addr
-		}
-		if len(d.HAProxy) > 0 || d.Consul != "" {
+		if d, ok := driftOf(in, stats, byID); ok {
 			out = append(out, d)
 		}
 	}
 	return out, errors.Join(problems...)
 }
 
+// driftOf compares a running instance with HAProxy's servers (stats: rows by backend)
+// and Consul's registrations (by instance ID); ok says whether anything differs. A
+// stopped or restarting container has no address to follow yet: it never drifts.
+func driftOf(in deployments.Instance, stats map[string][]ServerStat, regs map[string]RegisteredInstance) (d drift, ok bool) {
+	if in.State != "running" || in.Port == 0 {
+		return drift{}, false
+	}
+	d = drift{Instance: in, HAProxy: map[string]string{}}
+	for _, be := range slices.Sorted(maps.Keys(stats)) {
+		for _, st := range stats[be] {
+			if st.Name == in.ID() && st.Addr != "" && !sameAddr(st.Addr, in.Host, in.Port) {
+				d.HAProxy[st.LB] = st.Addr
+				if !slices.Contains(d.backends, be) {
+					d.backends = append(d.backends, be)
+				}
+			}
+		}
+	}
+	if r, ok := regs[in.ID()]; ok && r.Addr != "" && !sameAddr(r.Addr, in.Host, in.Port) {
+		d.Consul = r.Addr
+	}
+	return d, len(d.HAProxy) > 0 || d.Consul != ""
+}
+
 // repairDrift makes HAProxy's servers and Consul's registrations of app's running
-// containers follow the containers' published ports (see Drift), reports each repair
+// containers follow the containers' published ports (see drift), reports each repair
 // as a resume event and returns how many instances it moved. It needs the app's lock:
 // the next swap and `swap resume` call it before anything else.
 func (s *Switcher) repairDrift(ctx context.Context, spec *deployments.App) (int, error) {

@@ -201,7 +201,7 @@ func (s *Switcher) Abort(ctx context.Context, app string, opts Options) (*Result
 
 // Resume repairs an interrupted swap: it rolls back when the shift had not happened and
 // goes forward when it had. First, with or without one, HAProxy and Consul are made to
-// follow containers that restarted on another host port (see Drift).
+// follow containers that restarted on another host port (see drift).
 func (s *Switcher) Resume(ctx context.Context, app string, opts Options) (*Result, error) {
 	none := func(ctx context.Context, spec *deployments.App) (*Result, error) {
 		moved, err := s.repairDrift(ctx, spec)

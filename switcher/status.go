@@ -82,10 +82,13 @@ func (s *Switcher) Status(ctx context.Context, app string) (*AppStatus, error) {
 	for _, r := range regs {
 		byID[r.ID] = r
 	}
-	stats := map[string][]ServerStat{}
+	stats := map[string][]ServerStat{}     // by server name
+	byBackend := map[string][]ServerStat{} // by backend, for driftOf
 	for _, c := range deployments.Colors {
-		ss, err := s.Balancer.Servers(ctx, deployments.BackendName(app, c))
+		be := deployments.BackendName(app, c)
+		ss, err := s.Balancer.Servers(ctx, be)
 		problems = append(problems, err)
+		byBackend[be] = ss
 		for _, x := range ss {
 			stats[x.Name] = append(stats[x.Name], x)
 		}
@@ -109,19 +112,8 @@ func (s *Switcher) Status(ctx context.Context, app string) (*AppStatus, error) {
 		for _, x := range is.HAProxy {
 			is.Sessions += x.Sessions
 		}
-		if in.State == "running" && in.Port != 0 {
-			d := Drift{Instance: in, HAProxy: map[string]string{}}
-			for _, x := range is.HAProxy {
-				if x.Addr != "" && !sameAddr(x.Addr, in.Host, in.Port) {
-					d.HAProxy[x.LB] = x.Addr
-				}
-			}
-			if reg, ok := byID[in.ID()]; ok && reg.Addr != "" && !sameAddr(reg.Addr, in.Host, in.Port) {
-				d.Consul = reg.Addr
-			}
-			if len(d.HAProxy) > 0 || d.Consul != "" {
-				is.Drift = d.String()
-			}
+		if d, ok := driftOf(in, byBackend, byID); ok {
+			is.Drift = d.String()
 		}
 		if usage != nil && in.State == "running" {
 			if u, err := usage.Usage(ctx, in.ContainerID); err == nil {
