@@ -1,6 +1,11 @@
 package deployments
 
-import "time"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
 
 // Config is swap's whole configuration: where Docker, Consul and HAProxy are, and the
 // apps. It is decoded from YAML (plus SWAP_* environment and flags, in cmd/) and checked
@@ -22,6 +27,56 @@ type DockerConfig struct {
 	HostIP string `yaml:"host_ip" mapstructure:"host_ip"`
 	// Cleanup says what the cleanup step may remove besides swap's own old images.
 	Cleanup CleanupConfig `yaml:"cleanup" mapstructure:"cleanup"`
+	// RestartPolicy is Docker's restart policy for swap's containers: no, always,
+	// unless-stopped (default) or on-failure[:N].
+	RestartPolicy string `yaml:"restart_policy" mapstructure:"restart_policy"`
+	// HostPorts is where swap publishes an app's port: a range "LO-HI" (default
+	// 32768-60999) that swap picks a free port from itself and pins, so a restarted
+	// container keeps its port (or fails to start) and never moves onto a port another
+	// container had; or "ephemeral" for a port the engine picks on every start.
+	HostPorts string `yaml:"host_ports" mapstructure:"host_ports"`
+	// Installation is this installation's identity (Installation(consul.kv_prefix)),
+	// set by SetDefaults; not a key of its own.
+	Installation string `yaml:"-" mapstructure:"-"`
+}
+
+// HostPortsEphemeral is docker.host_ports for ports the engine picks on every start.
+const HostPortsEphemeral = "ephemeral"
+
+// HostPortRange parses docker.host_ports: the range swap picks host ports from, or
+// ok false for "ephemeral".
+func (d DockerConfig) HostPortRange() (lo, hi int, ok bool, err error) {
+	if d.HostPorts == HostPortsEphemeral {
+		return 0, 0, false, nil
+	}
+	a, b, found := strings.Cut(d.HostPorts, "-")
+	lo, err1 := strconv.Atoi(a)
+	hi, err2 := strconv.Atoi(b)
+	if !found || err1 != nil || err2 != nil || lo < 1 || hi > 65535 || lo > hi {
+		return 0, 0, false, fmt.Errorf("%q is neither a port range like 32768-60999 (1 to 65535, low first) nor %q", d.HostPorts, HostPortsEphemeral)
+	}
+	return lo, hi, true, nil
+}
+
+// RestartPolicyName splits docker.restart_policy into Docker's policy name and its
+// maximum retry count (on-failure:N).
+func (d DockerConfig) RestartPolicyName() (name string, retries int, err error) {
+	name, n, hasN := strings.Cut(d.RestartPolicy, ":")
+	switch {
+	case name == "no" || name == "always" || name == "unless-stopped":
+		if hasN {
+			return "", 0, fmt.Errorf("%q: only on-failure takes a retry count", d.RestartPolicy)
+		}
+	case name == "on-failure":
+		if hasN {
+			if retries, err = strconv.Atoi(n); err != nil || retries < 0 {
+				return "", 0, fmt.Errorf("%q: the retry count after on-failure: must be a number >= 0", d.RestartPolicy)
+			}
+		}
+	default:
+		return "", 0, fmt.Errorf("%q must be no, always, unless-stopped or on-failure[:N]", d.RestartPolicy)
+	}
+	return name, retries, nil
 }
 
 // ConsulConfig says how to reach Consul.

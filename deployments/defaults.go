@@ -8,6 +8,8 @@ import (
 // Defaults filled in by SetDefaults. docs/config.md lists the same values.
 const (
 	DefaultHostIP        = "127.0.0.1"
+	DefaultRestartPolicy = "unless-stopped"
+	DefaultHostPorts     = "32768-60999" // Linux's ephemeral range, where Docker picks too
 	DefaultConsulAddress = "127.0.0.1:8500"
 	DefaultConsulScheme  = "http"
 	DefaultKVPrefix      = "swap"
@@ -61,11 +63,14 @@ func (c *Config) SetDefaults() {
 	d := &c.Docker
 	setDefault(&d.HostIP, DefaultHostIP)
 	d.Cleanup.setDefaults()
+	setDefault(&d.RestartPolicy, DefaultRestartPolicy)
+	setDefault(&d.HostPorts, DefaultHostPorts)
 
 	cs := &c.Consul
 	setDefault(&cs.Address, DefaultConsulAddress)
 	setDefault(&cs.Scheme, DefaultConsulScheme)
 	setDefault(&cs.KVPrefix, DefaultKVPrefix)
+	d.Installation = Installation(cs.KVPrefix)
 
 	h := &c.HAProxy
 	setDefault(&h.Dir, DefaultHAProxyDir)

@@ -6,6 +6,7 @@ package deployments
 import (
 	"fmt"
 	"regexp"
+	"strings"
 )
 
 // Color is one of the two slots an app's instances run in.
@@ -53,7 +54,49 @@ const (
 	// LabelImage is the image reference a deploy asked for; the container itself is
 	// created from the image's ID, so its own image field shows only sha256:...
 	LabelImage = "swap.image"
+	// LabelInstallation names the swap installation that created the container (see
+	// Installation). A container without it belongs to the default installation.
+	LabelInstallation = "swap.installation"
+	// LabelHostPort is the host port swap picked and published the app port on; swap
+	// never picks a port another container carries here.
+	LabelHostPort = "swap.host_port"
 )
+
+// DefaultInstallation is the installation whose consul.kv_prefix is the default, "swap".
+// Containers and Consul services created before installations were told apart (no
+// installation label or meta) belong to it, and only to it.
+const DefaultInstallation = DefaultKVPrefix
+
+// Installation is the identity of the swap installation whose state lives under
+// kvPrefix (consul.kv_prefix): every container it creates carries it in the label
+// swap.installation, every Consul service in the meta "installation", and swap acts on
+// nothing that carries another. Two installations sharing a Docker host or a Consul
+// agent must use different kv_prefix values.
+func Installation(kvPrefix string) string {
+	if p := strings.Trim(kvPrefix, "/"); p != "" {
+		return p
+	}
+	return DefaultInstallation
+}
+
+// OwnedBy reports whether an object whose installation label or meta is got (""
+// when it has none) belongs to installation want.
+func OwnedBy(want, got string) bool {
+	return got == want || (got == "" && want == DefaultInstallation)
+}
+
+// ObjectName is the name of an instance's container and its Consul service ID in an
+// installation: the instance ID itself ("web-blue-0") in the default installation, so
+// names of existing deployments stay valid, and "<installation>.<instance ID>"
+// otherwise ("team.swap.web-blue-0" for kv_prefix team/swap), so two installations on
+// one Docker host or Consul agent never want the same name. HAProxy server names stay
+// the instance ID: each installation has its own HAProxy.
+func ObjectName(installation, instanceID string) string {
+	if installation == DefaultInstallation || installation == "" {
+		return instanceID
+	}
+	return strings.ReplaceAll(installation, "/", ".") + "." + instanceID
+}
 
 // Instance is one running container of an app's color.
 type Instance struct {

@@ -49,6 +49,12 @@ func (c *Config) validateDocker(ps *problems) {
 		ps.add(p.Key("host_ip"), "%q is not an IP address: use the address container ports are published on, like 127.0.0.1", c.Docker.HostIP)
 	}
 	c.Docker.Cleanup.validate(ps, p.Key("cleanup"))
+	if _, _, err := c.Docker.RestartPolicyName(); err != nil {
+		ps.add(p.Key("restart_policy"), "%v", err)
+	}
+	if _, _, _, err := c.Docker.HostPortRange(); err != nil {
+		ps.add(p.Key("host_ports"), "%v", err)
+	}
 }
 
 var (

@@ -206,7 +206,7 @@ func newFakeRegistry() *fakeRegistry {
 func (f *fakeRegistry) Register(_ context.Context, in deployments.Instance, _ deployments.HealthCheck, _ string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.regs[in.ID()] = RegisteredInstance{ID: in.ID(), Color: in.Color}
+	f.regs[in.ID()] = RegisteredInstance{ID: in.ID(), Color: in.Color, Addr: in.Addr()}
 	return nil
 }
 
@@ -266,7 +266,7 @@ func (f *fakeBalancer) AddServers(_ context.Context, backend string, servers []S
 		if _, ok := f.servers[backend][srv.Name]; ok {
 			return fmt.Errorf("server %s/%s exists", backend, srv.Name)
 		}
-		f.servers[backend][srv.Name] = &ServerStat{LB: "lb1", Name: srv.Name, Backup: srv.Backup}
+		f.servers[backend][srv.Name] = &ServerStat{LB: "lb1", Name: srv.Name, Backup: srv.Backup, Addr: net.JoinHostPort(srv.Host, strconv.Itoa(srv.Port))}
 	}
 	return nil
 }
@@ -314,6 +314,17 @@ func (f *fakeBalancer) Counters(_ context.Context, backend string) ([]BackendCou
 		c.Errors5xx += s.Errors5xx
 	}
 	return []BackendCounters{c}, nil
+}
+
+func (f *fakeBalancer) SetServerAddr(_ context.Context, backend, server, host string, port int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.servers[backend][server]
+	if !ok {
+		return fmt.Errorf("no server %s/%s", backend, server)
+	}
+	s.Addr = net.JoinHostPort(host, strconv.Itoa(port))
+	return nil
 }
 
 func (f *fakeBalancer) Drain(_ context.Context, backend string, servers []string) error {

@@ -157,6 +157,10 @@ func (s *Switcher) operateLocked(ctx context.Context, spec *deployments.App, pla
 	// A color left retiring by a swap that is gone goes once its delay is over, before
 	// the plan: a rollback then redeploys rather than flip back to it.
 	s.retireDue(ctx, spec)
+	// Containers that restarted on another host port get their traffic back first.
+	if _, err := s.repairDrift(ctx, spec); err != nil {
+		s.emit(Event{App: app, Step: StepResume, Kind: EventFailed, Message: err.Error()})
+	}
 
 	start := s.now()
 	s.emit(Event{App: app, Step: StepPlan, Kind: EventStart, Message: "planning"})
@@ -216,12 +220,29 @@ func (s *Switcher) Abort(ctx context.Context, app string, opts Options) (*Result
 }
 
 // Resume repairs an interrupted swap: it rolls back when the shift had not happened and
-// goes forward when it had.
+// goes forward when it had. First, with or without one, HAProxy and Consul are made to
+// follow containers that restarted on another host port (see drift).
 func (s *Switcher) Resume(ctx context.Context, app string, opts Options) (*Result, error) {
-	none := func() (*Result, error) {
+	none := func(ctx context.Context, spec *deployments.App) (*Result, error) {
+		if opts.DryRun {
+			return s.driftDryRun(ctx, app, "has no interrupted swap")
+		}
+		moved, err := s.repairDrift(ctx, spec)
+		if err != nil {
+			return nil, err
+		}
+		if moved > 0 {
+			return &Result{Plan: Plan{App: app}, Outcome: OutcomeDone,
+				Message: fmt.Sprintf("%s has no interrupted swap; %d instance(s) that restarted on another host port are served there again", app, moved)}, nil
+		}
 		return &Result{Outcome: OutcomeNothing, Message: fmt.Sprintf("%s has no interrupted swap", app)}, nil
 	}
 	return s.continueJournalOr(ctx, app, opts, none, func(ctx context.Context, r *run) (*Result, error) {
+		if !opts.DryRun {
+			if _, err := s.repairDrift(ctx, r.app); err != nil {
+				s.emit(Event{App: app, Step: StepResume, Kind: EventFailed, Message: err.Error()})
+			}
+		}
 		if r.j.Status == JournalWaiting {
 			return &Result{Plan: r.plan, Outcome: OutcomeWaiting,
 				Message: fmt.Sprintf("%s waits in preview; run `swap promote %s` or `swap abort %s`", r.plan.To, app, app)}, nil
@@ -357,10 +378,28 @@ func nextStep(s Step) Step {
 	return StepCommit
 }
 
+// driftDryRun says, changing nothing, which instances resume would make HAProxy and
+// Consul follow.
+func (s *Switcher) driftDryRun(ctx context.Context, app, what string) (*Result, error) {
+	ds, err := s.drifts(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	msg := fmt.Sprintf("dry run: %s %s", app, what)
+	if len(ds) > 0 {
+		var parts []string
+		for _, d := range ds {
+			parts = append(parts, d.String())
+		}
+		msg += "; would make HAProxy and Consul follow " + strings.Join(parts, "; ")
+	}
+	return &Result{Plan: Plan{App: app}, Outcome: OutcomeDryRun, Message: msg + ". Nothing was changed."}, nil
+}
+
 // continueJournal locks the app and hands its journaled swap to fn; without one it is
 // ErrNothingToDo.
 func (s *Switcher) continueJournal(ctx context.Context, app string, opts Options, fn func(context.Context, *run) (*Result, error)) (*Result, error) {
-	none := func() (*Result, error) {
+	none := func(context.Context, *deployments.App) (*Result, error) {
 		return nil, fmt.Errorf("%w: %s has no swap in progress", ErrNothingToDo, app)
 	}
 	return s.continueJournalOr(ctx, app, opts, none, fn)
@@ -368,7 +407,7 @@ func (s *Switcher) continueJournal(ctx context.Context, app string, opts Options
 
 // continueJournalOr is continueJournal with none answering when no swap is journaled.
 // With opts.DryRun it takes no lock and fn must only say what it would do.
-func (s *Switcher) continueJournalOr(ctx context.Context, app string, opts Options, none func() (*Result, error), fn func(context.Context, *run) (*Result, error)) (*Result, error) {
+func (s *Switcher) continueJournalOr(ctx context.Context, app string, opts Options, none func(context.Context, *deployments.App) (*Result, error), fn func(context.Context, *run) (*Result, error)) (*Result, error) {
 	spec, err := s.app(app)
 	if err != nil {
 		return nil, err
@@ -379,9 +418,9 @@ func (s *Switcher) continueJournalOr(ctx context.Context, app string, opts Optio
 			return nil, err
 		}
 		if !ok {
-			return none()
+			return none(ctx, spec)
 		}
-		return fn(ctx, &run{s: s, app: spec, plan: j.Plan, j: j, started: j.Plan.Created})
+		return fn(ctx, &run{s: s, app: j.Plan.specFor(spec), plan: j.Plan, j: j, started: j.Plan.Created})
 	}
 	lctx, release, err := s.lock(ctx, app, opts.Wait)
 	if err != nil {
@@ -397,7 +436,7 @@ func (s *Switcher) continueJournalOr(ctx context.Context, app string, opts Optio
 			return nil, err
 		}
 		if !ok {
-			return none()
+			return none(lctx, spec)
 		}
 		return fn(lctx, &run{s: s, app: j.Plan.specFor(spec), plan: j.Plan, j: j, started: j.Plan.Created})
 	}()

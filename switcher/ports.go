@@ -57,6 +57,8 @@ type RegisteredInstance struct {
 	Passing bool
 	// Why says why it is not passing (check name and output).
 	Why string
+	// Addr is the registered "host:port".
+	Addr string
 }
 
 // Registry is the service catalog (Consul).
@@ -80,6 +82,7 @@ type Server struct {
 type ServerStat struct {
 	LB          string // HAProxy instance name
 	Name        string
+	Addr        string // "host:port" HAProxy sends the server's traffic to
 	Status      string // UP, DOWN, DRAIN, MAINT, "DOWN 1/2"...
 	CheckStatus string // L7OK, L4CON, ... ("* " prefix removed)
 	Sessions    int    // scur
@@ -125,6 +128,8 @@ type Balancer interface {
 	Servers(ctx context.Context, backend string) ([]ServerStat, error)
 	// Counters returns the backend's own response counters on every instance.
 	Counters(ctx context.Context, backend string) ([]BackendCounters, error)
+	// SetServerAddr moves a server to host:port on every instance.
+	SetServerAddr(ctx context.Context, backend, server, host string, port int) error
 	// Drain stops new sessions to the servers (state drain).
 	Drain(ctx context.Context, backend string, servers []string) error
 	// ShutdownSessions ends the server's sessions.

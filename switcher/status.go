@@ -33,6 +33,10 @@ type InstanceStatus struct {
 	Sessions int               `json:"sessions"`          // summed over HAProxy instances
 	Usage    *Usage            `json:"usage,omitempty"`   // nil when unknown
 	Problem  string            `json:"problem,omitempty"` // a view that could not be read
+	// Drift says where HAProxy or Consul send the instance's traffic or checks when
+	// that is not where its container publishes its port now (it restarted on another
+	// host port); `swap resume <app>` or the next swap repairs it.
+	Drift string `json:"drift,omitempty"`
 }
 
 // AppStatus is `swap status <app>`.
@@ -79,10 +83,13 @@ func (s *Switcher) Status(ctx context.Context, app string) (*AppStatus, error) {
 	for _, r := range regs {
 		byID[r.ID] = r
 	}
-	stats := map[string][]ServerStat{}
+	stats := map[string][]ServerStat{}     // by server name
+	byBackend := map[string][]ServerStat{} // by backend, for driftOf
 	for _, c := range deployments.Colors {
-		ss, err := s.Balancer.Servers(ctx, deployments.BackendName(app, c))
+		be := deployments.BackendName(app, c)
+		ss, err := s.Balancer.Servers(ctx, be)
 		problems = append(problems, err)
+		byBackend[be] = ss
 		for _, x := range ss {
 			stats[x.Name] = append(stats[x.Name], x)
 		}
@@ -105,6 +112,9 @@ func (s *Switcher) Status(ctx context.Context, app string) (*AppStatus, error) {
 		}
 		for _, x := range is.HAProxy {
 			is.Sessions += x.Sessions
+		}
+		if d, ok := driftOf(in, byBackend, byID); ok {
+			is.Drift = d.String()
 		}
 		if usage != nil && in.State == "running" {
 			if u, err := usage.Usage(ctx, in.ContainerID); err == nil {

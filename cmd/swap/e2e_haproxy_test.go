@@ -75,7 +75,7 @@ func TestE2E_HAProxyReloadedOrRestartedMidSwapServesTheNewColor(t *testing.T) {
 		}
 	}
 	l.requireNoFailures(t)
-	if !slices.Contains(s.containers("swap.app="+app, "swap.color=blue"), app+"-blue-0") {
+	if !slices.Contains(s.containers("swap.app="+app, "swap.color=blue"), s.objectName(app+"-blue-0")) {
 		t.Fatal("blue's containers are not running after the switch")
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swap-dev/swap/deployments"
 	"github.com/swap-dev/swap/internal/testenv"
 	"github.com/swap-dev/swap/lbconfig"
 	"github.com/swap-dev/swap/switcher"
@@ -44,6 +45,8 @@ type stack struct {
 	frontend string // 127.0.0.1:port
 	preview  string
 	v1, v2   string // demoapp images
+	// installation is the stack's installation (its consul.kv_prefix).
+	installation string
 }
 
 // appYAML is the default app, e2eApp("web"): two replicas of demoapp, checks every
@@ -73,6 +76,24 @@ const appYAML = `
 // newStack starts the stack with apps (YAML under `apps:`; "" for appYAML with v1).
 func newStack(t *testing.T, apps string) *stack {
 	t.Helper()
+	return newStackWith(t, apps, stackOptions{})
+}
+
+// stackOptions vary a stack.
+type stackOptions struct {
+	// consul is another stack's agent to share (nil: an agent of its own).
+	consul *testenv.ConsulAgent
+	// kvPrefix is consul.kv_prefix, the installation's identity ("": swap-test-<run>,
+	// an installation of this stack's own).
+	kvPrefix string
+	// docker is the content of the docker: mapping, in YAML flow style
+	// ("host_ports: ephemeral").
+	docker string
+}
+
+// newStackWith is newStack with opts.
+func newStackWith(t *testing.T, apps string, opts stackOptions) *stack {
+	t.Helper()
 	// A short directory: a unix socket path must stay under ~100 bytes.
 	dir, err := os.MkdirTemp("", "swap-e2e-")
 	if err != nil {
@@ -80,8 +101,15 @@ func newStack(t *testing.T, apps string) *stack {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	s := &stack{t: t, dir: dir}
-	s.consul = testenv.Consul(t)
+	s.consul = opts.consul
+	if s.consul == nil {
+		s.consul = testenv.Consul(t)
+	}
 	s.docker = testenv.Docker(t)
+	if opts.kvPrefix == "" {
+		opts.kvPrefix = "swap-test-" + s.docker.RunID
+	}
+	s.installation = deployments.Installation(opts.kvPrefix)
 	s.v1 = s.docker.DemoImage(t, "v1")
 	s.v2 = s.docker.DemoImage(t, "v2")
 	if apps == "" {
@@ -93,10 +121,10 @@ func newStack(t *testing.T, apps string) *stack {
 	}
 	s.frontend = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	s.preview = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	cfg := fmt.Sprintf(`docker: {}
+	cfg := fmt.Sprintf(`docker: {%s}
 consul:
   address: %s
-  kv_prefix: swap-test-%s
+  kv_prefix: %s
 haproxy:
   dir: %s
   instances:
@@ -107,7 +135,7 @@ haproxy:
   preview: {name: www_preview, bind: "%s"}
   routing: host
 apps:
-%s`, s.consul.Addr, s.docker.RunID, hdir, hdir, hdir, s.frontend, s.preview, apps)
+%s`, opts.docker, s.consul.Addr, opts.kvPrefix, hdir, hdir, hdir, s.frontend, s.preview, apps)
 	s.cfgPath = filepath.Join(s.dir, "swap.yaml")
 	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

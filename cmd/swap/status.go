@@ -92,6 +92,11 @@ func printStatus(w io.Writer, st *switcher.AppStatus) {
 				orDash(strings.Join(lbs, " ")), in.Sessions, cpu, mem)
 		}
 		tw.Flush()
+		for _, in := range st.Instances {
+			if in.Drift != "" {
+				fmt.Fprintf(w, "  drift: %s: %s; `swap resume %s` makes them follow it\n", in.ID, in.Drift, st.App)
+			}
+		}
 	}
 	for _, h := range st.History {
 		fmt.Fprintf(w, "  %s %s %s -> %s %s: %s (%s)\n", h.Finished.Format(time.RFC3339), h.Op, orDash(string(h.From)),

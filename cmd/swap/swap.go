@@ -121,7 +121,7 @@ func newAbortCmd() *cobra.Command {
 }
 
 func newResumeCmd() *cobra.Command {
-	return appCmd("resume", "Repair an interrupted swap: roll back before the shift, forward after it", (*switcher.Switcher).Resume)
+	return appCmd("resume", "Repair an interrupted swap (roll back before the shift, forward after it) and instances that restarted on another host port", (*switcher.Switcher).Resume)
 }
 
 func newCleanupCmd() *cobra.Command {

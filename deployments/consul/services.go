@@ -2,6 +2,7 @@ package consul
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -25,7 +26,26 @@ const (
 	MetaContainer = "container"
 	MetaDeploy    = "deploy"
 	MetaVersion   = "version"
+	// MetaInstallation is the swap installation that registered the service (see
+	// deployments.Installation). A service without it belongs to the default one.
+	MetaInstallation = "installation"
 )
+
+// ErrNotOurs: a service with the ID swap needs, or was asked to remove, belongs to
+// another swap installation (or is not swap's); swap leaves it alone.
+var ErrNotOurs = errors.New("service belongs to another swap installation")
+
+// Installation is the swap installation this registry acts for: the one of its KV
+// prefix. Its services carry it in the meta "installation", and it lists and
+// deregisters no service that carries another.
+func (r *Registry) Installation() string { return deployments.Installation(r.prefix) }
+
+// ServiceID is the Consul service ID of instance instanceID ("web-blue-0") in this
+// installation: deployments.ObjectName, so installations sharing an agent never register
+// the same ID.
+func (r *Registry) ServiceID(instanceID string) string {
+	return deployments.ObjectName(r.Installation(), instanceID)
+}
 
 // Check defaults for fields the health check leaves zero.
 const (
@@ -69,12 +89,16 @@ func (r *Registry) Register(ctx context.Context, inst deployments.Instance, chec
 }
 
 // RegisterService registers reg's instance on the agent: service name = app, ID =
-// inst.ID(), tags [color, version], meta {color, image, container, deploy, version},
-// address and port the published host address, and its checks. Registering an ID again
-// replaces the service and its checks, so it is idempotent.
+// ServiceID(inst.ID()), tags [color, version], meta {color, image, container, deploy,
+// version, installation}, address and port the published host address, and its checks.
+// Registering an ID again replaces the service and its checks, so it is idempotent; an
+// ID registered by another installation is ErrNotOurs and stays as it is.
 func (r *Registry) RegisterService(ctx context.Context, reg Registration) error {
-	svc, err := serviceDefinition(reg)
+	svc, err := serviceDefinition(reg, r.Installation())
 	if err != nil {
+		return err
+	}
+	if err := r.checkOwner(ctx, svc.ID, "register"); err != nil {
 		return err
 	}
 	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)
@@ -86,11 +110,11 @@ func (r *Registry) RegisterService(ctx context.Context, reg Registration) error 
 	return nil
 }
 
-// serviceDefinition builds the agent registration for reg, checking what Consul would
-// refuse later with a less helpful message.
-func serviceDefinition(reg Registration) (*api.AgentServiceRegistration, error) {
+// serviceDefinition builds the agent registration for reg in installation, checking
+// what Consul would refuse later with a less helpful message.
+func serviceDefinition(reg Registration, installation string) (*api.AgentServiceRegistration, error) {
 	inst := reg.Instance
-	id := inst.ID()
+	id := deployments.ObjectName(installation, inst.ID())
 	what := fmt.Sprintf("consul: register %s", id)
 	if !deployments.NamePattern.MatchString(inst.App) {
 		return nil, fmt.Errorf("%s: app name %q must match %s", what, inst.App, deployments.NamePattern)
@@ -106,6 +130,9 @@ func serviceDefinition(reg Registration) (*api.AgentServiceRegistration, error) 
 		MetaImage:     inst.Image,
 		MetaContainer: inst.ContainerID,
 		MetaDeploy:    inst.Deploy,
+	}
+	if installation != "" {
+		meta[MetaInstallation] = installation
 	}
 	if reg.Version != "" {
 		meta[MetaVersion] = reg.Version
@@ -136,7 +163,7 @@ func serviceDefinition(reg Registration) (*api.AgentServiceRegistration, error) 
 		deregister = d.String()
 	}
 	if !reg.TTLOnly {
-		c, err := probeCheck(inst, reg.Check)
+		c, err := probeCheck(id, inst, reg.Check)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
@@ -172,8 +199,9 @@ func validMeta(k, v string) error {
 	return nil
 }
 
-// probeCheck is the HTTP or TCP check Consul runs against the published address.
-func probeCheck(inst deployments.Instance, hc deployments.HealthCheck) (*api.AgentServiceCheck, error) {
+// probeCheck is the HTTP or TCP check Consul runs against the published address of
+// service serviceID.
+func probeCheck(serviceID string, inst deployments.Instance, hc deployments.HealthCheck) (*api.AgentServiceCheck, error) {
 	interval, timeout := hc.Interval, hc.Timeout
 	if interval <= 0 {
 		interval = DefaultCheckInterval
@@ -182,7 +210,7 @@ func probeCheck(inst deployments.Instance, hc deployments.HealthCheck) (*api.Age
 		timeout = min(DefaultCheckTimeout, interval)
 	}
 	c := &api.AgentServiceCheck{
-		CheckID:  ProbeCheckID(inst.ID()),
+		CheckID:  ProbeCheckID(serviceID),
 		Interval: interval.String(),
 		Timeout:  timeout.String(),
 		// New instances start critical: nothing passes before it has been checked.
@@ -228,13 +256,36 @@ func probeCheck(inst deployments.Instance, hc deployments.HealthCheck) (*api.Age
 }
 
 // Deregister removes service serviceID (and its checks) from the agent. A service that
-// is not registered is not an error.
+// is not registered is not an error; one of another installation is ErrNotOurs and stays.
 func (r *Registry) Deregister(ctx context.Context, serviceID string) error {
+	if err := r.checkOwner(ctx, serviceID, "deregister"); err != nil {
+		return err
+	}
 	err := r.client.Agent().ServiceDeregisterOpts(serviceID, r.query(ctx))
 	if err != nil && !isNotFound(err) {
 		return r.fail("deregister "+serviceID, err)
 	}
 	r.log.Debug("deregistered", zap.String("service", serviceID))
+	return nil
+}
+
+// checkOwner fails with ErrNotOurs when the agent has a service serviceID that another
+// installation registered (meta "installation"; none means the default installation).
+func (r *Registry) checkOwner(ctx context.Context, serviceID, what string) error {
+	svc, _, err := r.client.Agent().Service(serviceID, r.query(ctx))
+	if isNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return r.fail(fmt.Sprintf("%s %s: read the registered service", what, serviceID), err)
+	}
+	if got := svc.Meta[MetaInstallation]; !deployments.OwnedBy(r.Installation(), got) {
+		if got == "" {
+			got = deployments.DefaultInstallation
+		}
+		return fmt.Errorf("consul: %s %s: %w: the agent's service %s was registered by the swap installation %q, not this one (%q); swap leaves it alone: give each installation its own consul.kv_prefix",
+			what, serviceID, ErrNotOurs, serviceID, got, r.Installation())
+	}
 	return nil
 }
 
@@ -269,7 +320,9 @@ type Check struct {
 
 // ServiceInstance is one registered instance of an app as the catalog has it.
 type ServiceInstance struct {
-	ID        string
+	ID string // the Consul service ID
+	// Instance is the instance ID ("web-blue-0"): ID without the installation's prefix.
+	Instance  string
 	Node      string
 	Address   string
 	Port      int
@@ -288,8 +341,10 @@ type ServiceInstance struct {
 // Passing reports Verdict.Passing.
 func (s ServiceInstance) Passing() bool { return s.Verdict.Passing }
 
-// Instances lists the registered instances of app on every node, sorted by ID, with
-// their checks and a verdict (warning counts as failing, see Passing).
+// Instances lists the registered instances of app on every node that belong to this
+// installation (meta "installation"), sorted by ID, with their checks and a verdict
+// (warning counts as failing, see Passing). Another installation's instances of a
+// service of the same name are left out.
 func (r *Registry) Instances(ctx context.Context, app string) ([]ServiceInstance, error) {
 	out, _, err := r.instances(ctx, app, 0, 0, true)
 	return out, err
@@ -308,10 +363,15 @@ func (r *Registry) instances(ctx context.Context, app string, waitIndex uint64, 
 		if e == nil || e.Service == nil || e.Node == nil {
 			continue
 		}
+		if !deployments.OwnedBy(r.Installation(), e.Service.Meta[MetaInstallation]) {
+			continue
+		}
 		if !outputs {
 			e.Checks = withoutOutputs(e.Checks)
 		}
-		out = append(out, toInstance(e))
+		si := toInstance(e)
+		si.Instance = strings.TrimPrefix(si.ID, r.ServiceID("")) // ServiceID("") is the installation's name prefix
+		out = append(out, si)
 	}
 	slices.SortFunc(out, func(a, b ServiceInstance) int {
 		return strings.Compare(a.ID+"\x00"+a.Node, b.ID+"\x00"+b.Node)

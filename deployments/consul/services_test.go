@@ -103,7 +103,7 @@ func TestRegister_HTTPCheckFollowsTheApp(t *testing.T) {
 	if !slices.Equal(si.Tags, []string{"blue", "v1"}) {
 		t.Errorf("tags = %q", si.Tags)
 	}
-	wantMeta := map[string]string{"color": "blue", "image": "demo:v1", "container": "c0ffee0", "deploy": "d-42", "version": "v1"}
+	wantMeta := map[string]string{"color": "blue", "image": "demo:v1", "container": "c0ffee0", "deploy": "d-42", "version": "v1", "installation": "swap"}
 	if fmt.Sprint(si.Meta) != fmt.Sprint(wantMeta) {
 		t.Errorf("meta = %v, want %v", si.Meta, wantMeta)
 	}
@@ -294,7 +294,7 @@ func TestRegister_RefusesWhatConsulWouldRefuse(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := serviceDefinition(tc.reg)
+			_, err := serviceDefinition(tc.reg, deployments.DefaultInstallation)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want one containing %q", err, tc.want)
 			}
@@ -324,7 +324,7 @@ func TestRegister_CheckDefinitionDefaults(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := probeCheck(instance("web", "blue", 0, 8080), tc.check)
+			c, err := probeCheck("web-blue-0", instance("web", "blue", 0, 8080), tc.check)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -351,7 +351,7 @@ func TestRegister_DeregisterCriticalAfterGoesOnTheCheckConsulRuns(t *testing.T) 
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.reg.Instance = instance("web", "blue", 0, 8080)
-			svc, err := serviceDefinition(tc.reg)
+			svc, err := serviceDefinition(tc.reg, deployments.DefaultInstallation)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -206,7 +206,7 @@ func TestWatchService_OneCallbackPerChangeAndNoneForUnchangedData(t *testing.T) 
 	// Re-register with a change the watch does not look at (weights): the catalog index
 	// moves, the data the watch delivers does not.
 	before, atIndex := snapshot()
-	svc, err := serviceDefinition(reg)
+	svc, err := serviceDefinition(reg, deployments.DefaultInstallation)
 	if err != nil {
 		t.Fatal(err)
 	}

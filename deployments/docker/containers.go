@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"sort"
 	"strconv"
 	"strings"
@@ -97,8 +98,8 @@ func (s StartSpec) Validate() error {
 }
 
 // labels are the container's labels: the spec's, then swap's own.
-func (s StartSpec) labels(index int) map[string]string {
-	l := make(map[string]string, len(s.Labels)+5)
+func (s StartSpec) labels(installation string, index, hostPort int) map[string]string {
+	l := make(map[string]string, len(s.Labels)+7)
 	for k, v := range s.Labels {
 		l[k] = v
 	}
@@ -107,15 +108,33 @@ func (s StartSpec) labels(index int) map[string]string {
 	l[deployments.LabelDeploy] = s.Deploy
 	l[deployments.LabelIndex] = strconv.Itoa(index)
 	l[deployments.LabelManaged] = "true"
+	l[deployments.LabelInstallation] = installation
+	if hostPort != 0 {
+		l[deployments.LabelHostPort] = strconv.Itoa(hostPort)
+	}
 	return l
 }
 
-// Start creates and starts spec.Replicas containers named "<app>-<color>-<i>", waits
-// until every one runs and returns them with their published ports, in index order.
+// name is the container name of an instance in the driver's installation.
+func (d *Driver) name(app string, c deployments.Color, index int) string {
+	return deployments.ObjectName(d.installation, deployments.InstanceID(app, c, index))
+}
+
+// owns reports whether a container's labels say swap manages it for this installation.
+func (d *Driver) owns(labels map[string]string) bool {
+	return labels[deployments.LabelManaged] == "true" && deployments.OwnedBy(d.installation, labels[deployments.LabelInstallation])
+}
+
+// Start creates and starts spec.Replicas containers named "<app>-<color>-<i>" (prefixed
+// with "<installation>." outside the default installation, see deployments.ObjectName),
+// waits until every one runs and returns them with their published ports, in index
+// order. Each has the driver's restart policy, and its app port published on a host port
+// the driver picks from its range and pins (see pickHostPorts), unless spec.HostPort
+// fixes it or the range is "ephemeral".
 //
 // A container already carrying one of those names is ErrExists when swap manages it for
-// this app and color (unless spec.Replace), and ErrNameTaken otherwise; either way
-// nothing is created. When anything fails after the first container was created, the
+// this installation, app and color (unless spec.Replace), and ErrNameTaken otherwise;
+// either way nothing is created. When anything fails after the first container was created, the
 // containers this call created are removed before the error returns: no half-started
 // color is left behind. A container that exits while Start waits is ErrExited with its
 // last log lines. The image must be on the host (see EnsureImage).
@@ -144,13 +163,29 @@ func (d *Driver) Start(ctx context.Context, spec StartSpec) ([]deployments.Insta
 		d.removeCreated(ctx, created, log)
 		return nil, err
 	}
+	hostPorts := make([]int, spec.Replicas)
+	picked := false
+	switch {
+	case spec.HostPort != 0:
+		hostPorts[0] = spec.HostPort
+	case d.portLo != 0:
+		var err error
+		if hostPorts, err = d.pickHostPorts(ctx, spec.Replicas); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		picked = true
+	}
 	port := nat.Port(fmt.Sprintf("%d/tcp", spec.Port))
 	for i := 0; i < spec.Replicas; i++ {
-		name := deployments.InstanceID(spec.App, spec.Color, i)
+		name := d.name(spec.App, spec.Color, i)
+		labelPort := 0
+		if picked {
+			labelPort = hostPorts[i]
+		}
 		cfg := &container.Config{
 			Image:        spec.Image,
 			Env:          spec.Env,
-			Labels:       spec.labels(i),
+			Labels:       spec.labels(d.installation, i, labelPort),
 			ExposedPorts: nat.PortSet{port: struct{}{}},
 			StopSignal:   "SIGTERM",
 		}
@@ -162,11 +197,12 @@ func (d *Driver) Start(ctx context.Context, spec StartSpec) ([]deployments.Insta
 			cfg.StopTimeout = &secs
 		}
 		hostPort := ""
-		if spec.HostPort != 0 {
-			hostPort = strconv.Itoa(spec.HostPort)
+		if hostPorts[i] != 0 {
+			hostPort = strconv.Itoa(hostPorts[i])
 		}
 		hc := &container.HostConfig{
-			PortBindings: nat.PortMap{port: {{HostIP: spec.HostIP, HostPort: hostPort}}},
+			PortBindings:  nat.PortMap{port: {{HostIP: spec.HostIP, HostPort: hostPort}}},
+			RestartPolicy: d.restart,
 		}
 		resp, err := d.cli.ContainerCreate(ctx, cfg, hc, nil, nil, name)
 		if err != nil {
@@ -187,11 +223,15 @@ func (d *Driver) Start(ctx context.Context, spec StartSpec) ([]deployments.Insta
 	}
 	for i, id := range created {
 		if err := d.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
-			name := deployments.InstanceID(spec.App, spec.Color, i)
-			if isPortInUse(err) {
+			name := d.name(spec.App, spec.Color, i)
+			switch {
+			case isPortInUse(err) && picked:
+				err = fmt.Errorf("%s: start %s: %w: %s:%d, picked from docker.host_ports, was taken meanwhile (by a connection or another process); starting again picks another: %v",
+					what, name, ErrPortInUse, spec.HostIP, hostPorts[i], err)
+			case isPortInUse(err):
 				err = fmt.Errorf("%s: start %s: %w: %s:%d is taken by another process; free it, choose another host port, or leave the host port 0 for an ephemeral one: %v",
-					what, name, ErrPortInUse, spec.HostIP, spec.HostPort, err)
-			} else {
+					what, name, ErrPortInUse, spec.HostIP, hostPorts[i], err)
+			default:
 				err = d.engineError(what+": start "+name, err)
 			}
 			return fail(err)
@@ -214,7 +254,7 @@ func (d *Driver) Start(ctx context.Context, spec StartSpec) ([]deployments.Insta
 func (d *Driver) checkNames(ctx context.Context, spec StartSpec, log *zap.Logger) error {
 	var replace []container.InspectResponse
 	for i := 0; i < spec.Replicas; i++ {
-		name := deployments.InstanceID(spec.App, spec.Color, i)
+		name := d.name(spec.App, spec.Color, i)
 		c, err := d.cli.ContainerInspect(ctx, name)
 		if cerrdefs.IsNotFound(err) {
 			continue
@@ -223,6 +263,10 @@ func (d *Driver) checkNames(ctx context.Context, spec StartSpec, log *zap.Logger
 			return d.engineError(fmt.Sprintf("start %s/%s: inspect %s", spec.App, spec.Color, name), err)
 		}
 		l := c.Config.Labels
+		if l[deployments.LabelManaged] == "true" && !deployments.OwnedBy(d.installation, l[deployments.LabelInstallation]) {
+			return fmt.Errorf("start %s/%s: %w: a container named %s belongs to the swap installation %q, not to this one (%q); swap never touches another installation's containers: give this installation its own consul.kv_prefix",
+				spec.App, spec.Color, ErrNameTaken, name, installationOf(l), d.installation)
+		}
 		if l[deployments.LabelManaged] != "true" || l[deployments.LabelApp] != spec.App || l[deployments.LabelColor] != string(spec.Color) {
 			return fmt.Errorf("start %s/%s: %w: a container named %s exists without swap.managed=true for %s/%s; swap never touches it: rename or remove it yourself, or rename the app",
 				spec.App, spec.Color, ErrNameTaken, name, spec.App, spec.Color)
@@ -277,7 +321,8 @@ func (d *Driver) waitRunning(ctx context.Context, id, what string) (deployments.
 			if inst.Port != 0 {
 				return inst, nil
 			}
-		case st.Status == "exited" || st.Status == "dead":
+		case st.Status == "exited" || st.Status == "dead" || st.Restarting || c.RestartCount > 0:
+			// A restart policy restarts a container that exits: that is an exit too.
 			logs := lastLogs(ctx, d.cli, id)
 			return deployments.Instance{}, fmt.Errorf("%s: %w: %s exited with code %d (%s) before it ran; check the image, command and env; its last log lines:\n%s",
 				what, ErrExited, name, st.ExitCode, st.Error, logs)
@@ -308,12 +353,16 @@ func lastLogs(ctx context.Context, c client.ContainerAPIClient, id string) strin
 	return strings.TrimRight(buf.String(), "\n")
 }
 
-// List returns the containers swap manages for app (all of them when app is empty), in
-// any state, ordered by app, color and index. Everything is read back from the
+// List returns the containers swap manages for app (all of them when app is empty) in
+// this driver's installation, in any state, ordered by app, color and index. Everything is read back from the
 // containers' labels and inspect data, so List recovers the state after a restart of
 // swap.
 func (d *Driver) List(ctx context.Context, app string) ([]deployments.Instance, error) {
 	f := filters.NewArgs(filters.Arg("label", deployments.LabelManaged+"=true"))
+	if d.installation != deployments.DefaultInstallation {
+		// The default installation's own have the label or (older ones) none at all.
+		f.Add("label", deployments.LabelInstallation+"="+d.installation)
+	}
 	what := "list swap's containers"
 	if app != "" {
 		f.Add("label", deployments.LabelApp+"="+app)
@@ -331,6 +380,9 @@ func (d *Driver) List(ctx context.Context, app string) ([]deployments.Instance, 
 		}
 		if err != nil {
 			return nil, d.engineError(what+": inspect "+s.ID, err)
+		}
+		if !d.owns(c.Config.Labels) {
+			continue // another installation's
 		}
 		inst, err := instanceFromInspect(c)
 		if err != nil {
@@ -406,14 +458,15 @@ func instanceFromInspect(c container.InspectResponse) (deployments.Instance, err
 // (then the engine kills it), and removes it. Its volumes stay. timeout 0 uses the
 // container's own stop timeout (StartSpec.StopTimeout), else the engine's 10s.
 //
-// The container is found by inst.ContainerID, or by inst.ID() when that is empty. A
-// container without swap.managed=true is ErrNotManaged and is left alone, as is one whose
-// labels name another app or color than inst. A container that is already gone is not an
+// The container is found by inst.ContainerID, or by its name in this installation when
+// that is empty. A container without swap.managed=true is ErrNotManaged and is left
+// alone, as is one of another installation or whose labels name another app or color
+// than inst. A container that is already gone is not an
 // error: Stop is safe to retry.
 func (d *Driver) Stop(ctx context.Context, inst deployments.Instance, timeout time.Duration) error {
 	target := inst.ContainerID
 	if target == "" {
-		target = inst.ID()
+		target = d.name(inst.App, inst.Color, inst.Index)
 	}
 	c, err := d.cli.ContainerInspect(ctx, target)
 	if cerrdefs.IsNotFound(err) {
@@ -427,6 +480,10 @@ func (d *Driver) Stop(ctx context.Context, inst deployments.Instance, timeout ti
 	l := c.Config.Labels
 	if l[deployments.LabelManaged] != "true" {
 		return fmt.Errorf("stop %s: %w: it has no %s=true label; swap only stops containers it created", name, ErrNotManaged, deployments.LabelManaged)
+	}
+	if !d.owns(l) {
+		return fmt.Errorf("stop %s: %w: it belongs to the swap installation %q, not to this one (%q); swap never stops another installation's containers",
+			name, ErrNotManaged, installationOf(l), d.installation)
 	}
 	if inst.App != "" && (l[deployments.LabelApp] != inst.App || (inst.Color != "" && l[deployments.LabelColor] != string(inst.Color))) {
 		return fmt.Errorf("stop %s: %w: its labels say %s/%s, not %s/%s; refusing to stop the wrong container",
@@ -452,4 +509,56 @@ func (d *Driver) stopRemove(ctx context.Context, id, name string, timeout time.D
 	}
 	d.log.Info("container stopped and removed", zap.String("container", name))
 	return nil
+}
+
+// installationOf names the installation a managed container's labels say it belongs to.
+func installationOf(labels map[string]string) string {
+	if v := labels[deployments.LabelInstallation]; v != "" {
+		return v
+	}
+	return deployments.DefaultInstallation
+}
+
+// pickTries bounds the random draws of pickHostPorts per port.
+const pickTries = 1000
+
+// pickHostPorts picks n distinct host ports at random in the driver's range, none of
+// which any container on the host publishes now or (as swap's swap.host_port label, in
+// any state, of any installation) was given. Swap's containers publish the port picked
+// for them explicitly, so a restart (the restart policy, `docker restart`, the engine's
+// own restart) binds the same port again or fails: it never moves to another port, and
+// no later start of swap's hands a stopped or restarting container's port to another.
+// A port that a connection or another process holds makes the start fail with
+// ErrPortInUse; starting again picks another.
+func (d *Driver) pickHostPorts(ctx context.Context, n int) ([]int, error) {
+	cs, err := d.cli.ContainerList(ctx, container.ListOptions{All: true})
+	if err != nil {
+		return nil, d.engineError("pick host ports: list containers", err)
+	}
+	used := map[int]bool{}
+	for _, c := range cs {
+		for _, p := range c.Ports {
+			used[int(p.PublicPort)] = true
+		}
+		if v, ok := c.Labels[deployments.LabelHostPort]; ok {
+			if p, err := strconv.Atoi(v); err == nil {
+				used[p] = true
+			}
+		}
+	}
+	out := make([]int, 0, n)
+	size := d.portHi - d.portLo + 1
+	for tries := 0; len(out) < n; tries++ {
+		if tries >= pickTries*n {
+			return nil, fmt.Errorf("%w: no free host port found in docker.host_ports %d-%d after %d tries (%d taken by containers); widen the range",
+				ErrPortInUse, d.portLo, d.portHi, tries, len(used))
+		}
+		p := d.portLo + rand.IntN(size)
+		if used[p] {
+			continue
+		}
+		used[p] = true
+		out = append(out, p)
+	}
+	return out, nil
 }

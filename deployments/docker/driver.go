@@ -14,6 +14,7 @@ import (
 	"fmt"
 
 	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 	"go.uber.org/zap"
 
@@ -45,6 +46,14 @@ type Driver struct {
 	lock   *hostLock
 	// dockerConfig is Docker's config file, read for registry credentials on a pull.
 	dockerConfig string
+	// installation is the identity of the swap installation this driver acts for: its
+	// containers carry it in the label swap.installation, and the driver lists, stops
+	// and removes nothing that carries another (deployments.OwnedBy).
+	installation string
+	// restart is the restart policy of every container Start creates.
+	restart container.RestartPolicy
+	// portLo..portHi is the range Start picks host ports from; 0 lets the engine pick.
+	portLo, portHi int
 }
 
 // New connects a Driver to the engine cfg names (cfg.Host; empty means DOCKER_HOST or the
@@ -64,8 +73,38 @@ func New(cfg deployments.DockerConfig, log *zap.Logger) (*Driver, error) {
 		}
 		return nil, fmt.Errorf("docker client for %s: %w; check docker.host (unix:///var/run/docker.sock, tcp://host:2376) and DOCKER_* variables", host, err)
 	}
-	return newDriver(cli, cfg.HostIP, log), nil
+	d := newDriver(cli, cfg.HostIP, log)
+	if err := d.configure(cfg); err != nil {
+		cli.Close()
+		return nil, err
+	}
+	return d, nil
 }
+
+// configure applies the installation, restart policy and host port range of cfg.
+func (d *Driver) configure(cfg deployments.DockerConfig) error {
+	d.installation = deployments.Installation(cfg.Installation)
+	if cfg.RestartPolicy != "" {
+		name, retries, err := cfg.RestartPolicyName()
+		if err != nil {
+			return fmt.Errorf("docker.restart_policy: %w", err)
+		}
+		d.restart = container.RestartPolicy{Name: container.RestartPolicyMode(name), MaximumRetryCount: retries}
+	}
+	if cfg.HostPorts != "" {
+		lo, hi, ok, err := cfg.HostPortRange()
+		if err != nil {
+			return fmt.Errorf("docker.host_ports: %w", err)
+		}
+		if ok {
+			d.portLo, d.portHi = lo, hi
+		}
+	}
+	return nil
+}
+
+// Installation is the installation this driver acts for.
+func (d *Driver) Installation() string { return d.installation }
 
 func newDriver(cli engine, hostIP string, log *zap.Logger) *Driver {
 	if log == nil {
@@ -82,6 +121,7 @@ func newDriver(cli engine, hostIP string, log *zap.Logger) *Driver {
 		log:          log.Named("docker").With(zap.String("docker_host", host)),
 		lock:         newHostLock(lockPathFor(host)),
 		dockerConfig: defaultDockerConfigPath(),
+		installation: deployments.DefaultInstallation,
 	}
 }
 

@@ -19,15 +19,16 @@ var (
 	ErrPermissionDenied = errors.New("permission denied on the docker socket")
 	// ErrExists: swap's containers of this app and color already exist.
 	ErrExists = errors.New("containers of this app and color already exist")
-	// ErrNameTaken: a container that swap does not manage has one of the names swap
-	// needs. swap never touches it.
+	// ErrNameTaken: a container that swap does not manage for this installation (no
+	// swap.managed=true, or another installation's) has one of the names swap needs.
+	// swap never touches it.
 	ErrNameTaken = errors.New("container name taken by a container swap does not manage")
-	// ErrNotManaged: the container lacks swap.managed=true, so swap refuses to stop or
-	// remove it.
+	// ErrNotManaged: the container lacks swap.managed=true or belongs to another swap
+	// installation, so swap refuses to stop or remove it.
 	ErrNotManaged = errors.New("container not managed by swap")
 	// ErrExited: a container stopped while swap waited for it to run.
 	ErrExited = errors.New("container exited during start")
-	// ErrPortInUse: the fixed host port asked for is taken.
+	// ErrPortInUse: the host port asked for or picked is taken.
 	ErrPortInUse = errors.New("host port in use")
 	// ErrImageNotFound: the image is not on the Docker host and could not be pulled.
 	ErrImageNotFound = errors.New("image not found")

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -17,7 +19,9 @@ import (
 	"github.com/swap-dev/swap/switcher"
 )
 
-// Registry adapts the Consul registry to switcher.Registry.
+// Registry adapts the Consul registry to switcher.Registry. The switcher speaks in
+// instance IDs ("web-blue-0"); the registry's service IDs carry the installation
+// (consul.Registry.ServiceID), and it sees and removes only its installation's services.
 type Registry struct{ R *consul.Registry }
 
 var _ switcher.Registry = Registry{}
@@ -26,7 +30,9 @@ func (r Registry) Register(ctx context.Context, inst deployments.Instance, check
 	return r.R.Register(ctx, inst, check, version)
 }
 
-func (r Registry) Deregister(ctx context.Context, id string) error { return r.R.Deregister(ctx, id) }
+func (r Registry) Deregister(ctx context.Context, id string) error {
+	return r.R.Deregister(ctx, r.R.ServiceID(id))
+}
 
 func (r Registry) Instances(ctx context.Context, app string) ([]switcher.RegisteredInstance, error) {
 	insts, err := r.R.Instances(ctx, app)
@@ -35,7 +41,8 @@ func (r Registry) Instances(ctx context.Context, app string) ([]switcher.Registe
 	}
 	out := make([]switcher.RegisteredInstance, 0, len(insts))
 	for _, in := range insts {
-		out = append(out, switcher.RegisteredInstance{ID: in.ID, Color: in.Color, Passing: in.Passing(), Why: in.Verdict.Reason})
+		out = append(out, switcher.RegisteredInstance{ID: in.Instance, Color: in.Color, Passing: in.Passing(), Why: in.Verdict.Reason,
+			Addr: net.JoinHostPort(in.Address, strconv.Itoa(in.Port))})
 	}
 	return out, nil
 }

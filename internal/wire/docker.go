@@ -56,12 +56,13 @@ func (r *Runtime) Start(ctx context.Context, s switcher.StartSpec) ([]deployment
 	return retryPortInUse(ctx, startAttempts, func() ([]deployments.Instance, error) { return r.Driver.Start(ctx, spec) })
 }
 
-// startAttempts bounds the tries of Start when a container's ephemeral host port turned
-// out to be taken. Docker picks ephemeral host ports from the kernel's ephemeral range,
-// where outgoing connections take their local ports too: on a busy host a port Docker
-// picked can be held by a connection, and starting the container fails with "address
-// already in use". Each try gets another port (the driver removes what a failed Start
-// created), so trying again is the fix; a fixed host port is never asked for here.
+// startAttempts bounds the tries of Start when a container's host port turned out to be
+// taken. The driver (docker.host_ports) or Docker (ephemeral) picks host ports from the
+// kernel's ephemeral range, where outgoing connections take their local ports too: on a
+// busy host a picked port can be held by a connection, and starting the container fails
+// with "address already in use". Each try gets another port (the driver removes what a
+// failed Start created), so trying again is the fix; a fixed host port is never asked
+// for here.
 const startAttempts = 3
 
 // retryPortInUse calls start up to attempts times while it fails with

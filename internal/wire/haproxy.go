@@ -69,7 +69,7 @@ func (b *Balancer) Servers(ctx context.Context, backend string) ([]switcher.Serv
 				continue
 			}
 			out = append(out, switcher.ServerStat{
-				LB: lb, Name: r.Name, Status: r.Status,
+				LB: lb, Name: r.Name, Addr: r.Addr, Status: r.Status,
 				CheckStatus: strings.TrimPrefix(r.CheckStatus, "* "),
 				Sessions:    int(r.Scur), Queued: int(r.Qcur), UsedConns: int(r.UsedConnCur),
 				Responses: uint64(r.Hrsp1xx + r.Hrsp2xx + r.Hrsp3xx + r.Hrsp4xx + r.Hrsp5xx + r.HrspOther),
@@ -99,6 +99,11 @@ func (b *Balancer) Counters(ctx context.Context, backend string) ([]switcher.Bac
 		}
 	}
 	return out, nil
+}
+
+// SetServerAddr moves a server to host:port on every instance and persists.
+func (b *Balancer) SetServerAddr(ctx context.Context, backend, server, host string, port int) error {
+	return b.F.SetAddr(ctx, backend, server, host, port)
 }
 
 func (b *Balancer) Drain(ctx context.Context, backend string, servers []string) error {

@@ -33,7 +33,10 @@ func New(cfg *deployments.Config, log *zap.Logger, opts Options) (sw *switcher.S
 	if log == nil {
 		log = zap.NewNop()
 	}
-	drv, err := docker.New(cfg.Docker, log.Named("docker"))
+	dcfg := cfg.Docker
+	// One identity for the containers and the Consul services: the KV prefix's.
+	dcfg.Installation = deployments.Installation(cfg.Consul.KVPrefix)
+	drv, err := docker.New(dcfg, log.Named("docker"))
 	if err != nil {
 		return nil, nil, err
 	}
