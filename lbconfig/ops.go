@@ -20,10 +20,11 @@ type Server struct {
 	// PoolPurgeDelay and ErrorLimit are passed explicitly: 2.6's dynamic servers default
 	// to 0 for both, unlike config servers. Defaults 5s and 1: with checks, a request
 	// that fails on the server (refused, reset, an empty or broken answer, a 5xx)
-	// ErrorLimit times in a row triggers `observe layer7 on-error sudden-death`: the
-	// next check runs at once (fastinter) and, if it fails too, the server is down, so
-	// a dead server leaves rotation within a fast check, not fall full intervals, while
-	// an app answering 5xx on some URL whose check passes stays up.
+	// triggers `observe layer7 on-error fastinter`: the server's checks run every
+	// fastinter until its state is settled, so a dead server leaves rotation after fall
+	// fast checks, not fall full intervals. The checks decide, never the failed
+	// requests: a client requesting a URL that answers 5xx cannot take servers out
+	// (sudden-death and mark-down would let it).
 	PoolPurgeDelay time.Duration
 	ErrorLimit     int
 	MaxConn        int // 0: no limit
@@ -108,7 +109,7 @@ func (s Server) params() []string {
 	if !s.Check.Disabled {
 		p = append(p, "check", "inter", haDuration(s.Check.Inter), "fastinter", haDuration(min(s.Check.Inter, fastInter)),
 			"rise", strconv.Itoa(s.Check.Rise), "fall", strconv.Itoa(s.Check.Fall),
-			"observe", "layer7", "on-error", "sudden-death")
+			"observe", "layer7", "on-error", "fastinter")
 	}
 	p = append(p, "weight", strconv.Itoa(s.Weight),
 		"pool-purge-delay", haDuration(s.PoolPurgeDelay),

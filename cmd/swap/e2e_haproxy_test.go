@@ -28,16 +28,22 @@ func TestE2E_HAProxyReloadedOrRestartedMidSwapServesTheNewColor(t *testing.T) {
 	b := s.swapBackground(nil, "deploy", app, "--image", s.v2, "--output", "json")
 	b.waitEvent(switcher.StepStage, switcher.EventDone, "", time.Minute)
 	s.haproxy.Reload(t)
-	if got := s.haproxyServers(green); !sameSet(got, greenServers) {
-		t.Fatalf("after a reload during the gate, %s has %v, want %v", green, got, greenServers)
+	// Until the drain, blue's servers are backups of green's backend: the files keep
+	// them, and keep them backups.
+	greenAndBackups := append(slices.Clone(greenServers), blueServers...)
+	if got := s.haproxyServers(green); !sameSet(got, greenAndBackups) {
+		t.Fatalf("after a reload during the gate, %s has %v, want %v", green, got, greenAndBackups)
+	}
+	if got := s.backups(green); !sameSet(got, blueServers) {
+		t.Fatalf("after a reload during the gate, %s's backup servers are %v, want %v", green, got, blueServers)
 	}
 	h.waitHeld(b)
 	s.haproxy.Reload(t)
 	if got := s.route(host); got != green {
 		t.Fatalf("after a reload past the shift, %s routes to %q, want %s", host, got, green)
 	}
-	if got := s.haproxyServers(green); !sameSet(got, greenServers) {
-		t.Fatalf("after a reload past the shift, %s has %v, want %v", green, got, greenServers)
+	if got := s.haproxyServers(green); !sameSet(got, greenAndBackups) {
+		t.Fatalf("after a reload past the shift, %s has %v, want %v", green, got, greenAndBackups)
 	}
 	h.release()
 	b.mustSucceed(2 * time.Minute)
@@ -60,8 +66,11 @@ func TestE2E_HAProxyReloadedOrRestartedMidSwapServesTheNewColor(t *testing.T) {
 	if got := s.route(host); got != blue {
 		t.Fatalf("after a restart past the shift, %s routes to %q, want %s", host, got, blue)
 	}
-	if got := s.haproxyServers(blue); !sameSet(got, blueServers) {
-		t.Fatalf("after a restart past the shift, %s has %v, want %v", blue, got, blueServers)
+	if got := s.haproxyServers(blue); !sameSet(got, append(slices.Clone(blueServers), greenServers...)) {
+		t.Fatalf("after a restart past the shift, %s has %v, want %v and green's as backups", blue, got, blueServers)
+	}
+	if got := s.backups(blue); !sameSet(got, greenServers) {
+		t.Fatalf("after a restart past the shift, %s's backup servers are %v, want %v", blue, got, greenServers)
 	}
 	h.release()
 	b.mustSucceed(2 * time.Minute)

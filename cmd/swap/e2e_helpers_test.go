@@ -25,6 +25,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 
 	"github.com/swap-dev/swap/internal/testenv"
+	"github.com/swap-dev/swap/lbconfig"
 	"github.com/swap-dev/swap/switcher"
 )
 
@@ -274,6 +275,26 @@ func (s *stack) haproxyServers(backend string) []string {
 			continue
 		}
 		names = append(names, f[3])
+	}
+	return names
+}
+
+// backups lists backend's backup servers (`show stat`, bck 1).
+func (s *stack) backups(backend string) []string {
+	s.t.Helper()
+	out, err := s.haproxy.Exec("show stat")
+	if err != nil {
+		s.t.Fatalf("show stat: %v", err)
+	}
+	rows, err := lbconfig.ParseStat(out)
+	if err != nil {
+		s.t.Fatalf("show stat: %v", err)
+	}
+	var names []string
+	for _, r := range rows {
+		if r.Type == lbconfig.StatServer && r.Proxy == backend && r.Fields["bck"] == "1" {
+			names = append(names, r.Name)
+		}
 	}
 	return names
 }

@@ -81,10 +81,12 @@ func TestE2E_ANewColorThatDiesRightAfterTheShiftIsRolledBackNotCommitted(t *test
 	t.Logf("load: %d requests, by color %v, %d failed (first: %v), from %s to %s after the kill; blue answered the test again %s after it; swap flipped back %s after it",
 		l.total.Load(), l.byColor, len(fails), fails[:min(len(fails), 3)], l.firstFail.Sub(killed).Round(time.Millisecond), l.lastFail.Sub(killed).Round(time.Millisecond),
 		recovered.Sub(killed).Round(time.Millisecond), flip.Time.Sub(killed).Round(time.Millisecond))
-	// Only requests in flight on the dying containers may fail: one per worker at most.
-	if len(fails) > workers {
-		t.Fatalf("%d requests failed (more than the %d that can be in flight at the kill): %v\nHAProxy's servers at the first failure:%s",
-			len(fails), workers, fails[:min(len(fails), 10)], l.atFirst)
+	// Clients did not wait for swap: the failures (requests that met a dead green before
+	// HAProxy's checks took it out) ended before swap flipped the route back, and no
+	// request failed from then on. docs/haproxy.md gives the measured counts.
+	if len(fails) > 0 && !l.lastFail.Before(flip.Time) {
+		t.Fatalf("%d requests failed, the last %s after the kill, after swap flipped back (%s): HAProxy did not fall back to blue by itself\nHAProxy's servers at the first failure:%s",
+			len(fails), l.lastFail.Sub(killed), flip.Time.Sub(killed), l.atFirst)
 	}
 
 	// Blue serves and stays; green is gone; the state says blue.
@@ -252,4 +254,30 @@ func TestE2E_AShiftWhoseFilesCannotBeWrittenFlipsBackAndFails(t *testing.T) {
 	// A reload serves what the runtime serves: blue.
 	s.haproxy.Reload(t)
 	s.waitAnswer(host, "color=blue version=v1")
+}
+
+func TestE2E_AResumedSwapFollowsItsPlanNotTheConfigChangedSince(t *testing.T) {
+	t.Parallel()
+	app := e2eApp("plan")
+	host := app + ".test"
+	s := newStack(t, appConfig(app, oneReplica))
+	s.mustSwap("deploy", app, "--image", s.v1)
+	s.waitAnswer(host, "color=blue version=v1")
+
+	// The deploy dies just before its retire; its plan says: retire blue at once.
+	r := s.swap([]string{"SWAP_FAULT=retire:before"}, "deploy", app, "--image", s.v2, "--output", "json")
+	if r.code != -9 {
+		t.Fatalf("swap deploy with SWAP_FAULT=retire:before did not die by SIGKILL: %s", r)
+	}
+	// Meanwhile the config gained a scale_down_delay of an hour: the resume still
+	// does what the plan said.
+	b := s.swapBackground([]string{"SWAP_APPS_" + envKey(app) + "_SCALE_DOWN_DELAY=1h"}, "resume", app, "--output", "json")
+	res := b.mustSucceed(2 * time.Minute)
+	if strings.Contains(res.stdout, "scale_down_delay") {
+		t.Errorf("the resume used the config's scale_down_delay, not the plan's:\n%s", res.stdout)
+	}
+	if names := s.containers("swap.app="+app, "swap.color=blue"); len(names) != 0 {
+		t.Errorf("blue containers %v: not retired as the plan said", names)
+	}
+	s.waitAnswer(host, "color=green version=v2")
 }

@@ -91,7 +91,7 @@ func TestLBRenderWritesWhatHAProxyServesAndStatusShowsIt(t *testing.T) {
 	}
 	code, out, errOut = runSwap(t, "--config", cfgPath, "lb", "render", "--dry-run")
 	if code != exitOK || !strings.Contains(out, "servers and maps from haproxy local") ||
-		!strings.Contains(out, "+    server web-blue-0 127.0.0.1:1 check inter 100ms rise 2 fall 3 weight 100") ||
+		!strings.Contains(out, "+    server web-blue-0 127.0.0.1:1 check inter 100ms fastinter 100ms rise 2 fall 3 observe layer7 on-error fastinter weight 100") ||
 		!strings.Contains(out, "+web.example.com web_blue") {
 		t.Fatalf("dry run after a runtime change: exit %d:\n%s\n%s", code, out, errOut)
 	}
