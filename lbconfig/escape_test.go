@@ -142,7 +142,7 @@ func TestAddServerCmdIsTheSafeActivationOnOneLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "add server web_green/web-green-0 127.0.0.1:32768 check inter 2s rise 2 fall 3 weight 100 pool-purge-delay 5s error-limit 10" +
+	want := "add server web_green/web-green-0 127.0.0.1:32768 check inter 2s rise 2 fall 3 weight 100 pool-max-conn -1 pool-purge-delay 5s error-limit 10 on-error fail-check" +
 		";enable health web_green/web-green-0;set server web_green/web-green-0 state ready;set server web_green/web-green-0 health down"
 	if c.String() != want {
 		t.Fatalf("got  %s\nwant %s", c.String(), want)
