@@ -2,6 +2,7 @@ package deployments
 
 import (
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -123,6 +124,18 @@ type HAProxyInstance struct {
 	Address string `yaml:"address" mapstructure:"address"` // host:port
 	// MasterSocket is the master CLI, for reloads (optional).
 	MasterSocket string `yaml:"master_socket" mapstructure:"master_socket"`
+	// Dir is where this HAProxy reads its files (haproxy.cfg, the maps, server-state)
+	// and where swap writes them (default haproxy.dir). Each instance has its own; one
+	// reached over TCP must say where (see HAProxyConfig.InstanceDir).
+	Dir string `yaml:"dir" mapstructure:"dir"`
+}
+
+// InstanceDir is the directory of instances[i]'s files: its dir, or haproxy.dir.
+func (h *HAProxyConfig) InstanceDir(i int) string {
+	if d := h.Instances[i].Dir; d != "" {
+		return filepath.Clean(d)
+	}
+	return filepath.Clean(h.Dir)
 }
 
 // Listener is a frontend: its HAProxy name and bind address.

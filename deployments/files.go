@@ -11,7 +11,7 @@ import (
 
 // ResolvePaths makes the config's relative file paths absolute, relative to baseDir
 // (the config file's directory): haproxy.dir, haproxy.binary when it contains a '/',
-// haproxy.instances[].socket and master_socket (when not host:port),
+// haproxy.instances[].socket, dir and master_socket (when not host:port),
 // consul.token_file, consul.tls.*_file and apps.*.env_file. Empty paths stay empty.
 func (c *Config) ResolvePaths(baseDir string) {
 	abs := func(p *string) {
@@ -27,6 +27,7 @@ func (c *Config) ResolvePaths(baseDir string) {
 	for i := range h.Instances {
 		in := &h.Instances[i]
 		abs(&in.Socket)
+		abs(&in.Dir)
 		if in.MasterSocket != "" && hostPortProblem(in.MasterSocket, false) != "" {
 			abs(&in.MasterSocket)
 		}

@@ -112,6 +112,35 @@ func (c *Config) validateConsul(ps *problems) {
 	}
 }
 
+// validateInstanceDir checks instances[i].dir: a path haproxy.cfg can hold, given for an
+// instance reached over TCP (swap cannot know where a remote HAProxy reads its files),
+// and no other instance's (the files of one HAProxy — its admin socket, maps and server
+// state — are its own; two sharing them would overwrite each other's).
+func (c *Config) validateInstanceDir(ps *problems, ip Path, i int, dirs map[string]int) {
+	h := &c.HAProxy
+	in := h.Instances[i]
+	if (in.Socket == "") == (in.Address == "") {
+		return // neither or both: reported already
+	}
+	if in.Dir != "" {
+		if strings.ContainsAny(in.Dir, " \t\"'#$\\") || hasControl(in.Dir) {
+			ps.add(ip.Key("dir"), "%q must not contain spaces, quotes, '#', '$', '\\' or control characters: it is written into haproxy.cfg", in.Dir)
+		}
+		if n := len(in.Dir) + len("/admin.sock"); n > MaxSocketPath {
+			ps.add(ip.Key("dir"), "%q is too long: the admin socket %s/admin.sock would be %d bytes and HAProxy takes at most %d; use a shorter directory", in.Dir, in.Dir, n, MaxSocketPath)
+		}
+	} else if in.Address != "" {
+		ps.add(ip.Key("dir"), "set the directory this HAProxy reads its files from: it is reached over TCP, so swap cannot assume it reads haproxy.dir (for a remote HAProxy, its directory mounted on this host); swap cannot keep the files of an HAProxy it cannot write to")
+		return
+	}
+	dir := h.InstanceDir(i)
+	if j, dup := dirs[dir]; dup {
+		ps.add(ip.Key("dir"), "%q is also where haproxy.instances[%d] has its files: each HAProxy needs a directory of its own (its admin socket, maps and server state are in it); set dir on one of them", dir, j)
+		return
+	}
+	dirs[dir] = i
+}
+
 // MaxSocketPath is the longest unix socket path HAProxy 2.6 accepts in `stats socket`.
 const MaxSocketPath = 97
 
@@ -136,8 +165,10 @@ func (c *Config) validateHAProxy(ps *problems) {
 	}
 	names := map[string]int{}
 	endpoints := map[string]int{}
+	dirs := map[string]int{}
 	for i, in := range h.Instances {
 		ip := p.Key("instances").Index(i)
+		c.validateInstanceDir(ps, ip, i, dirs)
 		if err := CheckName(in.Name); err != nil {
 			ps.add(ip.Key("name"), "%v", err)
 		} else if j, dup := names[in.Name]; dup {

@@ -221,12 +221,22 @@ func TestValidateReportsEachMalformedConfigWithItsPathAndWhatToDo(t *testing.T) 
 		{"two instances with one name and one socket", func(c *Config) {
 			c.HAProxy.Instances = []HAProxyInstance{{Name: "lb", Socket: "/a.sock"}, {Name: "lb", Socket: "/a.sock"}}
 		}, []string{
+			`haproxy.instances[1].dir: "haproxy" is also where haproxy.instances[0] has its files: each HAProxy needs a directory of its own (its admin socket, maps and server state are in it); set dir on one of them`,
 			`haproxy.instances[1].name: "lb" is also the name of haproxy.instances[0]: names must be unique`,
 			`haproxy.instances[1].socket: "/a.sock" is also used by haproxy.instances[0]: list each HAProxy once`,
 		}},
 		{"an instance name with a semicolon", func(c *Config) { c.HAProxy.Instances[0].Name = "lb;shutdown" },
 			[]string{`haproxy.instances[0].name: name "lb;shutdown" must be 1 to 64 letters, digits, '.', '_' or '-'`}},
-		{"an instance address without a port", func(c *Config) { c.HAProxy.Instances[0] = HAProxyInstance{Address: "127.0.0.1"} },
+		{"two instances whose files would be the same", func(c *Config) {
+			c.HAProxy.Instances = []HAProxyInstance{{Name: "a", Socket: "/a.sock"}, {Name: "b", Socket: "/b.sock", Dir: "/srv/x"}, {Name: "c", Socket: "/c.sock", Dir: "/srv/x/"}}
+		}, []string{
+			`haproxy.instances[2].dir: "/srv/x" is also where haproxy.instances[1] has its files: each HAProxy needs a directory of its own (its admin socket, maps and server state are in it); set dir on one of them`,
+		}},
+		{"an instance reached over TCP without a dir", func(c *Config) { c.HAProxy.Instances[0] = HAProxyInstance{Address: "10.0.0.12:9999"} },
+			[]string{"haproxy.instances[0].dir: set the directory this HAProxy reads its files from: it is reached over TCP, so swap cannot assume it reads haproxy.dir (for a remote HAProxy, its directory mounted on this host); swap cannot keep the files of an HAProxy it cannot write to"}},
+		{"an instance dir with a quote", func(c *Config) { c.HAProxy.Instances[0].Dir = `/srv/x"` },
+			[]string{`haproxy.instances[0].dir: "/srv/x\"" must not contain spaces, quotes, '#', '$', '\' or control characters: it is written into haproxy.cfg`}},
+		{"an instance address without a port", func(c *Config) { c.HAProxy.Instances[0] = HAProxyInstance{Address: "127.0.0.1", Dir: "/srv/edge"} },
 			[]string{`haproxy.instances[0].address: "127.0.0.1" is not host:port: use the host:port of HAProxy's admin socket, like 127.0.0.1:9999`}},
 		{"a frontend without a bind address", func(c *Config) { c.HAProxy.Frontend.Bind = "" },
 			[]string{"haproxy.frontend.bind: set the address HAProxy serves the apps on, like 127.0.0.1:8080 or :80"}},

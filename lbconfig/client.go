@@ -189,7 +189,8 @@ func ParseVersion(s string) (Version, error) {
 
 // Version returns the HAProxy version behind the socket, asked once (`show version`,
 // which Do also uses as its marker, and `show info`) and remembered; a failed attempt is
-// retried on the next call.
+// retried on the next call. When HAProxy is reloaded into another version, the first
+// Do that gets the new version's answers learns it (see otherMarker).
 func (c *Client) Version(ctx context.Context) (Version, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -261,6 +262,18 @@ func (c *Client) doEach(ctx context.Context, cmds []Command) (answers []string, 
 			return answers, errs, err
 		}
 		parts, complete := splitAnswers(out, marker, end-start)
+		if complete < end-start {
+			// HAProxy may have been reloaded into another version since the marker was
+			// learnt: its answers then end in that version's marker, not ours.
+			if v2, ok := otherMarker(out, marker); ok {
+				if p2, c2 := splitAnswers(out, v2.Raw, end-start); c2 > complete {
+					parts, complete, marker = p2, c2, v2.Raw
+					c.mu.Lock()
+					c.version = &v2 // Version answers the new one from now on
+					c.mu.Unlock()
+				}
+			}
+		}
 		failed := false
 		for i := start; i < end; i++ {
 			ans := parts[i-start]
@@ -278,6 +291,25 @@ func (c *Client) doEach(ctx context.Context, cmds []Command) (answers []string, 
 		start = end
 	}
 	return answers, errs, nil
+}
+
+// otherMarker reads the marker from out itself: out's last line, when it is not the
+// marker the client knows (old) but another HAProxy version (2.6 or later), is the
+// answer of the line's last `show version` from an HAProxy that was upgraded and
+// reloaded since the client asked for its version. doEach re-splits out with it and,
+// when that proves more commands ran, keeps it. Answer handling thus never rests on a
+// version learnt before a reload: the cached one is only the first guess.
+func otherMarker(out, old string) (Version, bool) {
+	trimmed := strings.TrimRight(out, "\n")
+	last := trimmed[strings.LastIndexByte(trimmed, '\n')+1:]
+	if last == old || last == "" {
+		return Version{}, false
+	}
+	v, err := ParseVersion(last)
+	if err != nil || v.Raw != last || !v.AtLeast(2, 6) {
+		return Version{}, false
+	}
+	return v, true
 }
 
 // chunk packs cmds[start:] into one line that fits MaxLineBytes and returns the end

@@ -142,7 +142,7 @@ func TestAddServerCmdIsTheSafeActivationOnOneLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "add server web_green/web-green-0 127.0.0.1:32768 check inter 2s fastinter 100ms rise 2 fall 3 observe layer7 on-error fastinter weight 100 pool-purge-delay 5s error-limit 1" +
+	want := "add server web_green/web-green-0 127.0.0.1:32768 check observe layer7 inter 2s fastinter 100ms rise 2 fall 3 weight 100 pool-max-conn -1 pool-purge-delay 5s error-limit 1 on-error fastinter" +
 		";enable health web_green/web-green-0;set server web_green/web-green-0 state ready;set server web_green/web-green-0 health down"
 	if c.String() != want {
 		t.Fatalf("got  %s\nwant %s", c.String(), want)

@@ -4,30 +4,40 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"time"
 )
 
-// Instance is one HAProxy of a Fleet: its admin socket and, optionally, its master CLI.
+// Instance is one HAProxy of a Fleet: its admin socket and, optionally, its master CLI
+// and the directory of its files.
 type Instance struct {
 	Client *Client
 	Master *Master // nil: Reload is not possible
+	// Dir is where this HAProxy reads its files (haproxy.cfg, the maps, server-state;
+	// its admin socket is Dir/admin.sock in them). "": the fleet layout's Dir. No two
+	// instances of a fleet may have the same: the files of one HAProxy are its own.
+	Dir string
 }
 
 // Fleet applies each change to every HAProxy instance in front of the apps and, when it
-// has a Layout, persists it (Persist) right after, from the first instance that
-// answers. Its methods mirror Client's. A Fleet is safe for concurrent use; persisting
-// is serialised so the newest snapshot is the one left on disk.
+// has a Layout, persists it (Persist) right after: each instance's runtime state into its
+// own directory. Its methods mirror Client's; a map is named by its path in the
+// layout's Dir and each instance is given its own map of that name. A Fleet is safe for
+// concurrent use, and so are several Fleets, in one process or several, on the same
+// directories: Persist locks the directory (LockDir) while it reads and writes.
 type Fleet struct {
 	instances []Instance
 	layout    *Layout
+	layouts   map[*Client]*Layout // each instance's layout: layout with its Dir
 	write     WriteOptions
 
 	persistMu sync.Mutex
 }
 
-// NewFleet returns a Fleet of instances. With a non-nil layout, every change is written to
-// layout.Dir after it is live (runtime first, disk second).
+// NewFleet returns a Fleet of instances. With a non-nil layout, every change is written
+// to each instance's Dir (default layout.Dir) after it is live (runtime first, disk
+// second); two instances with the same Dir are refused.
 func NewFleet(layout *Layout, write WriteOptions, instances ...Instance) (*Fleet, error) {
 	if len(instances) == 0 {
 		return nil, errors.New("haproxy fleet: no instances (configure haproxy.instances)")
@@ -42,12 +52,45 @@ func NewFleet(layout *Layout, write WriteOptions, instances ...Instance) (*Fleet
 		}
 		names[in.Client.Name()] = true
 	}
-	if layout != nil {
-		if err := layout.Validate(); err != nil {
-			return nil, err
-		}
+	f := &Fleet{instances: instances, layout: layout, write: write, layouts: map[*Client]*Layout{}}
+	if layout == nil {
+		return f, nil
 	}
-	return &Fleet{instances: instances, layout: layout, write: write}, nil
+	if err := layout.Validate(); err != nil {
+		return nil, err
+	}
+	dirs := map[string]string{}
+	for _, in := range instances {
+		l := layout.Clone()
+		if in.Dir != "" {
+			l.Dir = filepath.Clean(in.Dir)
+		}
+		if err := l.Validate(); err != nil {
+			return nil, fmt.Errorf("haproxy fleet: instance %s: %w", in.Client.Name(), err)
+		}
+		if other, dup := dirs[l.Dir]; dup {
+			return nil, fmt.Errorf("haproxy fleet: instances %s and %s both have their files in %s: each HAProxy needs a directory of its own (its admin socket, maps and server state are in it)",
+				other, in.Client.Name(), l.Dir)
+		}
+		dirs[l.Dir] = in.Client.Name()
+		f.layouts[in.Client] = l
+	}
+	return f, nil
+}
+
+// InstanceLayout returns the layout of the instance whose client is c: the fleet's
+// layout with that instance's Dir (nil without a layout).
+func (f *Fleet) InstanceLayout(c *Client) *Layout { return f.layouts[c] }
+
+// mapOf returns c's own path for a map named by its path in the fleet layout's Dir (a
+// map's id in the Runtime API is its path as haproxy.cfg writes it). Other paths are
+// left as they are.
+func (f *Fleet) mapOf(c *Client, file string) string {
+	l := f.layouts[c]
+	if l == nil || filepath.Dir(file) != filepath.Clean(f.layout.Dir) {
+		return file
+	}
+	return l.Path(filepath.Base(file))
 }
 
 // Instances returns the fleet's instances.
@@ -111,26 +154,32 @@ func (f *Fleet) persistIfLayout(ctx context.Context) error {
 	return err
 }
 
-// Persist writes what the first answering instance serves to the layout's directory (see
-// the Persist function). It fails with ErrPersist, naming every instance tried.
+// Persist writes what each instance serves to that instance's directory (see the
+// Persist function), every instance even when one fails. The result lists the files
+// changed as paths; the error wraps ErrPersist and names every instance that failed.
 func (f *Fleet) Persist(ctx context.Context) (WriteResult, error) {
 	if f.layout == nil {
 		return WriteResult{}, errors.New("haproxy fleet: no layout to persist")
 	}
 	f.persistMu.Lock()
 	defer f.persistMu.Unlock()
+	var all WriteResult
 	var errs []error
 	for _, in := range f.instances {
-		res, err := Persist(ctx, in.Client, f.layout, f.write)
-		if err == nil {
-			return res, nil
+		l := f.layouts[in.Client]
+		res, err := Persist(ctx, in.Client, l, f.write)
+		for _, n := range res.Changed {
+			all.Changed = append(all.Changed, l.Path(n))
 		}
-		errs = append(errs, nameErr(in.Client, err))
-		if !errors.Is(err, ErrUnreachable) {
-			break // an instance answered: its failure is the answer
+		for _, n := range res.Unchanged {
+			all.Unchanged = append(all.Unchanged, l.Path(n))
+		}
+		all.Diff += res.Diff
+		if err != nil {
+			errs = append(errs, nameErr(in.Client, err))
 		}
 	}
-	return WriteResult{}, errors.Join(errs...)
+	return all, errors.Join(errs...)
 }
 
 // AddServer adds s to backend on every instance (safe activation, see AddServerCmd).
@@ -228,7 +277,7 @@ func (f *Fleet) Do(ctx context.Context, cmds ...Command) error {
 // ReplaceMap replaces a map's content atomically on every instance, then persists. It
 // is not rolled back across instances; use Flip for a route.
 func (f *Fleet) ReplaceMap(ctx context.Context, file string, entries []MapEntry) error {
-	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.ReplaceMap(ctx, file, entries) })
+	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.ReplaceMap(ctx, f.mapOf(c, file), entries) })
 }
 
 // Flip points key at value in the map on every instance (value "" removes the key),
@@ -245,7 +294,7 @@ func (f *Fleet) Flip(ctx context.Context, file, key, value string) error {
 	}
 	var done []undo
 	for _, in := range f.instances {
-		prev, existed, read, err := in.Client.putMap(ctx, file, key, value)
+		prev, existed, read, err := in.Client.putMap(ctx, f.mapOf(in.Client, file), key, value)
 		if read {
 			// Once the old value is known, the instance may have the new one even if
 			// the answer was lost: undo it too (restoring an unchanged entry is a no-op).
@@ -261,7 +310,7 @@ func (f *Fleet) Flip(ctx context.Context, file, key, value string) error {
 		var rerrs []error
 		for i := len(done) - 1; i >= 0; i-- {
 			u := done[i]
-			if rerr := u.c.RestoreMap(rctx, file, key, u.prev, u.existed); rerr != nil {
+			if rerr := u.c.RestoreMap(rctx, f.mapOf(u.c, file), key, u.prev, u.existed); rerr != nil {
 				rerrs = append(rerrs, nameErr(u.c, rerr))
 			}
 		}
@@ -287,7 +336,7 @@ func (f *Fleet) SetCanary(ctx context.Context, key, backend string, weight int) 
 	}
 	if weight == 0 {
 		return f.change(ctx, func(ctx context.Context, c *Client) error {
-			return c.RestoreMap(ctx, f.layout.CanaryMap(), key, "", false)
+			return c.RestoreMap(ctx, f.mapOf(c, f.layout.CanaryMap()), key, "", false)
 		})
 	}
 	return f.Flip(ctx, f.layout.CanaryMap(), key, CanaryValue(backend, weight))
@@ -347,7 +396,7 @@ func (f *Fleet) GetMap(ctx context.Context, file, key string) (map[string]string
 	out := map[string]string{}
 	var mu sync.Mutex
 	err := f.each(ctx, func(ctx context.Context, c *Client) error {
-		v, ok, err := c.GetMap(ctx, file, key)
+		v, ok, err := c.GetMap(ctx, f.mapOf(c, file), key)
 		if ok {
 			mu.Lock()
 			out[c.Name()] = v

@@ -11,18 +11,20 @@ import (
 	"github.com/swap-dev/swap/internal/testenv"
 )
 
-// startTwin starts a second HAProxy that runs env's config on its own sockets and ports
-// but with the same map files, as two HAProxy hosts sharing swap's files would: the map
-// ids (their paths) are the same on both.
+// startTwin starts a second HAProxy that runs env's layout rendered into its own
+// directory (its own admin socket, maps and server state) on its own ports, as a second
+// HAProxy host would: the map ids (their paths) differ between the two.
 func startTwin(t *testing.T, env *lbEnv) *testenv.HAProxyInstance {
 	t.Helper()
 	h2 := testenv.HAProxy(t, bootConfig)
-	cfg := readFile(t, env.layout.Path(ConfigFile))
-	cfg = strings.ReplaceAll(cfg, env.layout.AdminSocket(), h2.AdminSock)
-	cfg = strings.ReplaceAll(cfg, env.layout.Path(StateFile), h2.StateFile)
-	cfg = strings.ReplaceAll(cfg, env.layout.Frontend.Bind, "127.0.0.1:"+strconv.Itoa(h2.Port("fe")))
-	cfg = strings.ReplaceAll(cfg, env.layout.Preview.Bind, "127.0.0.1:"+strconv.Itoa(h2.Port("preview")))
-	writeFile(t, h2.CfgPath, cfg)
+	l := env.layout.Clone()
+	l.Dir = h2.Dir
+	l.Frontend.Bind = "127.0.0.1:" + strconv.Itoa(h2.Port("fe"))
+	l.Preview.Bind = "127.0.0.1:" + strconv.Itoa(h2.Port("preview"))
+	files, err := Render(l)
+	must(t, err)
+	_, err = WriteFiles(testCtx(t), l.Dir, files, WriteOptions{})
+	must(t, err)
 	h2.Reload(t)
 	return h2
 }
@@ -39,7 +41,7 @@ func twoInstanceFleet(t *testing.T) (*Fleet, *lbEnv, *testenv.HAProxyInstance, *
 	must(t, err)
 	mb, err := NewMaster(h2.MasterSock)
 	must(t, err)
-	f, err := NewFleet(env.layout, WriteOptions{}, Instance{Client: a, Master: ma}, Instance{Client: b, Master: mb})
+	f, err := NewFleet(env.layout, WriteOptions{}, Instance{Client: a, Master: ma}, Instance{Client: b, Master: mb, Dir: h2.Dir})
 	must(t, err)
 	return f, env, h2, b
 }
@@ -190,7 +192,7 @@ func TestFleetAppliesServerChangesToEveryInstance(t *testing.T) {
 	t.Run("a reload of every instance keeps what the fleet persisted", func(t *testing.T) {
 		must(t, f.AddServer(ctx, "app_green", Server{Name: "app-green-0", Addr: "127.0.0.1", Port: blue.port(), Check: fastCheck}))
 		must(t, f.Reload(ctx))
-		for _, c := range []*Client{a} { // edge-b runs its own copy of the config
+		for _, c := range []*Client{a, b} {
 			if rows, err := c.ServersState(ctx, "app_green"); err != nil || len(rows) != 1 {
 				t.Fatalf("%s after reload: %v %v", c.Name(), rows, err)
 			}
@@ -209,11 +211,22 @@ func TestFleetAppliesServerChangesToEveryInstance(t *testing.T) {
 		}
 	})
 
-	t.Run("persist falls back to the next instance when the first is down", func(t *testing.T) {
-		rev, err := NewFleet(env.layout, WriteOptions{}, Instance{Client: b}, Instance{Client: a})
+	t.Run("persist writes the instances that answer and names the one that does not", func(t *testing.T) {
+		rev, err := NewFleet(env.layout, WriteOptions{}, Instance{Client: b, Dir: h2.Dir}, Instance{Client: a})
 		must(t, err)
-		if _, err := rev.Persist(ctx); err != nil {
-			t.Fatal(err)
+		must(t, a.SetState(ctx, "app_green", "app-green-0", StateDrain))
+		_, err = rev.Persist(ctx)
+		if !errors.Is(err, ErrPersist) || !strings.Contains(err.Error(), "edge-b") || strings.Contains(err.Error(), "edge-a") {
+			t.Fatalf("%v: want ErrPersist naming edge-b only", err)
+		}
+		states, err := ParseServersState(readFile(t, env.layout.Path(StateFile)))
+		must(t, err)
+		drained := false
+		for _, st := range states {
+			drained = drained || (st.Name == "app-green-0" && st.AdminState.Drain())
+		}
+		if !drained {
+			t.Fatalf("edge-a's server-state does not hold the drain: %+v", states)
 		}
 		bad, _ := New("unix", filepath.Join(t.TempDir(), "x.sock"), WithName("ghost"))
 		only, _ := NewFleet(env.layout, WriteOptions{}, Instance{Client: bad})

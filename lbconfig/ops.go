@@ -11,6 +11,16 @@ import (
 
 // Server is one server of a backend: what `add server` and a config `server` line say.
 // Zero fields take the defaults below.
+//
+// A server added at runtime must behave exactly like the same server loaded from
+// haproxy.cfg after a reload. HAProxy 2.6 does not give it the same defaults: a config
+// server starts from the backend's default-server (pool-max-conn -1, pool-purge-delay 5s,
+// error-limit 10, on-error fail-check, inter 2s, rise 2, fall 3, weight 1), a dynamic
+// server from zeros (no idle connection pool at all, so every request opens a new
+// connection to the server). So params writes every one of those settings out, in both
+// places (docs/haproxy.md, "Dynamic servers"). The one it cannot write is max-reuse
+// (dynamic 0, config -1): 2.6's `add server` refuses it, and it only limits multiplexed
+// (HTTP/2, FastCGI) server connections, while swap's servers speak HTTP/1.1.
 type Server struct {
 	Name   string // "<app>-<color>-<i>"
 	Addr   string // an IP address: HAProxy's dynamic servers take no host names
@@ -102,18 +112,22 @@ func (s Server) HostPort() string { return net.JoinHostPort(s.Addr, strconv.Itoa
 
 // params are the words after "server <name>" in the config and after
 // "add server <be>/<name>" at runtime: the same in both places, so a reload rebuilds
-// exactly what was added. Never "enabled" (HAProxy issue 2497) and never "disabled".
+// exactly what was added. Every setting whose default differs between a dynamic server
+// and a config server in HAProxy 2.6 is written out (see Server), including the check
+// timing when checks are off. Never "enabled" (HAProxy issue 2497) and never "disabled".
 func (s Server) params() []string {
 	s = s.withDefaults()
 	p := []string{s.HostPort()}
 	if !s.Check.Disabled {
-		p = append(p, "check", "inter", haDuration(s.Check.Inter), "fastinter", haDuration(min(s.Check.Inter, fastInter)),
-			"rise", strconv.Itoa(s.Check.Rise), "fall", strconv.Itoa(s.Check.Fall),
-			"observe", "layer7", "on-error", "fastinter")
+		p = append(p, "check", "observe", "layer7")
 	}
-	p = append(p, "weight", strconv.Itoa(s.Weight),
+	p = append(p, "inter", haDuration(s.Check.Inter), "fastinter", haDuration(min(s.Check.Inter, fastInter)),
+		"rise", strconv.Itoa(s.Check.Rise), "fall", strconv.Itoa(s.Check.Fall),
+		"weight", strconv.Itoa(s.Weight),
+		"pool-max-conn", strconv.Itoa(PoolMaxConn),
 		"pool-purge-delay", haDuration(s.PoolPurgeDelay),
-		"error-limit", strconv.Itoa(s.ErrorLimit))
+		"error-limit", strconv.Itoa(s.ErrorLimit),
+		"on-error", OnError)
 	if s.MaxConn > 0 {
 		p = append(p, "maxconn", strconv.Itoa(s.MaxConn))
 	}
@@ -122,6 +136,17 @@ func (s Server) params() []string {
 	}
 	return p
 }
+
+// PoolMaxConn and OnError are what every server gets, written out because a dynamic
+// server's defaults differ from a config server's in HAProxy 2.6: pool-max-conn -1 (no
+// limit on idle connections kept for reuse; a dynamic server defaults to 0, no pool, and
+// opens a connection per request) and an on-error mode (a dynamic server has none at
+// all; a config server's default is fail-check). swap's is fastinter, with `observe
+// layer7` on checked servers: see Server.ErrorLimit.
+const (
+	PoolMaxConn = -1
+	OnError     = "fastinter"
+)
 
 // haDuration formats d the way HAProxy reads times: whole seconds as "Ns", else
 // milliseconds (rounded up, at least 1ms).

@@ -75,8 +75,13 @@ type Stat struct {
 	ReqTot      int64
 	UsedConnCur int64 // used_conn_cur: connections in use to the server (2.4+)
 	IdleConnCur int64 // idle_conn_cur
-	Addr        string
-	Fields      map[string]string
+	// Connect counts the connections HAProxy opened to the server, Reuse the requests
+	// sent over a connection it already had (2.0+). Reuse/(Connect+Reuse) is how well
+	// the server's connections are pooled.
+	Connect int64
+	Reuse   int64
+	Addr    string
+	Fields  map[string]string
 }
 
 // ParseStat reads the CSV of `show stat`: a "# " header line naming the columns, one row
@@ -149,6 +154,7 @@ func ParseStat(out string) ([]Stat, error) {
 			Hrsp1xx: num("hrsp_1xx"), Hrsp2xx: num("hrsp_2xx"), Hrsp3xx: num("hrsp_3xx"),
 			Hrsp4xx: num("hrsp_4xx"), Hrsp5xx: num("hrsp_5xx"), HrspOther: num("hrsp_other"), ReqTot: num("req_tot"),
 			UsedConnCur: num("used_conn_cur"), IdleConnCur: num("idle_conn_cur"),
+			Connect: num("connect"), Reuse: num("reuse"),
 			Addr: f["addr"], Fields: f,
 		}
 		if perr != nil {
@@ -304,7 +310,11 @@ type ServerConn struct {
 	UsedMax    int64
 	NeedEst    int64
 	IdleCur    int64 // idle connections kept for reuse
-	Fields     map[string]string
+	IdleLim    int64 // idle_lim: pool-max-conn (-1: no limit, 0: no pool)
+	// IdlePerThread is the idle_per_thr[N] column: idle connections per thread. HAProxy
+	// prints none for a server without an idle pool.
+	IdlePerThread []int64
+	Fields        map[string]string
 }
 
 // ParseServersConn reads `show servers conn`: a "# " header, then one row per server
@@ -319,9 +329,13 @@ func ParseServersConn(out string) ([]ServerConn, error) {
 	}
 	header := strings.Fields(lines[0][2:])
 	col := make(map[string]int, len(header))
+	perThread := -1 // "idle_per_thr[<nbthread>]": one value per thread, to the end of the row
 	for i, h := range header {
 		if _, dup := col[h]; !dup {
 			col[h] = i
+		}
+		if strings.HasPrefix(h, "idle_per_thr[") {
+			perThread = i
 		}
 	}
 	if _, ok := col["bkname/svname"]; !ok {
@@ -357,7 +371,16 @@ func ParseServersConn(out string) ([]ServerConn, error) {
 		}
 		c := ServerConn{Backend: be, Name: srv, Addr: f["addr"], Port: int(num("port")),
 			PurgeDelay: int(num("purge_delay")), UsedCur: num("used_cur"), UsedMax: num("used_max"),
-			NeedEst: num("need_est"), IdleCur: num("idle_cur"), Fields: f}
+			NeedEst: num("need_est"), IdleCur: num("idle_cur"), IdleLim: num("idle_lim"), Fields: f}
+		if perThread >= 0 && perThread < len(rec) {
+			for _, s := range rec[perThread:] {
+				v, err := strconv.ParseInt(s, 10, 64)
+				if err != nil && perr == nil {
+					perr = parseErr("show servers conn", "row %d: %s=%q is not a number", n+1, header[perThread], s)
+				}
+				c.IdlePerThread = append(c.IdlePerThread, v)
+			}
+		}
 		if perr != nil {
 			return nil, perr
 		}

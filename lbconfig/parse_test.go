@@ -3,6 +3,7 @@ package lbconfig
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -215,4 +216,45 @@ func loadErrorCases(t testing.TB) []errorCase {
 		t.Fatal("testdata/errors.json is empty")
 	}
 	return cases
+}
+
+// The answer of HAProxy 2.6.12 for a config server (idle pool without limit, per-thread
+// idle lists) and a server added without pool-max-conn (no pool, no lists).
+const showServersConnPool = `# bkname/svname bkid/svid addr port - purge_delay used_cur used_max need_est unsafe_nb safe_nb idle_lim idle_cur idle_per_thr[2]
+be/file1 2/1 127.0.0.1 9999 - 5000 0 1 1 0 0 -1 3 1 2
+be/dyn1 2/3 127.0.0.1 9999 - 5000 0 0 0 0 0 0 0
+`
+
+func TestParseServersConnReadsTheIdlePoolLimitAndPerThreadCounts(t *testing.T) {
+	rows, err := ParseServersConn(showServersConnPool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 {
+		t.Fatalf("%d rows, want 2: %+v", len(rows), rows)
+	}
+	tests := []struct {
+		row       ServerConn
+		lim, idle int64
+		perThread string
+	}{
+		{rows[0], -1, 3, "[1 2]"},
+		{rows[1], 0, 0, "[]"},
+	}
+	for _, tt := range tests {
+		if tt.row.IdleLim != tt.lim || tt.row.IdleCur != tt.idle || fmt.Sprint(tt.row.IdlePerThread) != tt.perThread {
+			t.Errorf("%s: idle_lim %d idle_cur %d per thread %v, want %d %d %s", tt.row.Name,
+				tt.row.IdleLim, tt.row.IdleCur, tt.row.IdlePerThread, tt.lim, tt.idle, tt.perThread)
+		}
+	}
+}
+
+func TestParseStatReadsConnectAndReuse(t *testing.T) {
+	rows, err := ParseStat("# pxname,svname,type,connect,reuse,\nbe,s1,2,4,196,\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].Connect != 4 || rows[0].Reuse != 196 {
+		t.Fatalf("%+v", rows)
+	}
 }

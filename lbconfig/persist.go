@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // ErrConfigRejected is returned when `haproxy -c` refuses a rendered config; the file in
@@ -223,7 +225,16 @@ func (c *Client) ServerStateFile(ctx context.Context) ([]byte, error) {
 // entries, and the server-state file (admin state, weights, health) that
 // `load-server-state-from-file global` applies at start. Runtime first, disk second:
 // call it after every runtime change.
+//
+// Persist holds LockDir(l.Dir) from reading the runtime to the last rename, so swap
+// processes that change different apps on the same HAProxy never leave an older
+// snapshot on disk after a newer one: whichever writes last read the runtime last.
 func Persist(ctx context.Context, c *Client, l *Layout, opts WriteOptions) (WriteResult, error) {
+	unlock, err := LockDir(ctx, l.Dir)
+	if err != nil {
+		return WriteResult{}, fmt.Errorf("%w: %w", ErrPersist, err)
+	}
+	defer unlock()
 	live, err := c.Snapshot(ctx, l)
 	if err != nil {
 		return WriteResult{}, fmt.Errorf("%w: %w", ErrPersist, err)
@@ -244,6 +255,45 @@ func Persist(ctx context.Context, c *Client, l *Layout, opts WriteOptions) (Writ
 		return res, fmt.Errorf("%w: %w", ErrPersist, err)
 	}
 	return res, nil
+}
+
+// LockFile is the lock file in a files' directory (see LockDir).
+const LockFile = ".swap.lock"
+
+// LockDir takes an exclusive flock(2) on dir/.swap.lock (creating dir and the file),
+// waiting until it is free or ctx ends, and returns its release. Every swap process that
+// writes HAProxy's files into dir takes it around reading the runtime, rendering,
+// checking and renaming, so their writes serialize across processes. The lock goes with
+// the process: one that dies releases it.
+func LockDir(ctx context.Context, dir string) (unlock func(), err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, LockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+	}
+	err = pollUntil(ctx, 5*time.Millisecond, func() (bool, error) {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return false, fmt.Errorf("another swap process holds %s", path)
+		}
+		return true, err
+	})
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
 }
 
 // ReadLayoutFiles fills l's servers and maps from the files in l.Dir, for rendering when

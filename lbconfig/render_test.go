@@ -64,7 +64,7 @@ func TestRenderWritesTheDesignLayout(t *testing.T) {
 		"load-server-state-from-file global",
 		"use_backend %[var(txn.swap_key),map(/etc/swap/haproxy/routes.map,swap_fallback)]",
 		"use_backend %[var(txn.swap_key),map(/etc/swap/haproxy/preview.map,swap_fallback)]",
-		"server web-blue-0 127.0.0.1:32768 check inter 1s fastinter 100ms rise 2 fall 3 observe layer7 on-error fastinter weight 100",
+		"server web-blue-0 127.0.0.1:32768 check observe layer7 inter 1s fastinter 100ms rise 2 fall 3 weight 100",
 	} {
 		if !strings.Contains(cfg, want) {
 			t.Errorf("haproxy.cfg lacks %q", want)

@@ -46,25 +46,40 @@ func lbClients(cfg *deployments.Config) ([]*lbconfig.Client, error) {
 	return out, nil
 }
 
-// renderResult is `swap lb render`'s JSON output.
+// instanceLayout is layout with the directory of haproxy.instances[i]'s files: its map
+// ids and admin socket are there.
+func instanceLayout(cfg *deployments.Config, layout *lbconfig.Layout, i int) *lbconfig.Layout {
+	l := layout.Clone()
+	l.Dir = cfg.HAProxy.InstanceDir(i)
+	return l
+}
+
+// renderResult is `swap lb render`'s JSON output: the first instance's files, and the
+// other instances' (each has a directory of its own) in Others.
 type renderResult struct {
+	Instance  string   `json:"instance"`
+	Dir       string   `json:"dir"`
 	Source    string   `json:"source"` // where the servers and maps came from
 	DryRun    bool     `json:"dry_run"`
 	Changed   []string `json:"changed"`
 	Unchanged []string `json:"unchanged"`
 	Diff      string   `json:"diff,omitempty"`
 	Notes     []string `json:"notes,omitempty"`
+	// Others are the results of the other instances.
+	Others []*renderResult `json:"others,omitempty"`
 }
 
 func newLBRenderCmd() *cobra.Command {
 	var dryRun bool
 	cmd := &cobra.Command{
 		Use:   "render",
-		Short: "Write haproxy.cfg, routes.map, preview.map, canary.map and server-state to haproxy.dir",
-		Long: `render writes HAProxy's files from swap's config, with the servers and map entries
-HAProxy serves now: they are read from the first instance that answers (show servers
-state, show map), so the files reproduce what is live and a reload changes nothing.
-When no instance answers, they are read from the files already in haproxy.dir.
+		Short: "Write haproxy.cfg, routes.map, preview.map, canary.map and server-state of every HAProxy instance",
+		Long: `render writes each HAProxy instance's files from swap's config into its directory
+(haproxy.instances[].dir, default haproxy.dir), with the servers and map entries that
+instance serves now (show servers state, show map), so the files reproduce what is live
+and a reload changes nothing. When an instance does not answer, its servers and maps
+are read from the files already in its directory. Each directory is locked while it is
+read and written, so a concurrent swap never leaves older files last.
 
 Each file is written to a temp file next to it, fsynced, checked (haproxy -c for
 haproxy.cfg) and renamed over the old one; a file whose bytes are equal is left alone.
@@ -86,7 +101,9 @@ haproxy.cfg) and renamed over the old one; a file whose bytes are equal is left 
 			if g.Output == outputJSON {
 				return writeJSON(cmd.OutOrStdout(), res)
 			}
-			printRender(cmd.OutOrStdout(), cmd.ErrOrStderr(), cfg.HAProxy.Dir, res)
+			for _, r := range append([]*renderResult{res}, res.Others...) {
+				printRender(cmd.OutOrStdout(), cmd.ErrOrStderr(), r.Dir, r)
+			}
 			return nil
 		},
 	}
@@ -94,7 +111,9 @@ haproxy.cfg) and renamed over the old one; a file whose bytes are equal is left 
 	return cmd
 }
 
-// renderLB renders the layout of cfg with the live servers and maps.
+// renderLB renders every instance's files with its live servers and maps. The
+// result is the first instance's, with the others in Others; the error is the first
+// failure (the other instances are rendered all the same).
 func renderLB(ctx context.Context, cfg *deployments.Config, dryRun bool) (*renderResult, error) {
 	layout, err := switcher.LBLayout(cfg, switcher.LBCurrent{})
 	if err != nil {
@@ -104,31 +123,49 @@ func renderLB(ctx context.Context, cfg *deployments.Config, dryRun bool) (*rende
 	if err != nil {
 		return nil, err
 	}
-	res := &renderResult{DryRun: dryRun}
-	var live *lbconfig.Layout
-	var state []byte
-	for _, c := range clients {
-		l, err := c.Snapshot(ctx, layout)
-		if err != nil {
-			res.Notes = append(res.Notes, fmt.Sprintf("haproxy %s not used: %v", c.Name(), err))
-			continue
+	var first *renderResult
+	var firstErr error
+	for i, c := range clients {
+		res, err := renderInstance(ctx, cfg, c, instanceLayout(cfg, layout, i), dryRun)
+		if first == nil {
+			first = res
+		} else {
+			first.Others = append(first.Others, res)
 		}
-		if st, err := c.ServerStateFile(ctx); err == nil {
-			state = st
+		if err != nil && firstErr == nil {
+			firstErr = err
 		}
-		live, res.Source = l, "haproxy "+c.Name()
-		break
 	}
-	if live == nil {
+	return first, firstErr
+}
+
+// renderInstance renders one instance's files into its layout's directory, holding
+// the directory's lock from reading the runtime to the last rename.
+func renderInstance(ctx context.Context, cfg *deployments.Config, c *lbconfig.Client, layout *lbconfig.Layout, dryRun bool) (*renderResult, error) {
+	res := &renderResult{Instance: c.Name(), Dir: layout.Dir, DryRun: dryRun}
+	if !dryRun {
+		unlock, err := lbconfig.LockDir(ctx, layout.Dir)
+		if err != nil {
+			return res, withCode(exitFailed, fmt.Errorf("render %s for haproxy %s: %w", layout.Dir, c.Name(), err))
+		}
+		defer unlock()
+	}
+	live, err := c.Snapshot(ctx, layout)
+	var state []byte
+	if err == nil {
+		state, _ = c.ServerStateFile(ctx)
+		res.Source = "haproxy " + c.Name()
+	} else {
+		res.Notes = append(res.Notes, fmt.Sprintf("haproxy %s not used: %v", c.Name(), err))
 		live, err = lbconfig.ReadLayoutFiles(layout)
 		if err != nil {
-			return nil, withCode(exitFailed, fmt.Errorf("no HAProxy answered and the files in %s cannot be read: %w", layout.Dir, err))
+			return res, withCode(exitFailed, fmt.Errorf("haproxy %s did not answer and the files in %s cannot be read: %w", c.Name(), layout.Dir, err))
 		}
 		res.Source = "the files in " + layout.Dir
 	}
 	files, err := lbconfig.Render(live)
 	if err != nil {
-		return nil, withCode(exitFailed, err)
+		return res, withCode(exitFailed, err)
 	}
 	// The state file changes with every check; it is written, never diffed.
 	if state != nil && !dryRun {
@@ -254,9 +291,9 @@ func lbStatus(ctx context.Context, cfg *deployments.Config) ([]lbInstance, error
 		ours[b.Name] = true
 	}
 	var all []lbInstance
-	for _, c := range clients {
+	for i, c := range clients {
 		in := lbInstance{Name: c.Name(), Backends: []lbBackend{}}
-		if err := fillInstance(ctx, c, layout, ours, &in); err != nil {
+		if err := fillInstance(ctx, c, instanceLayout(cfg, layout, i), ours, &in); err != nil {
 			in.Error = err.Error()
 		}
 		all = append(all, in)

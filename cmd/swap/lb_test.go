@@ -91,7 +91,7 @@ func TestLBRenderWritesWhatHAProxyServesAndStatusShowsIt(t *testing.T) {
 	}
 	code, out, errOut = runSwap(t, "--config", cfgPath, "lb", "render", "--dry-run")
 	if code != exitOK || !strings.Contains(out, "servers and maps from haproxy local") ||
-		!strings.Contains(out, "+    server web-blue-0 127.0.0.1:1 check inter 100ms fastinter 100ms rise 2 fall 3 observe layer7 on-error fastinter weight 100") ||
+		!strings.Contains(out, "+    server web-blue-0 127.0.0.1:1 check observe layer7 inter 100ms fastinter 100ms rise 2 fall 3 weight 100") ||
 		!strings.Contains(out, "+web.example.com web_blue") {
 		t.Fatalf("dry run after a runtime change: exit %d:\n%s\n%s", code, out, errOut)
 	}
@@ -135,12 +135,82 @@ func TestLBRenderWritesWhatHAProxyServesAndStatusShowsIt(t *testing.T) {
 
 	t.Run("an instance that does not answer is listed and exits 4", func(t *testing.T) {
 		ghost := filepath.Join(t.TempDir(), "ghost.sock")
-		cfgPath := lbConfig(t, h, "    - name: ghost\n      socket: "+ghost+"\n")
+		cfgPath := lbConfig(t, h, "    - name: ghost\n      socket: "+ghost+"\n      dir: "+filepath.Dir(ghost)+"\n")
 		code, out, errOut := runSwap(t, "--config", cfgPath, "lb", "status")
 		if code != exitUnreachable || !strings.Contains(out, "haproxy ghost: unreachable") || !strings.Contains(out, "web-blue-0") || !strings.Contains(errOut, "ghost") {
 			t.Fatalf("exit %d:\n%s\n%s", code, out, errOut)
 		}
 	})
+}
+
+// TestLBRenderWritesEachInstanceItsOwnFiles runs two HAProxy instances, each on the
+// files of its own directory, changes only the second at runtime and renders: each
+// directory holds what its own HAProxy serves, and a reload of the second keeps its
+// change. Two instances left on one directory are refused at config load.
+func TestLBRenderWritesEachInstanceItsOwnFiles(t *testing.T) {
+	boot := "frontend boot\n    bind 127.0.0.1:{{.Port \"boot\"}}\n    http-request return status 200\n"
+	h := testenv.HAProxy(t, boot)
+	h2 := testenv.HAProxy(t, boot)
+	second := "    - name: edge-2\n      socket: " + h2.AdminSock + "\n      dir: " + h2.Dir + "\n"
+
+	t.Run("two instances on one directory are refused at config load", func(t *testing.T) {
+		shared := "    - name: edge-2\n      socket: " + h2.AdminSock + "\n"
+		code, _, errOut := runSwap(t, "--config", lbConfig(t, h, shared), "lb", "render", "--dry-run")
+		if code != exitUsage || !strings.Contains(errOut, "haproxy.instances[1].dir: ") || !strings.Contains(errOut, "haproxy.instances[0]") {
+			t.Fatalf("exit %d, want %d naming haproxy.instances[1].dir:\n%s", code, exitUsage, errOut)
+		}
+	})
+
+	cfgPath := lbConfig(t, h, second)
+	if code, out, errOut := runSwap(t, "--config", cfgPath, "lb", "render"); code != exitOK {
+		t.Fatalf("first render: exit %d:\n%s\n%s", code, out, errOut)
+	}
+	h.Reload(t)
+	h2.Reload(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c2, err := lbconfig.New("unix", h2.AdminSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.AddServer(ctx, "web_blue", lbconfig.Server{Name: "web-blue-7", Addr: "127.0.0.1", Port: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// The second instance's routes map is its own file: the map id is its path.
+	if _, _, err := c2.PutMap(ctx, filepath.Join(h2.Dir, "routes.map"), "web.example.com", "web_blue"); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runSwap(t, "--config", cfgPath, "--output", "json", "lb", "render")
+	var res renderResult
+	if code != exitOK || json.Unmarshal([]byte(out), &res) != nil || len(res.Others) != 1 ||
+		res.Dir != h.Dir || res.Others[0].Dir != h2.Dir || res.Others[0].Source != "haproxy edge-2" {
+		t.Fatalf("render: exit %d:\n%s\n%s", code, out, errOut)
+	}
+	for _, tt := range []struct {
+		dir    string
+		wantIn bool
+	}{{h.Dir, false}, {h2.Dir, true}} {
+		cfg, routes := readTestFile(t, filepath.Join(tt.dir, "haproxy.cfg")), readTestFile(t, filepath.Join(tt.dir, "routes.map"))
+		if got := strings.Contains(cfg, "server web-blue-7 ") && strings.Contains(routes, "web.example.com web_blue"); got != tt.wantIn {
+			t.Errorf("%s holds the second instance's change: %v, want %v\n%s\n%s", tt.dir, got, tt.wantIn, cfg, routes)
+		}
+		if !strings.Contains(cfg, "stats socket "+filepath.Join(tt.dir, "admin.sock")) {
+			t.Errorf("%s/haproxy.cfg does not put the admin socket in its own directory:\n%s", tt.dir, cfg)
+		}
+	}
+	h2.Reload(t)
+	if rows, err := c2.ServersState(ctx, "web_blue"); err != nil || len(rows) != 1 || rows[0].Name != "web-blue-7" {
+		t.Fatalf("edge-2 after its reload: %+v %v", rows, err)
+	}
+}
+
+func readTestFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func lbHas(list []string, s string) bool {

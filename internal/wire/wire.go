@@ -63,15 +63,16 @@ func New(cfg *deployments.Config, log *zap.Logger, opts Options) (sw *switcher.S
 	return sw, func() { drv.Close() }, nil
 }
 
-// Fleet builds the HAProxy fleet of cfg, persisting to cfg.HAProxy.Dir with the layout
-// the config describes.
+// Fleet builds the HAProxy fleet of cfg with the layout the config describes, each
+// instance persisting to its own directory (haproxy.instances[].dir, default
+// haproxy.dir).
 func Fleet(cfg *deployments.Config) (*lbconfig.Fleet, error) {
 	layout, err := switcher.LBLayout(cfg, switcher.LBCurrent{})
 	if err != nil {
 		return nil, err
 	}
 	var instances []lbconfig.Instance
-	for _, in := range cfg.HAProxy.Instances {
+	for i, in := range cfg.HAProxy.Instances {
 		network, addr := "unix", in.Socket
 		if addr == "" {
 			network, addr = "tcp", in.Address
@@ -80,7 +81,7 @@ func Fleet(cfg *deployments.Config) (*lbconfig.Fleet, error) {
 		if err != nil {
 			return nil, fmt.Errorf("haproxy instance %s: %w", in.Name, err)
 		}
-		inst := lbconfig.Instance{Client: c}
+		inst := lbconfig.Instance{Client: c, Dir: cfg.HAProxy.InstanceDir(i)}
 		if in.MasterSocket != "" {
 			if inst.Master, err = lbconfig.NewMaster(in.MasterSocket, lbconfig.WithName(in.Name+"-master")); err != nil {
 				return nil, fmt.Errorf("haproxy instance %s master socket: %w", in.Name, err)
