@@ -16,8 +16,26 @@ type Config struct {
 	Docker  DockerConfig    `yaml:"docker" mapstructure:"docker"`
 	Consul  ConsulConfig    `yaml:"consul" mapstructure:"consul"`
 	HAProxy HAProxyConfig   `yaml:"haproxy" mapstructure:"haproxy"`
+	Serve   ServeConfig     `yaml:"serve" mapstructure:"serve"`
 	Apps    map[string]*App `yaml:"apps" mapstructure:"apps"`
 }
+
+// ServeConfig is `swap serve`, the daemon with the HTTP API for deploy pipelines.
+type ServeConfig struct {
+	// Listen is the API's address: host:port (a token is then required) or
+	// unix:///path/swap.sock (created mode 0600). --listen overrides it.
+	Listen string `yaml:"listen" mapstructure:"listen"`
+	// TokenFile holds the bearer token (SWAP_SERVE_TOKEN wins over it).
+	TokenFile string `yaml:"token_file" mapstructure:"token_file"`
+	// Metrics serves GET /metrics (Prometheus, no token); default true.
+	Metrics *bool `yaml:"metrics" mapstructure:"metrics"`
+	// ShutdownTimeout is how long SIGTERM waits for running swaps to finish before it
+	// cancels them (they then roll back, or leave a journal for `swap resume`).
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" mapstructure:"shutdown_timeout"`
+}
+
+// MetricsOn reports whether /metrics is served.
+func (s ServeConfig) MetricsOn() bool { return s.Metrics == nil || *s.Metrics }
 
 // DockerConfig says which Docker engine runs the containers.
 type DockerConfig struct {

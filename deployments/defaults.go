@@ -14,14 +14,15 @@ const (
 	DefaultConsulScheme  = "http"
 	DefaultKVPrefix      = "swap"
 
-	DefaultHAProxyDir     = "haproxy" // relative to the config file's directory
-	DefaultHAProxyBinary  = "haproxy"
-	DefaultRouting        = RoutingHost
-	DefaultFrontendName   = "swap"
-	DefaultPreviewName    = "swap_preview"
-	DefaultConnectTimeout = 5 * time.Second
-	DefaultClientTimeout  = 30 * time.Second
-	DefaultServerTimeout  = 30 * time.Second
+	DefaultHAProxyDir           = "haproxy" // relative to the config file's directory
+	DefaultServeShutdownTimeout = 5 * time.Minute
+	DefaultHAProxyBinary        = "haproxy"
+	DefaultRouting              = RoutingHost
+	DefaultFrontendName         = "swap"
+	DefaultPreviewName          = "swap_preview"
+	DefaultConnectTimeout       = 5 * time.Second
+	DefaultClientTimeout        = 30 * time.Second
+	DefaultServerTimeout        = 30 * time.Second
 
 	DefaultReplicas                = 1
 	DefaultCheckType               = CheckHTTP
@@ -71,6 +72,8 @@ func (c *Config) SetDefaults() {
 	setDefault(&cs.Scheme, DefaultConsulScheme)
 	setDefault(&cs.KVPrefix, DefaultKVPrefix)
 	d.Installation = Installation(cs.KVPrefix)
+
+	setDefault(&c.Serve.ShutdownTimeout, DefaultServeShutdownTimeout)
 
 	h := &c.HAProxy
 	setDefault(&h.Dir, DefaultHAProxyDir)

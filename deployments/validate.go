@@ -22,8 +22,36 @@ func (c *Config) Validate() error {
 	c.validateDocker(&ps)
 	c.validateConsul(&ps)
 	c.validateHAProxy(&ps)
+	c.validateServe(&ps)
 	c.validateApps(&ps)
 	return ps.err()
+}
+
+func (c *Config) validateServe(ps *problems) {
+	p := Path("serve")
+	if l := c.Serve.Listen; l != "" {
+		if msg := ListenProblem(l); msg != "" {
+			ps.add(p.Key("listen"), "%s", msg)
+		}
+	}
+	if c.Serve.ShutdownTimeout <= 0 {
+		ps.add(p.Key("shutdown_timeout"), "%v must be positive, like 5m", c.Serve.ShutdownTimeout)
+	}
+}
+
+// ListenProblem says what is wrong with a `swap serve` listen address ("" when
+// nothing): host:port, or unix:///absolute/path.
+func ListenProblem(l string) string {
+	if path, ok := strings.CutPrefix(l, "unix://"); ok {
+		if !strings.HasPrefix(path, "/") {
+			return fmt.Sprintf("%q: a unix socket needs an absolute path, like unix:///run/swap/swap.sock", l)
+		}
+		return ""
+	}
+	if msg := hostPortProblem(l, false); msg != "" {
+		return fmt.Sprintf("%s: use host:port (127.0.0.1:7070) or unix:///path/swap.sock", msg)
+	}
+	return ""
 }
 
 func (c *Config) validateDocker(ps *problems) {

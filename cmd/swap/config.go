@@ -47,6 +47,7 @@ var flagKeys = map[string]string{
 	"output":         "output",
 	"consul.address": "consul-address",
 	"docker.host":    "docker-host",
+	"server":         "server",
 }
 
 // addGlobalFlags registers swap's persistent flags on root, and checks --log-level
@@ -59,6 +60,7 @@ func addGlobalFlags(root *cobra.Command) {
 	pf.String("output", outputText, "output `format`: text or json (env SWAP_OUTPUT)")
 	pf.String("consul-address", "", "Consul HTTP API `host:port`, overriding consul.address (env SWAP_CONSUL_ADDRESS)")
 	pf.String("docker-host", "", "Docker engine `URL`, overriding docker.host (env SWAP_DOCKER_HOST)")
+	pf.String("server", "", "run deploy, switch, rollback, promote, abort and resume on the `swap serve` at this URL (http://host:port or unix:///path; env SWAP_SERVER; token from SWAP_SERVE_TOKEN)")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		_, err := globalOptions(cmd)
 		return err
@@ -69,12 +71,13 @@ func addGlobalFlags(root *cobra.Command) {
 type globals struct {
 	LogLevel string // debug, info, warn, error
 	Output   string // text or json
+	Server   string // a swap serve to run operations on ("" runs them here)
 }
 
 // globalOptions reads --log-level and --output (or SWAP_LOG_LEVEL, SWAP_OUTPUT).
 func globalOptions(cmd *cobra.Command) (globals, error) {
 	v := newViper(cmd)
-	g := globals{LogLevel: v.GetString("log_level"), Output: v.GetString("output")}
+	g := globals{LogLevel: v.GetString("log_level"), Output: v.GetString("output"), Server: v.GetString("server")}
 	if g.LogLevel == "" {
 		g.LogLevel = "info"
 	}

@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
 	"github.com/swap-dev/swap/deployments"
 	"github.com/swap-dev/swap/internal/wire"
@@ -19,6 +20,7 @@ type cliEnv struct {
 	globals  globals
 	sw       *switcher.Switcher
 	progress *progress
+	log      *zap.Logger
 	close    func()
 }
 
@@ -47,7 +49,7 @@ func setup(cmd *cobra.Command) (*cliEnv, error) {
 	sw.OnEvent = p.event
 	sw.LookupEnv = os.LookupEnv
 	sw.Fault = faultFromEnv(os.Getenv("SWAP_FAULT"))
-	return &cliEnv{cfg: cfg, globals: g, sw: sw, progress: p, close: func() { closeFn(); _ = log.Sync() }}, nil
+	return &cliEnv{cfg: cfg, globals: g, sw: sw, progress: p, log: log, close: func() { closeFn(); _ = log.Sync() }}, nil
 }
 
 // parseLabels reads "k=v,k2=v2" (SWAP_CONTAINER_LABELS: extra labels on every container

@@ -78,6 +78,7 @@ removes it.`,
 		newHistoryCmd(),
 		newCleanupCmd(),
 		newUnlockCmd(),
+		newServeCmd(),
 		newLBCmd(),
 		newHealthCmd(),
 	)

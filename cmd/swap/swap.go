@@ -67,8 +67,10 @@ func runSwitch(cmd *cobra.Command, args []string, o switcher.Options) error {
 	if err != nil {
 		return withCode(exitUsage, fmt.Errorf("%w (usage: swap <app> <color>)", err))
 	}
-	return op(cmd, func(ctx context.Context, s *switcher.Switcher) (*switcher.Result, error) {
-		return s.Switch(ctx, args[0], color, o)
+	return remoteOr(cmd, remoteCall{app: args[0], op: "switch", body: map[string]any{"color": string(color)}}, o, func(cmd *cobra.Command) error {
+		return op(cmd, func(ctx context.Context, s *switcher.Switcher) (*switcher.Result, error) {
+			return s.Switch(ctx, args[0], color, o)
+		})
 	})
 }
 
@@ -81,8 +83,10 @@ func newDeployCmd() *cobra.Command {
 		Example: "  swap deploy web --image web:v2",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return op(cmd, func(ctx context.Context, s *switcher.Switcher) (*switcher.Result, error) {
-				return s.Deploy(ctx, args[0], image, m.options())
+			return remoteOr(cmd, remoteCall{app: args[0], op: "deploy", body: map[string]any{"image": image}}, m.options(), func(cmd *cobra.Command) error {
+				return op(cmd, func(ctx context.Context, s *switcher.Switcher) (*switcher.Result, error) {
+					return s.Deploy(ctx, args[0], image, m.options())
+				})
 			})
 		},
 	}
@@ -91,7 +95,8 @@ func newDeployCmd() *cobra.Command {
 	return cmd
 }
 
-// appCmd is a command that takes one app and calls one switcher operation.
+// appCmd is a command that takes one app and calls one switcher operation (on --server's
+// swap serve when it is set and the operation is one the API runs).
 func appCmd(use, short string, call func(*switcher.Switcher, context.Context, string, switcher.Options) (*switcher.Result, error)) *cobra.Command {
 	var m mutateFlags
 	cmd := &cobra.Command{
@@ -99,9 +104,19 @@ func appCmd(use, short string, call func(*switcher.Switcher, context.Context, st
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return op(cmd, func(ctx context.Context, s *switcher.Switcher) (*switcher.Result, error) {
-				return call(s, ctx, args[0], m.options())
-			})
+			local := func(cmd *cobra.Command) error {
+				return op(cmd, func(ctx context.Context, s *switcher.Switcher) (*switcher.Result, error) {
+					return call(s, ctx, args[0], m.options())
+				})
+			}
+			switch use {
+			case "rollback", "promote", "abort", "resume":
+				return remoteOr(cmd, remoteCall{app: args[0], op: use}, m.options(), local)
+			}
+			if g, err := globalOptions(cmd); err == nil && g.Server != "" {
+				return withCode(exitUsage, fmt.Errorf("%s is not run through --server: run it where swap's config is", use))
+			}
+			return local(cmd)
 		},
 	}
 	m.add(cmd)

@@ -1,0 +1,164 @@
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/swap-dev/swap/deployments"
+	"github.com/swap-dev/swap/switcher"
+)
+
+// The read side of the API: apps, history, deploys and their event streams, readiness.
+
+func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
+	out := []*switcher.AppStatus{}
+	for _, app := range s.opts.Apps {
+		st, err := s.op.Status(r.Context(), app)
+		if err != nil {
+			s.readError(w, err)
+			return
+		}
+		out = append(out, st)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) appStatus(w http.ResponseWriter, r *http.Request) {
+	app := r.PathValue("app")
+	if !slices.Contains(s.opts.Apps, app) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown app %q: the config has %v", app, s.opts.Apps))
+		return
+	}
+	st, err := s.op.Status(r.Context(), app)
+	if err != nil {
+		s.readError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) appHistory(w http.ResponseWriter, r *http.Request) {
+	app := r.PathValue("app")
+	if !slices.Contains(s.opts.Apps, app) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown app %q: the config has %v", app, s.opts.Apps))
+		return
+	}
+	h, err := s.op.History(r.Context(), app)
+	if err != nil {
+		s.readError(w, err)
+		return
+	}
+	if h == nil {
+		h = []switcher.Record{}
+	}
+	writeJSON(w, http.StatusOK, h)
+}
+
+// readError answers a failed read: 503 when a dependency does not answer.
+func (s *Server) readError(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	switch s.opts.ExitCode(err) {
+	case 2:
+		status = http.StatusBadRequest
+		if errors.Is(err, deployments.ErrUnknownApp) {
+			status = http.StatusNotFound
+		}
+	case 4:
+		status = http.StatusServiceUnavailable
+	}
+	writeError(w, status, err.Error())
+}
+
+func (s *Server) find(w http.ResponseWriter, r *http.Request) *deploy {
+	id := r.PathValue("id")
+	s.mu.Lock()
+	d := s.deploys[id]
+	s.mu.Unlock()
+	if d == nil {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no deploy %q: this swap serve ran none of that ID (or it is too old, or from before its start)", id))
+	}
+	return d
+}
+
+func (s *Server) deployView(w http.ResponseWriter, r *http.Request) {
+	if d := s.find(w, r); d != nil {
+		writeJSON(w, http.StatusOK, d.view())
+	}
+}
+
+// Final is the last message of an event stream: the deploy as it ended.
+type Final = View
+
+// deployEvents streams a deploy's progress as Server-Sent Events: every event so far,
+// then each new one as it comes (`event: event`, data the switcher.Event as JSON), and
+// last `event: result` with the deploy's final View (outcome, exit_code, error), then
+// the stream ends. A comment line every 15s keeps proxies from closing an idle stream.
+func (s *Server) deployEvents(w http.ResponseWriter, r *http.Request) {
+	d := s.find(w, r)
+	if d == nil {
+		return
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, "streaming is not supported by this connection")
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	flusher.Flush()
+	keepAlive := time.NewTicker(15 * time.Second)
+	defer keepAlive.Stop()
+	next := 0
+	for {
+		evs, done, changed := d.since(next)
+		for _, e := range evs {
+			if err := writeSSE(w, "event", e); err != nil {
+				return
+			}
+		}
+		next += len(evs)
+		if done {
+			_ = writeSSE(w, "result", d.view())
+			flusher.Flush()
+			return
+		}
+		flusher.Flush()
+		select {
+		case <-changed:
+		case <-keepAlive.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return
+			}
+			flusher.Flush()
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+func writeSSE(w http.ResponseWriter, event string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, b)
+	return err
+}
+
+// ready is GET /readyz: 200 when Docker, Consul and every HAProxy answer, else 503
+// naming those that do not.
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	if err := s.op.Ping(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
