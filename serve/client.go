@@ -53,7 +53,9 @@ type APIError struct {
 	ExitCode int // the CLI's exit code for it
 }
 
-func (e *APIError) Error() string { return fmt.Sprintf("swap serve: %s (HTTP %d)", e.Message, e.Status) }
+func (e *APIError) Error() string {
+	return fmt.Sprintf("swap serve: %s (HTTP %d)", e.Message, e.Status)
+}
 
 // exitCodeOf maps an HTTP refusal to the CLI's exit code.
 func exitCodeOf(status int, body map[string]any) int {

@@ -13,12 +13,16 @@ type deploy struct {
 	app, op string
 	started time.Time
 
-	mu       sync.Mutex
-	id       string // the swap's deploy ID, once an event carried it
+	mu sync.Mutex
+	id string // the swap's deploy ID, once an event carried it
+	// ran: an event named the deploy, so its swap got past its plan (else it was
+	// refused, or had nothing to do, and id is one of the server's).
+	ran      bool
 	events   []switcher.Event
 	finished time.Time
 	result   *switcher.Result
 	errText  string
+	err      error
 	code     int  // the CLI's exit code for the outcome
 	done     bool // result, errText and code are final
 	changed  chan struct{}
@@ -40,7 +44,7 @@ func (d *deploy) add(e switcher.Event) (named string) {
 	}
 	d.events = append(d.events, e)
 	if d.id == "" && e.Deploy != "" {
-		d.id = e.Deploy
+		d.id, d.ran = e.Deploy, true
 		named = d.id
 		close(d.identified)
 	}
@@ -50,10 +54,13 @@ func (d *deploy) add(e switcher.Event) (named string) {
 
 // finish records the outcome. A deploy that never learnt its swap's ID (it failed
 // before its plan, or there was nothing to do) keeps fallbackID.
-func (d *deploy) finish(res *switcher.Result, errText string, code int, fallbackID string, now time.Time) (named string) {
+func (d *deploy) finish(res *switcher.Result, err error, code int, fallbackID string, now time.Time) (named string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.result, d.errText, d.code, d.done, d.finished = res, errText, code, true, now
+	d.result, d.err, d.code, d.done, d.finished = res, err, code, true, now
+	if err != nil {
+		d.errText = err.Error()
+	}
 	if d.id == "" {
 		d.id = fallbackID
 		named = d.id
@@ -94,6 +101,8 @@ type View struct {
 	Steps    []switcher.StepTime `json:"steps,omitempty"`
 	Events   int                 `json:"events"`
 	Result   *switcher.Result    `json:"result,omitempty"`
+	ran      bool
+	err      error
 }
 
 // States of a deploy.
@@ -106,11 +115,11 @@ const (
 func (d *deploy) view() View {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	v := View{Deploy: d.id, App: d.app, Op: d.op, State: StateRunning, Started: d.started, Events: len(d.events)}
+	v := View{Deploy: d.id, App: d.app, Op: d.op, State: StateRunning, Started: d.started, Events: len(d.events), ran: d.ran}
 	if !d.done {
 		return v
 	}
-	v.State, v.Finished, v.Error, v.Result = StateFinished, d.finished, d.errText, d.result
+	v.State, v.Finished, v.Error, v.Result, v.err = StateFinished, d.finished, d.errText, d.result, d.err
 	code := d.code
 	v.ExitCode = &code
 	if d.result != nil {

@@ -326,14 +326,10 @@ func (s *Server) launch(app, op, key string, run func(context.Context) (*switche
 		start := time.Now()
 		res, err := run(s.base)
 		code := s.opts.ExitCode(err)
-		errText := ""
-		if err != nil {
-			errText = err.Error()
-		}
 		s.met.finished(app, op, res, err, time.Since(start))
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if id := d.finish(res, errText, code, newID(), time.Now()); id != "" {
+		if id := d.finish(res, err, code, newID(), time.Now()); id != "" {
 			s.nameLocked(d, id)
 		}
 		s.running[app] = slices.DeleteFunc(s.running[app], func(x *deploy) bool { return x == d })
@@ -359,7 +355,7 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, d *deploy) {
 	v := d.view()
 	a := Accepted{Deploy: v.Deploy, App: v.App, Op: v.Op, State: v.State, Outcome: v.Outcome,
 		Status: "/v1/deploys/" + v.Deploy, Events: "/v1/deploys/" + v.Deploy + "/events"}
-	if v.State != StateFinished || v.Error == "" {
+	if v.ran || v.Error == "" {
 		if v.Result != nil {
 			a.Message = v.Result.Message
 		}
@@ -370,7 +366,8 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, d *deploy) {
 		writeJSON(w, status, a)
 		return
 	}
-	// It ended with an error before its swap was named: a refusal, answered as such.
+	// It ended with an error before its swap got past its plan: a refusal, answered
+	// as such.
 	status := http.StatusInternalServerError
 	switch *v.ExitCode {
 	case 2:
@@ -379,14 +376,9 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, d *deploy) {
 		status = http.StatusConflict
 	case 4:
 		status = http.StatusServiceUnavailable
-	case 1:
-		if v.Result != nil && len(v.Result.Steps) > 0 {
-			status = http.StatusAccepted // it ran and failed: follow it like any other
-		}
 	}
-	if status == http.StatusAccepted {
-		writeJSON(w, status, a)
-		return
+	if errors.Is(v.err, switcher.ErrNothingToDo) || errors.Is(v.err, switcher.ErrNoPrevious) {
+		status = http.StatusConflict // nothing to promote, abort or roll back to
 	}
 	writeJSON(w, status, map[string]any{"error": v.Error, "exit_code": *v.ExitCode, "deploy": v.Deploy})
 }
