@@ -351,3 +351,20 @@ func TestNewClient_TakesHTTPAndUnixAddressesOnly(t *testing.T) {
 		}
 	}
 }
+
+func TestAPI_ADeployWaitingInPreviewSaysSo(t *testing.T) {
+	f := &fakeOp{result: &switcher.Result{Outcome: switcher.OutcomeWaiting, Message: "green waits in preview"}}
+	_, ts := newTestServer(t, f)
+	c, _ := NewClient(ts.URL, token)
+	a, err := c.Start(context.Background(), "web", "deploy", map[string]string{"image": "web:v2"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	final, err := c.Follow(context.Background(), a.Deploy, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if final.State != StateWaiting || final.Outcome != switcher.OutcomeWaiting || *final.ExitCode != 0 {
+		t.Fatalf("final = %+v, want waiting for promote", final)
+	}
+}
