@@ -341,18 +341,19 @@ func (d *demo) summary(run *stack.Run, load *stack.Load, results []stack.Result)
 
 // stepNote says what each step of the demo's swap waits on.
 var stepNote = map[switcher.Step]string{
-	switcher.StepLock:     "Consul session lock swap/locks/<app>",
-	switcher.StepPlan:     "read the state in Consul KV, pick green and the image",
-	switcher.StepStart:    "Docker: create and start 2 containers",
-	switcher.StepRegister: "Consul: service, tags, HTTP check",
-	switcher.StepStage:    "HAProxy: add server x2, DOWN until its own checks pass",
-	switcher.StepGate:     "wait: swap's probe, Consul and HAProxy healthy for min_healthy_time (1s)",
-	switcher.StepShift:    "HAProxy: one set map on the admin socket, then routes.map rewritten",
-	switcher.StepVerify:   "watch green's 5xx rate for the verify window (3s)",
-	switcher.StepDrain:    "wait until blue's servers have no sessions",
-	switcher.StepRetire:   "HAProxy del server x2, Consul deregister, docker stop + rm x2",
-	switcher.StepCleanup:  "remove old images swap ran, beyond retain",
-	switcher.StepCommit:   "write the state and history, release the lock",
+	switcher.StepLock:      "Consul session lock swap/locks/<app>",
+	switcher.StepPreflight: "Docker, Consul and HAProxy answer, before anything changes",
+	switcher.StepPlan:      "read the state in Consul KV, pick green and the image",
+	switcher.StepStart:     "Docker: create and start 2 containers",
+	switcher.StepRegister:  "Consul: service, tags, HTTP check",
+	switcher.StepStage:     "HAProxy: add server x2, DOWN until its own checks pass; blue's as backups",
+	switcher.StepGate:      "wait: swap's probe, Consul and HAProxy healthy for min_healthy_time (1s)",
+	switcher.StepShift:     "HAProxy: one set map on the admin socket, then routes.map rewritten",
+	switcher.StepVerify:    "watch green's 5xx and health in three views for the verify window (3s)",
+	switcher.StepDrain:     "blue's backups out of web_green, then wait until blue has no sessions",
+	switcher.StepRetire:    "HAProxy del server x2, Consul deregister, docker stop + rm x2",
+	switcher.StepCleanup:   "remove old images swap ran, beyond retain",
+	switcher.StepCommit:    "write the state and history, release the lock",
 }
 
 // rel says when t was relative to ref: "12ms before" or "3ms after".
