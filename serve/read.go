@@ -28,10 +28,18 @@ func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// knownApp answers 404 unless app is configured.
+func (s *Server) knownApp(w http.ResponseWriter, app string) bool {
+	if slices.Contains(s.opts.Apps, app) {
+		return true
+	}
+	writeError(w, http.StatusNotFound, fmt.Sprintf("unknown app %q: the config has %v", app, s.opts.Apps))
+	return false
+}
+
 func (s *Server) appStatus(w http.ResponseWriter, r *http.Request) {
 	app := r.PathValue("app")
-	if !slices.Contains(s.opts.Apps, app) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown app %q: the config has %v", app, s.opts.Apps))
+	if !s.knownApp(w, app) {
 		return
 	}
 	st, err := s.op.Status(r.Context(), app)
@@ -44,8 +52,7 @@ func (s *Server) appStatus(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) appHistory(w http.ResponseWriter, r *http.Request) {
 	app := r.PathValue("app")
-	if !slices.Contains(s.opts.Apps, app) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown app %q: the config has %v", app, s.opts.Apps))
+	if !s.knownApp(w, app) {
 		return
 	}
 	h, err := s.op.History(r.Context(), app)

@@ -220,8 +220,7 @@ type Accepted struct {
 func (s *Server) start(op string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		app := r.PathValue("app")
-		if !slices.Contains(s.opts.Apps, app) {
-			writeError(w, http.StatusNotFound, fmt.Sprintf("unknown app %q: the config has %v", app, s.opts.Apps))
+		if !s.knownApp(w, app) {
 			return
 		}
 		var req request

@@ -26,12 +26,7 @@ func (s *Switcher) gate(ctx context.Context, r *run) error {
 		return err
 	}
 	hc := r.app.HealthCheck
-	poll := s.ProbeInterval
-	if poll <= 0 {
-		poll = min(hc.Interval, 500*time.Millisecond)
-	}
-	views := &viewCache{s: s, app: r.plan.App, backend: r.plan.ToBackend(), ttl: poll / 2}
-	sched := health.NewScheduler(health.Options{Interval: hc.Interval, Rise: hc.Rise, Fall: hc.Fall, Jitter: -1})
+	sched, views, poll := s.newViews(r)
 	var ids []string
 	for _, in := range r.insts {
 		targets, err := instanceTargets(in, hc, views, poll, 1)
@@ -67,6 +62,19 @@ func (s *Switcher) gate(ctx context.Context, r *run) error {
 		return err
 	}
 	return nil
+}
+
+// newViews returns a scheduler with the app's check timing and the Consul and HAProxy
+// views of To's backend, read every poll (the app's interval, at most 500ms, or
+// ProbeInterval): the gate's and verify's probes.
+func (s *Switcher) newViews(r *run) (*health.Scheduler, *viewCache, time.Duration) {
+	hc := r.app.HealthCheck
+	poll := s.ProbeInterval
+	if poll <= 0 {
+		poll = min(hc.Interval, 500*time.Millisecond)
+	}
+	views := &viewCache{s: s, app: r.plan.App, backend: r.plan.ToBackend(), ttl: poll / 2}
+	return health.NewScheduler(health.Options{Interval: hc.Interval, Rise: hc.Rise, Fall: hc.Fall, Jitter: -1}), views, poll
 }
 
 // gateTimeHint explains a gate that failed because the steps before it used up

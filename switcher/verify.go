@@ -129,12 +129,7 @@ type colorMonitor struct {
 // as events of step.
 func (s *Switcher) monitorColor(ctx context.Context, r *run, step Step) (*colorMonitor, error) {
 	hc := r.app.HealthCheck
-	poll := s.ProbeInterval
-	if poll <= 0 {
-		poll = min(hc.Interval, 500*time.Millisecond)
-	}
-	views := &viewCache{s: s, app: r.plan.App, backend: r.plan.ToBackend(), ttl: poll / 2}
-	sched := health.NewScheduler(health.Options{Interval: hc.Interval, Rise: hc.Rise, Fall: hc.Fall, Jitter: -1})
+	sched, views, poll := s.newViews(r)
 	m := &colorMonitor{sched: sched, color: string(r.plan.To), backend: r.plan.ToBackend(), targets: map[string][]string{}}
 	for _, in := range r.insts {
 		// Consul and HAProxy apply their own fall; two reads in a row must say so, so
