@@ -160,13 +160,11 @@ func (s *Switcher) stage(ctx context.Context, r *run) error {
 	if err := s.Balancer.RemoveServers(ctx, backend, stale); err != nil {
 		return err
 	}
-	if err := s.Balancer.AddServers(ctx, backend, add); err != nil {
-		return fmt.Errorf("add %s to %s: %w", instanceIDs(r.insts), backend, err)
+	// One change, so HAProxy's files are written (and checked) once.
+	if err := s.Balancer.AddServers(ctx, backend, append(add, backups...)); err != nil {
+		return fmt.Errorf("add %s (and %s's instances as backups) to %s: %w", instanceIDs(r.insts), r.plan.From, backend, err)
 	}
 	if len(backups) > 0 {
-		if err := s.Balancer.AddServers(ctx, backend, backups); err != nil {
-			return fmt.Errorf("add %s's instances to %s as backup servers: %w", r.plan.From, backend, err)
-		}
 		s.event(r, StepStage, EventInfo, "%s's %d instance(s) are backup servers of %s until the drain", r.plan.From, len(backups), backend)
 	}
 	return nil
