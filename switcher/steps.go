@@ -162,7 +162,7 @@ func (s *Switcher) stage(ctx context.Context, r *run) error {
 	}
 	// One change, so HAProxy's files are written (and checked) once.
 	if err := s.Balancer.AddServers(ctx, backend, append(add, backups...)); err != nil {
-		return fmt.Errorf("add %s (and %s's instances as backups) to %s: %w", instanceIDs(r.insts), r.plan.From, backend, err)
+		return fmt.Errorf("add %s to %s: %w", instanceIDs(r.insts), backend, err)
 	}
 	if len(backups) > 0 {
 		s.event(r, StepStage, EventInfo, "%s's %d instance(s) are backup servers of %s until the drain", r.plan.From, len(backups), backend)
