@@ -61,7 +61,8 @@ func WriteFiles(ctx context.Context, dir string, files []File, opts WriteOptions
 		}
 		var check func(tmp string) error
 		if f.Name == ConfigFile {
-			check = func(tmp string) error { return checkConfig(ctx, opts.Binary, tmp) }
+			data := f.Data
+			check = func(tmp string) error { return checkConfigOnce(ctx, opts.Binary, dir, data, tmp) }
 		}
 		if err := writeAtomic(path, f.Data, 0o644, check); err != nil {
 			return res, err
