@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -278,6 +279,73 @@ func TestE2E_AResumedSwapFollowsItsPlanNotTheConfigChangedSince(t *testing.T) {
 	}
 	if names := s.containers("swap.app="+app, "swap.color=blue"); len(names) != 0 {
 		t.Errorf("blue containers %v: not retired as the plan said", names)
+	}
+	s.waitAnswer(host, "color=green version=v2")
+}
+
+// setErrorRate makes app's containers of color answer pct% of their requests with 500.
+func (s *stack) setErrorRate(app, color string, pct int) {
+	s.t.Helper()
+	cs := s.containerList("swap.app="+app, "swap.color="+color)
+	if len(cs) == 0 {
+		s.t.Fatalf("no %s container of %s", color, app)
+	}
+	for _, c := range cs {
+		for _, p := range c.Ports {
+			if p.PublicPort == 0 {
+				continue
+			}
+			url := fmt.Sprintf("http://127.0.0.1:%d/error-rate?pct=%d", p.PublicPort, pct)
+			resp, err := http.Post(url, "text/plain", nil)
+			if err != nil {
+				s.t.Fatalf("POST %s: %v", url, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				s.t.Fatalf("POST %s: %s", url, resp.Status)
+			}
+		}
+	}
+}
+
+func TestE2E_AReloadOfOneHAProxyDuringVerifyIsNotA5xxSpike(t *testing.T) {
+	t.Parallel()
+	app := e2eApp("counters")
+	host := app + ".test"
+	s := newStackWith(t, appConfig(app, oneReplica+"    verify: {window: 20s, max_5xx_rate: 0.5}\n"+holdHooks(app, "post_shift")),
+		stackOptions{secondLB: true})
+	s.mustSwap("deploy", app, "--image", s.v1)
+	s.waitAnswer(host, "color=blue version=v1")
+
+	hold := s.newHold(app)
+	b := s.swapBackground(nil, "deploy", app, "--image", s.v2, "--output", "json")
+	hold.waitHeld(b)
+	// Before verify takes its baseline, green answers a burst of 500s through both
+	// HAProxies (the kernel spreads the connections over them).
+	s.setErrorRate(app, "green", 100)
+	for range 40 {
+		if code, _, err := getFrom(s.frontend, host, "/"); err != nil || code != 500 {
+			t.Fatalf("the burst: %d %v, want green's 500", code, err)
+		}
+	}
+	s.setErrorRate(app, "green", 0)
+	hold.release()
+	b.waitEvent(switcher.StepVerify, switcher.EventStart, "", time.Minute)
+	// Then it answers well, a few hundred requests, and lb1 is reloaded: its counters
+	// start over from zero while lb2's go on. Summed over both, the answers did not go
+	// down, but the 5xx did: a difference taken over the sum wraps around.
+	l := s.startLoad(host, "/", 2)
+	testenv.WaitFor(t, time.Minute, "200 answers", func() error {
+		if n := l.total.Load(); n < 200 {
+			return fmt.Errorf("%d so far", n)
+		}
+		return nil
+	})
+	s.haproxy.Reload(t)
+	r := b.wait(3 * time.Minute)
+	l.requireNoFailures(t)
+	if r.code != 0 {
+		t.Fatalf("a reload during verify was taken for a 5xx spike: %s", r)
 	}
 	s.waitAnswer(host, "color=green version=v2")
 }

@@ -42,6 +42,7 @@ type stack struct {
 	consul   *testenv.ConsulAgent
 	docker   *testenv.DockerEnv
 	haproxy  *testenv.HAProxyInstance
+	haproxy2 *testenv.HAProxyInstance // with stackOptions.secondLB
 	frontend string // 127.0.0.1:port
 	preview  string
 	v1, v2   string // demoapp images
@@ -89,6 +90,9 @@ type stackOptions struct {
 	// docker is the content of the docker: mapping, in YAML flow style
 	// ("host_ports: ephemeral").
 	docker string
+	// secondLB adds a second HAProxy, lb2, with files of its own in haproxy2/; both
+	// bind the same frontend (HAProxy's SO_REUSEPORT: the kernel spreads connections).
+	secondLB bool
 }
 
 // newStackWith is newStack with opts.
@@ -121,6 +125,14 @@ func newStackWith(t *testing.T, apps string, opts stackOptions) *stack {
 	}
 	s.frontend = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	s.preview = fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	hdir2 := filepath.Join(s.dir, "haproxy2")
+	lb2 := ""
+	if opts.secondLB {
+		if err := os.MkdirAll(hdir2, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		lb2 = fmt.Sprintf("    - name: lb2\n      socket: %s/admin.sock\n      master_socket: %s/master.sock\n      dir: %s\n", hdir2, hdir2, hdir2)
+	}
 	cfg := fmt.Sprintf(`docker: {%s}
 consul:
   address: %s
@@ -131,22 +143,26 @@ haproxy:
     - name: lb1
       socket: %s/admin.sock
       master_socket: %s/master.sock
-  frontend: {name: www, bind: "%s"}
+%s  frontend: {name: www, bind: "%s"}
   preview: {name: www_preview, bind: "%s"}
   routing: host
 apps:
-%s`, opts.docker, s.consul.Addr, opts.kvPrefix, hdir, hdir, hdir, s.frontend, s.preview, apps)
+%s`, opts.docker, s.consul.Addr, opts.kvPrefix, hdir, hdir, hdir, lb2, s.frontend, s.preview, apps)
 	s.cfgPath = filepath.Join(s.dir, "swap.yaml")
 	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.render()
+	s.render(hdir)
 	s.haproxy = testenv.RunHAProxy(t, filepath.Join(hdir, "haproxy.cfg"), filepath.Join(hdir, "admin.sock"))
+	if opts.secondLB {
+		s.render(hdir2)
+		s.haproxy2 = testenv.RunHAProxy(t, filepath.Join(hdir2, "haproxy.cfg"), filepath.Join(hdir2, "admin.sock"))
+	}
 	return s
 }
 
-// render writes haproxy.cfg and the maps for the config, with no servers yet.
-func (s *stack) render() {
+// render writes haproxy.cfg and the maps for the config into dir, with no servers yet.
+func (s *stack) render(dir string) {
 	t := s.t
 	cfg, err := readConfig(newViper(newRootCmd(io.Discard, io.Discard)), s.cfgPath)
 	if err != nil {
@@ -156,11 +172,12 @@ func (s *stack) render() {
 	if err != nil {
 		t.Fatal(err)
 	}
+	layout.Dir = dir
 	files, err := lbconfig.Render(layout)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := lbconfig.WriteFiles(context.Background(), layout.Dir, files, lbconfig.WriteOptions{}); err != nil {
+	if _, err := lbconfig.WriteFiles(context.Background(), dir, files, lbconfig.WriteOptions{}); err != nil {
 		t.Fatalf("write haproxy files: %v", err)
 	}
 }
