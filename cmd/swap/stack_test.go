@@ -43,7 +43,7 @@ type stack struct {
 	docker   *testenv.DockerEnv
 	haproxy  *testenv.HAProxyInstance
 	haproxy2 *testenv.HAProxyInstance // with stackOptions.secondLB
-	frontend string // 127.0.0.1:port
+	frontend string                   // 127.0.0.1:port
 	preview  string
 	v1, v2   string // demoapp images
 	// installation is the stack's installation (its consul.kv_prefix).
