@@ -80,6 +80,7 @@ removes it.`,
 		newUnlockCmd(),
 		newLBCmd(),
 		newHealthCmd(),
+		newHookCmd(),
 	)
 	return root
 }
