@@ -227,3 +227,24 @@ func (r *Reconciler) apply(ctx context.Context, spec *deployments.App, a Action)
 	}
 	return fmt.Errorf("unknown reconcile action %q", a.Kind)
 }
+
+// settlePasses bounds Settle.
+const settlePasses = 3
+
+// Settle runs passes of app until one applies nothing (at most settlePasses), and
+// returns what they applied together. A one-shot caller (swap hook) uses it: Consul may
+// change while a pass runs, and `consul watch` does not run its handler again for data
+// equal to what it last handed it, so a change that is undone while the handler runs
+// would otherwise leave HAProxy acting on the state in between.
+func (r *Reconciler) Settle(ctx context.Context, app string) (PassResult, error) {
+	var all PassResult
+	for range settlePasses {
+		res, err := r.Pass(ctx, app)
+		all.App, all.Skipped, all.Notes = res.App, res.Skipped, res.Notes
+		all.Applied = append(all.Applied, res.Applied...)
+		if err != nil || len(res.Applied) == 0 || res.Skipped != "" {
+			return all, err
+		}
+	}
+	return all, nil
+}

@@ -215,3 +215,39 @@ type failingRotation struct{ *fakeBalancer }
 func (failingRotation) SetAdmin(context.Context, string, []string, Admin) error {
 	return errors.New("haproxy lb1: connection refused")
 }
+
+// Consul passes the instance again while the pass that took it out runs: Settle's next
+// pass puts it back, so a one-shot hook never leaves the in-between state behind.
+func TestReconcileSettle_PutsBackAnInstanceConsulPassedAgainDuringThePass(t *testing.T) {
+	h := newHarness(t, twoReplicas)
+	h.deploy(t, "web:v1")
+	r := h.reconciler()
+	h.reg.mu.Lock()
+	h.reg.failing["web-blue-0"] = true
+	h.reg.mu.Unlock()
+	r.Rotation = flipOnSet{fakeBalancer: h.lb, reg: h.reg}
+	res, err := r.Settle(context.Background(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Applied) != 2 || res.Applied[0].Kind != ActTakeOut || res.Applied[1].Kind != ActPutBack {
+		t.Fatalf("settle applied %v, want a take-out then a put-back", res.Applied)
+	}
+	if got := h.status("web_blue", "web-blue-0"); got != "" {
+		t.Fatalf("web-blue-0 is %q, want ready", got)
+	}
+}
+
+// flipOnSet makes every failing instance pass again as soon as a server is drained.
+type flipOnSet struct {
+	*fakeBalancer
+	reg *fakeRegistry
+}
+
+func (f flipOnSet) SetAdmin(ctx context.Context, backend string, servers []string, a Admin) error {
+	err := f.fakeBalancer.SetAdmin(ctx, backend, servers, a)
+	f.reg.mu.Lock()
+	clear(f.reg.failing)
+	f.reg.mu.Unlock()
+	return err
+}

@@ -62,7 +62,7 @@ only when HAProxy could not be brought in line (docs/hook.md).`,
 			var results []switcher.PassResult
 			errs := make([]error, 0, len(apps)) // by app, nil when in line
 			for _, app := range apps {
-				res, err := r.Pass(cmd.Context(), app)
+				res, err := r.Settle(cmd.Context(), app)
 				results = append(results, res)
 				errs = append(errs, err)
 			}
