@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -250,4 +251,76 @@ func (f flipOnSet) SetAdmin(ctx context.Context, backend string, servers []strin
 	clear(f.reg.failing)
 	f.reg.mu.Unlock()
 	return err
+}
+
+// chanFeed reports a change whenever the test sends on it.
+type chanFeed chan struct{}
+
+func (c chanFeed) WatchApp(ctx context.Context, _ string, changed func()) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c:
+			changed()
+		}
+	}
+}
+
+// flakyRegistry fails its first n reads.
+type flakyRegistry struct {
+	*fakeRegistry
+	mu sync.Mutex
+	n  int
+}
+
+func (f *flakyRegistry) Instances(ctx context.Context, app string) ([]RegisteredInstance, error) {
+	f.mu.Lock()
+	fail := f.n > 0
+	f.n--
+	f.mu.Unlock()
+	if fail {
+		return nil, errors.New("consul: connection refused")
+	}
+	return f.fakeRegistry.Instances(ctx, app)
+}
+
+func TestReconcilerRun_FollowsChangesRetriesFailuresAndStopsWithItsContext(t *testing.T) {
+	h := newHarness(t, twoReplicas)
+	h.deploy(t, "web:v1")
+	r := h.reconciler()
+	r.Registry = &flakyRegistry{fakeRegistry: h.reg, n: 2} // the first passes fail: Consul is down
+	h.lb.routes["web.example.com"] = "web_green"
+	feed := make(chanFeed)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, feed, time.Hour) }()
+	waitFor(t, "the route to follow KV after Consul came back", func() bool { return h.lb.route("web.example.com") == "web_blue" })
+
+	h.reg.mu.Lock()
+	h.reg.failing["web-blue-1"] = true
+	h.reg.mu.Unlock()
+	feed <- struct{}{}
+	waitFor(t, "web-blue-1 to be taken out", func() bool { return h.status("web_blue", "web-blue-1") == "DRAIN" })
+
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run returned %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not stop with its context")
+	}
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

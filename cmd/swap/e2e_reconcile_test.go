@@ -239,3 +239,43 @@ func TestE2E_HookRoutesToTheLiveColorInKVInOnePass(t *testing.T) {
 		t.Fatalf("hook with a checks watch's JSON: %v\n%s", err, so.String())
 	}
 }
+
+// `swap watch` follows Consul with blocking queries: `consul maint` takes a server out
+// of rotation and back without any handler or timer, and SIGTERM stops it with exit 0.
+func TestE2E_WatchFollowsConsulHealthWithBlockingQueriesUntilStopped(t *testing.T) {
+	t.Parallel()
+	app := e2eApp("watch")
+	host := app + ".test"
+	s := newStack(t, appConfig(app, ""))
+	blue := app + "_blue"
+	s.mustSwap("deploy", app, "--image", s.v1)
+	s.waitAnswer(host, "color=blue version=v1")
+
+	// A resync longer than the test: only the blocking queries can trigger the passes.
+	b := s.swapBackground([]string{"SWAP_LOG_LEVEL=info"}, "watch", "--resync", "1h")
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(b.err.String(), "reconcile loop started") {
+		if time.Now().After(deadline) || b.exited() {
+			t.Fatalf("swap watch did not start:\n%s", b.err.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	l := s.startLoad(host, "/", 2)
+	id := deployments.ObjectName(s.installation, app+"-blue-0")
+	s.consulCLI("maint", "-enable", "-service="+id, "-reason=e2e")
+	s.waitServerStatus(blue, app+"-blue-0", "DRAIN", b.err.String)
+	if other := s.serverRow(blue, app+"-blue-1"); other.Status != "UP" {
+		t.Fatalf("%s-blue-1 is %q while blue-0 is out, want UP", app, other.Status)
+	}
+	s.consulCLI("maint", "-disable", "-service="+id)
+	s.waitServerStatus(blue, app+"-blue-0", "UP", b.err.String)
+	l.stop()
+	l.requireNoFailures(t)
+
+	if err := syscall.Kill(b.pid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.wait(30 * time.Second); r.code != 0 {
+		t.Fatalf("swap watch after SIGTERM: %s", r)
+	}
+}

@@ -55,7 +55,7 @@ only when HAProxy could not be brought in line (docs/hook.md).`,
 			}
 			slices.Sort(apps)
 			apps = slices.Compact(apps)
-			r, err := wire.NewReconciler(cfg, log, host)
+			r, _, err := wire.NewReconciler(cfg, log, host)
 			if err != nil {
 				return classify(err)
 			}

@@ -81,6 +81,7 @@ removes it.`,
 		newLBCmd(),
 		newHealthCmd(),
 		newHookCmd(),
+		newWatchCmd(),
 	)
 	return root
 }

@@ -93,8 +93,8 @@ func (l Locker) LockHolder(ctx context.Context, app string) (string, bool, error
 
 // NewReconciler wires a reconcile loop for cfg (already defaulted and validated): the
 // Consul registry and KV, and this host's HAProxy fleet; no Docker. host names this host
-// in the loop's record ("": the hostname).
-func NewReconciler(cfg *deployments.Config, log *zap.Logger, host string) (*switcher.Reconciler, error) {
+// in the loop's record ("": the hostname). The Feed is what Reconciler.Run follows.
+func NewReconciler(cfg *deployments.Config, log *zap.Logger, host string) (*switcher.Reconciler, Feed, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -103,11 +103,11 @@ func NewReconciler(cfg *deployments.Config, log *zap.Logger, host string) (*swit
 	}
 	reg, err := consul.New(cfg.Consul, log.Named("consul"))
 	if err != nil {
-		return nil, err
+		return nil, Feed{}, err
 	}
 	fleet, err := Fleet(cfg)
 	if err != nil {
-		return nil, err
+		return nil, Feed{}, err
 	}
 	bal := &Balancer{F: fleet, Log: log.Named("haproxy")}
 	return &switcher.Reconciler{
@@ -119,5 +119,29 @@ func NewReconciler(cfg *deployments.Config, log *zap.Logger, host string) (*swit
 		Locks:    Locker{R: reg},
 		Host:     host,
 		Log:      log.Named("reconcile"),
-	}, nil
+	}, Feed{R: reg}, nil
+}
+
+// Feed reports an app's changes to the reconcile loop from Consul blocking queries: the
+// app's instances and their health (consul.WatchService), and its state, journal and
+// lock keys (consul.WatchKey).
+type Feed struct{ R *consul.Registry }
+
+var _ switcher.ChangeFeed = Feed{}
+
+// WatchApp runs the four watches until ctx ends.
+func (f Feed) WatchApp(ctx context.Context, app string, changed func()) error {
+	var wg sync.WaitGroup
+	run := func(watch func() error) {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = watch() }()
+	}
+	run(func() error {
+		return f.R.WatchService(ctx, app, func([]consul.ServiceInstance) { changed() })
+	})
+	for _, key := range []string{switcher.StateKey(app), switcher.JournalKey(app), consul.LockKey(app)} {
+		run(func() error { return f.R.WatchKey(ctx, key, func(consul.KeyVersion) { changed() }) })
+	}
+	wg.Wait()
+	return ctx.Err()
 }
