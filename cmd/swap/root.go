@@ -81,6 +81,8 @@ removes it.`,
 		newServeCmd(),
 		newLBCmd(),
 		newHealthCmd(),
+		newHookCmd(),
+		newWatchCmd(),
 	)
 	return root
 }

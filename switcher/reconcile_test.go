@@ -1,0 +1,326 @@
+package switcher
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/swap-dev/swap/deployments"
+)
+
+// The fake balancer as Rotation: its Status "DRAIN"/"MAINT" is the admin state.
+
+func (f *fakeBalancer) ServerAdmins(_ context.Context, backend string) ([]ServerAdmin, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []ServerAdmin
+	for name, s := range f.servers[backend] {
+		a := AdminReady
+		switch s.Status {
+		case "DRAIN":
+			a = AdminDrain
+		case "MAINT":
+			a = AdminMaint
+		}
+		out = append(out, ServerAdmin{LB: "lb1", Name: name, Admin: a, Up: !f.down[name]})
+	}
+	return out, nil
+}
+
+func (f *fakeBalancer) SetAdmin(_ context.Context, backend string, servers []string, a Admin) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, name := range servers {
+		s, ok := f.servers[backend][name]
+		if !ok {
+			return errors.New("no server " + backend + "/" + name)
+		}
+		s.Status = map[Admin]string{AdminReady: "", AdminDrain: "DRAIN", AdminMaint: "MAINT"}[a]
+	}
+	return nil
+}
+
+func (f *fakeBalancer) RouteEntries(_ context.Context, key string) (map[string]RouteEntries, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := RouteEntries{Route: f.routes[key], Preview: f.preview[key]}
+	if w := f.canary[key]; w > 0 {
+		e.Canary = "web_green:" + strconv.Itoa(w)
+	}
+	return map[string]RouteEntries{"lb1": e}, nil
+}
+
+func (f *fakeLocker) LockHolder(_ context.Context, app string) (string, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.held[app] {
+		return "pid 1 on host", true, nil
+	}
+	return "", false, nil
+}
+
+func (h *harness) reconciler() *Reconciler {
+	return &Reconciler{Config: h.s.Config, Registry: h.reg, Balancer: h.lb, Rotation: h.lb, Store: h.store,
+		Locks: h.s.Locker.(*fakeLocker), Host: "h1"}
+}
+
+func (h *harness) pass(t *testing.T, r *Reconciler) PassResult {
+	t.Helper()
+	res, err := r.Pass(context.Background(), "web")
+	if err != nil {
+		t.Fatalf("pass: %v", err)
+	}
+	return res
+}
+
+func (h *harness) status(backend, server string) string {
+	h.lb.mu.Lock()
+	defer h.lb.mu.Unlock()
+	if s, ok := h.lb.servers[backend][server]; ok {
+		return s.Status
+	}
+	return "gone"
+}
+
+func twoReplicas(a *deployments.App) { a.Replicas = 2 }
+
+func TestReconcilePass_TakesOutAFailingInstanceAndPutsItBackOnce(t *testing.T) {
+	h := newHarness(t, twoReplicas)
+	h.deploy(t, "web:v1")
+	r := h.reconciler()
+	if res := h.pass(t, r); len(res.Applied) != 0 {
+		t.Fatalf("a pass right after a deploy changed %v", res.Applied)
+	}
+	h.reg.mu.Lock()
+	h.reg.failing["web-blue-0"] = true
+	h.reg.mu.Unlock()
+	if res := h.pass(t, r); len(res.Applied) != 1 || res.Applied[0].Kind != ActTakeOut {
+		t.Fatalf("pass with web-blue-0 failing applied %v, want a take-out", res.Applied)
+	}
+	if got := h.status("web_blue", "web-blue-0"); got != "DRAIN" {
+		t.Fatalf("web-blue-0 is %q after the take-out, want DRAIN", got)
+	}
+	if !h.store.has(RotationKey("web", "h1")) {
+		t.Fatal("the take-out is not recorded")
+	}
+	if res := h.pass(t, r); len(res.Applied) != 0 {
+		t.Fatalf("a repeated pass changed %v", res.Applied)
+	}
+	h.reg.mu.Lock()
+	h.reg.failing["web-blue-0"] = false
+	h.reg.mu.Unlock()
+	if res := h.pass(t, r); len(res.Applied) != 1 || res.Applied[0].Kind != ActPutBack {
+		t.Fatalf("pass with web-blue-0 passing again applied %v, want a put-back", res.Applied)
+	}
+	if got := h.status("web_blue", "web-blue-0"); got != "" {
+		t.Fatalf("web-blue-0 is %q after the put-back, want ready", got)
+	}
+	if h.store.has(RotationKey("web", "h1")) {
+		t.Fatal("the record is left after the put-back")
+	}
+	if res := h.pass(t, r); len(res.Applied) != 0 {
+		t.Fatalf("a repeated pass changed %v", res.Applied)
+	}
+}
+
+func TestReconcilePass_NeverPutsBackAServerItDidNotTakeOut(t *testing.T) {
+	h := newHarness(t, twoReplicas)
+	h.deploy(t, "web:v1")
+	if err := h.lb.Drain(context.Background(), "web_blue", []string{"web-blue-0"}); err != nil {
+		t.Fatal(err)
+	}
+	if res := h.pass(t, h.reconciler()); len(res.Applied) != 0 {
+		t.Fatalf("pass applied %v to a server drained by someone else", res.Applied)
+	}
+	if got := h.status("web_blue", "web-blue-0"); got != "DRAIN" {
+		t.Fatalf("web-blue-0 is %q, want still DRAIN", got)
+	}
+}
+
+func TestReconcilePass_LeavesAnAppAloneWhileASwapHoldsItsLock(t *testing.T) {
+	h := newHarness(t, twoReplicas)
+	h.deploy(t, "web:v1")
+	h.lb.routes["web.example.com"] = "web_green"
+	u := h.s.Locker.(*fakeLocker).tryLock("web")
+	res := h.pass(t, h.reconciler())
+	if res.Skipped == "" || len(res.Applied) != 0 || h.lb.route("web.example.com") != "web_green" {
+		t.Fatalf("pass under a swap's lock: %+v, route %s", res, h.lb.route("web.example.com"))
+	}
+	if err := u.Unlock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if res := h.pass(t, h.reconciler()); len(res.Applied) != 1 || h.lb.route("web.example.com") != "web_blue" {
+		t.Fatalf("pass after the lock: %+v, route %s", res, h.lb.route("web.example.com"))
+	}
+}
+
+func TestReconcilePass_RoutesFollowTheLiveColorInKV(t *testing.T) {
+	h := newHarness(t, nil)
+	h.deploy(t, "web:v1")
+	h.deploy(t, "web:v2") // green live
+	h.lb.routes["web.example.com"] = "web_blue"
+	h.lb.preview["web.example.com"] = "web_blue"
+	h.lb.canary["web.example.com"] = 20
+	res := h.pass(t, h.reconciler())
+	if len(res.Applied) != 3 {
+		t.Fatalf("pass applied %v, want route, preview and canary", res.Applied)
+	}
+	if got := h.lb.route("web.example.com"); got != "web_green" {
+		t.Fatalf("route %s, want web_green", got)
+	}
+	if h.lb.preview["web.example.com"] != "" || h.lb.canary["web.example.com"] != 0 {
+		t.Fatalf("preview %q canary %d left", h.lb.preview["web.example.com"], h.lb.canary["web.example.com"])
+	}
+	if res := h.pass(t, h.reconciler()); len(res.Applied) != 0 {
+		t.Fatalf("a repeated pass changed %v", res.Applied)
+	}
+}
+
+func TestReconcilePass_HoldsAnAppWithAnInterruptedSwap(t *testing.T) {
+	h := newHarness(t, nil)
+	h.deploy(t, "web:v1")
+	j := &journalFor{Journal: Journal{Plan: Plan{App: "web", Deploy: "d2", From: deployments.Blue, To: deployments.Green}, Step: StepShift, Status: JournalRunning}}
+	if err := h.s.kv().saveJournal(context.Background(), j); err != nil {
+		t.Fatal(err)
+	}
+	h.lb.routes["web.example.com"] = "web_green"
+	res := h.pass(t, h.reconciler())
+	if res.Skipped == "" || h.lb.route("web.example.com") != "web_green" {
+		t.Fatalf("pass with an interrupted swap: %+v, route %s", res, h.lb.route("web.example.com"))
+	}
+}
+
+func TestReconcilePass_ReportsAChangeThatFailed(t *testing.T) {
+	h := newHarness(t, twoReplicas)
+	h.deploy(t, "web:v1")
+	r := h.reconciler()
+	r.Rotation = failingRotation{h.lb}
+	h.reg.mu.Lock()
+	h.reg.failing["web-blue-0"] = true
+	h.reg.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := r.Pass(ctx, "web"); !errors.Is(err, ErrNotInLine) {
+		t.Fatalf("pass with a failing HAProxy: %v, want ErrNotInLine", err)
+	}
+	if !h.store.has(RotationKey("web", "h1")) {
+		t.Fatal("a take-out that may have happened is not recorded")
+	}
+}
+
+type failingRotation struct{ *fakeBalancer }
+
+func (failingRotation) SetAdmin(context.Context, string, []string, Admin) error {
+	return errors.New("haproxy lb1: connection refused")
+}
+
+// Consul passes the instance again while the pass that took it out runs: Settle's next
+// pass puts it back, so a one-shot hook never leaves the in-between state behind.
+func TestReconcileSettle_PutsBackAnInstanceConsulPassedAgainDuringThePass(t *testing.T) {
+	h := newHarness(t, twoReplicas)
+	h.deploy(t, "web:v1")
+	r := h.reconciler()
+	h.reg.mu.Lock()
+	h.reg.failing["web-blue-0"] = true
+	h.reg.mu.Unlock()
+	r.Rotation = flipOnSet{fakeBalancer: h.lb, reg: h.reg}
+	res, err := r.Settle(context.Background(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Applied) != 2 || res.Applied[0].Kind != ActTakeOut || res.Applied[1].Kind != ActPutBack {
+		t.Fatalf("settle applied %v, want a take-out then a put-back", res.Applied)
+	}
+	if got := h.status("web_blue", "web-blue-0"); got != "" {
+		t.Fatalf("web-blue-0 is %q, want ready", got)
+	}
+}
+
+// flipOnSet makes every failing instance pass again as soon as a server is drained.
+type flipOnSet struct {
+	*fakeBalancer
+	reg *fakeRegistry
+}
+
+func (f flipOnSet) SetAdmin(ctx context.Context, backend string, servers []string, a Admin) error {
+	err := f.fakeBalancer.SetAdmin(ctx, backend, servers, a)
+	f.reg.mu.Lock()
+	clear(f.reg.failing)
+	f.reg.mu.Unlock()
+	return err
+}
+
+// chanFeed reports a change whenever the test sends on it.
+type chanFeed chan struct{}
+
+func (c chanFeed) WatchApp(ctx context.Context, _ string, changed func()) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c:
+			changed()
+		}
+	}
+}
+
+// flakyRegistry fails its first n reads.
+type flakyRegistry struct {
+	*fakeRegistry
+	mu sync.Mutex
+	n  int
+}
+
+func (f *flakyRegistry) Instances(ctx context.Context, app string) ([]RegisteredInstance, error) {
+	f.mu.Lock()
+	fail := f.n > 0
+	f.n--
+	f.mu.Unlock()
+	if fail {
+		return nil, errors.New("consul: connection refused")
+	}
+	return f.fakeRegistry.Instances(ctx, app)
+}
+
+func TestReconcilerRun_FollowsChangesRetriesFailuresAndStopsWithItsContext(t *testing.T) {
+	h := newHarness(t, twoReplicas)
+	h.deploy(t, "web:v1")
+	r := h.reconciler()
+	r.Registry = &flakyRegistry{fakeRegistry: h.reg, n: 2} // the first passes fail: Consul is down
+	h.lb.routes["web.example.com"] = "web_green"
+	feed := make(chanFeed)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, feed, time.Hour) }()
+	waitFor(t, "the route to follow KV after Consul came back", func() bool { return h.lb.route("web.example.com") == "web_blue" })
+
+	h.reg.mu.Lock()
+	h.reg.failing["web-blue-1"] = true
+	h.reg.mu.Unlock()
+	feed <- struct{}{}
+	waitFor(t, "web-blue-1 to be taken out", func() bool { return h.status("web_blue", "web-blue-1") == "DRAIN" })
+
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run returned %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not stop with its context")
+	}
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
