@@ -16,13 +16,16 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/swap-dev/swap/deployments"
+	"github.com/swap-dev/swap/internal/wire"
 	"github.com/swap-dev/swap/serve"
+	"github.com/swap-dev/swap/switcher"
 )
 
 // `swap serve`: the daemon with the HTTP API for deploy pipelines (package serve).
 
 func newServeCmd() *cobra.Command {
 	var listen string
+	var noReconcile bool
 	cmd := &cobra.Command{
 		Use:   "serve [--listen 127.0.0.1:7070 | --listen unix:///run/swap/swap.sock]",
 		Short: "Run swap as a daemon with an HTTP API for deploy pipelines (docs/serve.md)",
@@ -31,18 +34,20 @@ journal and steps as the CLI. The API needs "Authorization: Bearer <token>", the
 SWAP_SERVE_TOKEN or serve.token_file; on a TCP address serve refuses to start without one.
 A unix socket is created mode 0600. On SIGTERM it stops taking requests, lets running swaps
 finish (serve.shutdown_timeout, then cancels them: they roll back or leave their journal
-for swap resume) and exits 0.`,
+for swap resume) and exits 0. Between swaps it runs the reconcile loop of swap watch
+(docs/hook.md): HAProxy follows Consul's health and the live color in KV.`,
 		Example: "  SWAP_SERVE_TOKEN=$(cat /etc/swap/token) swap serve --listen 127.0.0.1:7070\n  swap serve --listen unix:///run/swap/swap.sock",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runServe(cmd, listen)
+			return runServe(cmd, listen, !noReconcile)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "", "`address`: host:port or unix:///path (default serve.listen, else 127.0.0.1:7070)")
+	cmd.Flags().BoolVar(&noReconcile, "no-reconcile", false, "do not run the reconcile loop (swap watch) in the daemon")
 	return cmd
 }
 
-func runServe(cmd *cobra.Command, listen string) error {
+func runServe(cmd *cobra.Command, listen string, reconcile bool) error {
 	env, err := setup(cmd)
 	if err != nil {
 		return err
@@ -80,7 +85,26 @@ func runServe(cmd *cobra.Command, listen string) error {
 	defer stop()
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
-	log.Info("swap serve is listening", zap.String("listen", listen), zap.Strings("apps", cfg.AppNames()), zap.Bool("metrics", cfg.Serve.MetricsOn()))
+	loopCtx, stopLoop := context.WithCancel(context.Background())
+	loopDone := make(chan struct{})
+	close(loopDone)
+	if reconcile {
+		r, feed, err := wire.NewReconciler(cfg, env.log.Named("reconcile"), "")
+		if err != nil {
+			stopLoop()
+			return classify(err)
+		}
+		loopDone = make(chan struct{})
+		go func() {
+			defer close(loopDone)
+			if err := r.Run(loopCtx, feed, switcher.DefaultResync); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("the reconcile loop stopped", zap.Error(err))
+			}
+		}()
+	}
+	defer func() { stopLoop(); <-loopDone }()
+	log.Info("swap serve is listening", zap.String("listen", listen), zap.Strings("apps", cfg.AppNames()),
+		zap.Bool("metrics", cfg.Serve.MetricsOn()), zap.Bool("reconcile", reconcile))
 	fmt.Fprintf(cmd.OutOrStdout(), "swap serve listening on %s\n", listen)
 
 	select {
