@@ -50,6 +50,7 @@ lint: ## gofmt check and go vet
 test: deps lint ## deps, gofmt, go vet, then every test with the race detector against real HAProxy, Consul, Docker
 	@echo "$(GO) test -race -exec true ./...   (compile every test binary first: on a cold cache, compiling beside running tests starves them)"
 	@$(GO) test -race -count=1 -exec true ./... >/dev/null
+	@$(GO) build -o /dev/null ./cmd/swap   # the CLI the end-to-end tests run (cmd/swap/stack_test.go, cliBinary)
 	@echo "$(GO) test -race -count=1 ./...   (results summed up by internal/testsum)"
 	@set -o pipefail; $(GO) test -race -count=1 -json ./... | $(GO) run ./internal/testsum
 

@@ -80,7 +80,7 @@ type bgSwap struct {
 func (s *stack) swapBackground(env []string, args ...string) *bgSwap {
 	s.t.Helper()
 	b := &bgSwap{t: s.t, args: args, done: make(chan struct{})}
-	b.cmd = exec.Command(os.Args[0], args...)
+	b.cmd = exec.Command(cliBinary(s.t), args...)
 	b.cmd.Env = append(os.Environ(), "SWAP_E2E_CLI=1", "SWAP_CONFIG="+s.cfgPath,
 		"SWAP_CONTAINER_LABELS="+s.docker.Label, "SWAP_LOG_LEVEL=warn")
 	b.cmd.Env = append(b.cmd.Env, env...)

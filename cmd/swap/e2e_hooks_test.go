@@ -352,10 +352,10 @@ func TestE2E_DryRunPromoteAbortAndResumeSayWhatTheyWouldDoAndChangeNothing(t *te
 	}
 }
 
-// swapCLI runs the CLI (this test binary as swap) with config file cfg and env added.
+// swapCLI runs the CLI (cliBinary) with config file cfg and env added.
 func swapCLI(t *testing.T, cfg string, env []string, args ...string) cliRun {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
+	cmd := exec.Command(cliBinary(t), args...)
 	cmd.Env = append(os.Environ(), "SWAP_E2E_CLI=1", "SWAP_CONFIG="+cfg, "SWAP_LOG_LEVEL=warn")
 	cmd.Env = append(cmd.Env, env...)
 	var out, errb bytes.Buffer

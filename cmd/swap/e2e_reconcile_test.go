@@ -88,7 +88,7 @@ func (s *stack) consulWatch(args ...string) *lockedBuffer {
 	argv := append([]string{"watch", "-http-addr=" + s.consul.Addr}, args...)
 	// The handler notes each run (consul watch runs it through $SHELL), then execs swap.
 	script := s.dir + "/hook.sh"
-	body := fmt.Sprintf("#!/bin/sh\necho \"handler run at index $CONSUL_INDEX\" >&2\nexec %s hook\n", os.Args[0])
+	body := fmt.Sprintf("#!/bin/sh\necho \"handler run at index $CONSUL_INDEX\" >&2\nexec %s hook\n", cliBinary(s.t))
 	if err := os.WriteFile(script, []byte(body), 0o700); err != nil {
 		s.t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestE2E_HookRoutesToTheLiveColorInKVInOnePass(t *testing.T) {
 		t.Fatalf("a second pass was not a no-op:\n%s", r)
 	}
 	// Fed a consul watch's JSON on stdin, the hook finds the app in it.
-	cmd := exec.Command(os.Args[0], "hook")
+	cmd := exec.Command(cliBinary(t), "hook")
 	cmd.Env = append(os.Environ(), "SWAP_E2E_CLI=1", "SWAP_CONFIG="+s.cfgPath, "SWAP_LOG_LEVEL=warn")
 	cmd.Stdin = strings.NewReader(fmt.Sprintf(`[{"Node":"n1","CheckID":"x","ServiceID":"x","ServiceName":%q,"Status":"passing"}]`, app))
 	var so bytes.Buffer

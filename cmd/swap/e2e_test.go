@@ -55,7 +55,7 @@ func TestE2E_BlueGreenBlueAndANewImageUnderLoadWithoutAFailedRequest(t *testing.
 func (s *stack) requireWatchSeesHealthy(ids ...string) {
 	t := s.t
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "health", "watch")
+	cmd := exec.Command(cliBinary(t), "health", "watch")
 	cmd.Env = append(os.Environ(), "SWAP_E2E_CLI=1", "SWAP_CONFIG="+s.cfgPath, "SWAP_LOG_LEVEL=warn")
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"runtime"
 	"testing"
 	"time"
 
@@ -23,15 +24,54 @@ import (
 	"github.com/swap-dev/swap/switcher"
 )
 
-// The end-to-end tests drive the real CLI — this test binary re-executed as swap — against
-// a real Consul dev agent, a real HAProxy and the real Docker engine, with load running
-// through HAProxy.
+// The end-to-end tests drive the real CLI — cmd/swap built by the tests (cliBinary), or this
+// test binary re-executed as swap — against a real Consul dev agent, a real HAProxy and
+// the real Docker engine, with load running through HAProxy.
 
 func TestMain(m *testing.M) {
 	if os.Getenv("SWAP_E2E_CLI") == "1" {
 		os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if cli.dir != "" {
+		os.RemoveAll(cli.dir)
+	}
+	os.Exit(code)
+}
+
+// cli is the swap binary the end-to-end scenarios run, built once.
+var cli struct {
+	once sync.Once
+	dir  string
+	path string
+}
+
+// cliBinary is the swap binary the scenarios run: this package built without the race
+// detector, into a temporary directory, once per test binary. The CLI's own code is
+// race-tested in-process (switcher, serve, lbconfig, wire, the CLI's unit tests); run
+// with -race, the dozens of swap processes of the scenarios took about half the CPU of
+// a `make test` on two cores, and the suite more than five minutes. When the build
+// fails (no go command), the test binary itself is re-executed as swap (TestMain).
+func cliBinary(t testing.TB) string {
+	cli.once.Do(func() {
+		cli.path = os.Args[0]
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		dir, err := os.MkdirTemp("", "swap-cli-")
+		if err != nil {
+			return
+		}
+		cli.dir = dir
+		out := filepath.Join(dir, "swap")
+		if b, err := exec.Command(goBin, "build", "-o", out, ".").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: go build of the swap CLI failed, re-executing the test binary instead: %v\n%s\n", err, b)
+			return
+		}
+		cli.path = out
+	})
+	return cli.path
 }
 
 // stack is one app world: Consul, Docker images, a rendered HAProxy, a swap.yaml.
@@ -195,7 +235,7 @@ func (r cliRun) String() string {
 // swap runs the CLI in its own process; env adds variables (SWAP_FAULT=...).
 func (s *stack) swap(env []string, args ...string) cliRun {
 	s.t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
+	cmd := exec.Command(cliBinary(s.t), args...)
 	cmd.Env = append(os.Environ(), "SWAP_E2E_CLI=1", "SWAP_CONFIG="+s.cfgPath,
 		"SWAP_CONTAINER_LABELS="+s.docker.Label, "SWAP_LOG_LEVEL=warn")
 	cmd.Env = append(cmd.Env, env...)
