@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/swap-dev/swap/deployments"
-	"github.com/swap-dev/swap/internal/wire"
 	"github.com/swap-dev/swap/switcher"
 )
 
@@ -28,24 +27,17 @@ one reconcile pass for each: HAProxy's servers follow Consul's health and the ro
 preview and canary maps follow the live color in KV. It is idempotent; it exits non-zero
 only when HAProxy could not be brought in line (docs/hook.md).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			g, err := globalOptions(cmd)
+			rs, err := reconcileSetup(cmd, host)
 			if err != nil {
 				return err
 			}
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
+			defer rs.close()
+			g, cfg, r := rs.g, rs.cfg, rs.r
 			for _, a := range args {
 				if _, err := cfg.App(a); err != nil {
 					return withCode(exitUsage, err)
 				}
 			}
-			log, err := newLogger(cmd.ErrOrStderr(), g.LogLevel)
-			if err != nil {
-				return withCode(exitUsage, err)
-			}
-			defer func() { _ = log.Sync() }()
 			apps := args
 			if in := watchInput(cmd.InOrStdin()); len(in) > 0 {
 				apps = append(apps, watchApps(in, cfg)...)
@@ -55,10 +47,6 @@ only when HAProxy could not be brought in line (docs/hook.md).`,
 			}
 			slices.Sort(apps)
 			apps = slices.Compact(apps)
-			r, _, err := wire.NewReconciler(cfg, log, host)
-			if err != nil {
-				return classify(err)
-			}
 			var results []switcher.PassResult
 			errs := make([]error, 0, len(apps)) // by app, nil when in line
 			for _, app := range apps {

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/swap-dev/swap/deployments"
 	"github.com/swap-dev/swap/internal/wire"
 	"github.com/swap-dev/swap/switcher"
 )
@@ -28,23 +29,12 @@ journal and lock keys) and every --resync, until SIGINT or SIGTERM. Consul outag
 logged and retried with backoff; the loop never stops on its own (docs/hook.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			g, err := globalOptions(cmd)
+			rs, err := reconcileSetup(cmd, host)
 			if err != nil {
 				return err
 			}
-			cfg, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			log, err := newLogger(cmd.ErrOrStderr(), g.LogLevel)
-			if err != nil {
-				return withCode(exitUsage, err)
-			}
-			defer func() { _ = log.Sync() }()
-			r, feed, err := wire.NewReconciler(cfg, log, host)
-			if err != nil {
-				return classify(err)
-			}
+			defer rs.close()
+			cfg, log, r, feed := rs.cfg, rs.log, rs.r, rs.feed
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			log.Info("reconcile loop started", zap.Strings("apps", cfg.AppNames()))
@@ -57,4 +47,38 @@ logged and retried with backoff; the loop never stops on its own (docs/hook.md).
 	cmd.Flags().StringVar(&host, "host", "", "this host's `name` in the loop's KV record of the servers it took out (default: the hostname)")
 	cmd.Flags().DurationVar(&resync, "resync", switcher.DefaultResync, "run a pass at least this `often`, changes or not")
 	return cmd
+}
+
+// reconcileEnv is what swap hook and swap watch run on: the config, a logger and the
+// reconciler with its change feed.
+type reconcileEnv struct {
+	g     globals
+	cfg   *deployments.Config
+	log   *zap.Logger
+	r     *switcher.Reconciler
+	feed  wire.Feed
+	close func()
+}
+
+// reconcileSetup loads cmd's options and config and wires the reconciler (host names
+// this host in its KV record; "" is the hostname).
+func reconcileSetup(cmd *cobra.Command, host string) (*reconcileEnv, error) {
+	g, err := globalOptions(cmd)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return nil, err
+	}
+	log, err := newLogger(cmd.ErrOrStderr(), g.LogLevel)
+	if err != nil {
+		return nil, withCode(exitUsage, err)
+	}
+	r, feed, err := wire.NewReconciler(cfg, log, host)
+	if err != nil {
+		_ = log.Sync()
+		return nil, classify(err)
+	}
+	return &reconcileEnv{g: g, cfg: cfg, log: log, r: r, feed: feed, close: func() { _ = log.Sync() }}, nil
 }
