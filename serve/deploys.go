@@ -34,6 +34,13 @@ func newDeploy(app, op string, now time.Time) *deploy {
 	return &deploy{app: app, op: op, started: now, changed: make(chan struct{}), identified: make(chan struct{})}
 }
 
+// named reports whether the deploy has its ID.
+func (d *deploy) named() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.id != ""
+}
+
 // add appends e; the first event that carries the swap's deploy ID names the deploy,
 // and it is returned (once) so the server can index it.
 func (d *deploy) add(e switcher.Event) (named string) {

@@ -71,7 +71,6 @@ type Server struct {
 	mu       sync.Mutex
 	stopping bool
 	deploys  map[string]*deploy   // by deploy ID
-	pending  map[string][]*deploy // by app: started, not yet named
 	running  map[string][]*deploy // by app: not finished
 	idem     map[string]*deploy   // by app, op and Idempotency-Key
 	order    []string             // deploy IDs, oldest first, for trimming
@@ -94,7 +93,7 @@ func New(op Operator, opts Options) *Server {
 		}
 	}
 	s := &Server{op: op, opts: opts, log: opts.Log, mux: http.NewServeMux(),
-		deploys: map[string]*deploy{}, pending: map[string][]*deploy{}, running: map[string][]*deploy{}, idem: map[string]*deploy{}}
+		deploys: map[string]*deploy{}, running: map[string][]*deploy{}, idem: map[string]*deploy{}}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	s.met = newMetrics()
 	s.routes()
@@ -162,9 +161,13 @@ func (s *Server) Event(e switcher.Event) {
 	if d == nil {
 		// Not named yet: the app's newest deploy waiting for its ID (events before the
 		// plan carry none), else the newest running one (a swap repaired first).
-		if p := s.pending[e.App]; len(p) > 0 {
-			d = p[len(p)-1]
-		} else if r := s.running[e.App]; len(r) > 0 {
+		r := s.running[e.App]
+		for i := len(r) - 1; i >= 0 && d == nil; i-- {
+			if !r[i].named() {
+				d = r[i]
+			}
+		}
+		if d == nil && len(r) > 0 {
 			d = r[len(r)-1]
 		}
 	}
@@ -178,7 +181,6 @@ func (s *Server) Event(e switcher.Event) {
 
 // nameLocked indexes d under its new ID.
 func (s *Server) nameLocked(d *deploy, id string) {
-	s.pending[d.app] = slices.DeleteFunc(s.pending[d.app], func(x *deploy) bool { return x == d })
 	if _, ok := s.deploys[id]; ok {
 		return // a repeat of an ID (a resume of the same deploy): keep the first
 	}
@@ -315,7 +317,6 @@ func (s *Server) launch(app, op, key string, run func(context.Context) (*switche
 	if ikey != "" {
 		s.idem[ikey] = d
 	}
-	s.pending[app] = append(s.pending[app], d)
 	s.running[app] = append(s.running[app], d)
 	s.wg.Add(1)
 	s.mu.Unlock()
@@ -332,7 +333,6 @@ func (s *Server) launch(app, op, key string, run func(context.Context) (*switche
 			s.nameLocked(d, id)
 		}
 		s.running[app] = slices.DeleteFunc(s.running[app], func(x *deploy) bool { return x == d })
-		s.pending[app] = slices.DeleteFunc(s.pending[app], func(x *deploy) bool { return x == d })
 	}()
 	return d, true, nil
 }
