@@ -89,7 +89,7 @@ func runServe(cmd *cobra.Command, listen string, reconcile bool) error {
 	loopDone := make(chan struct{})
 	close(loopDone)
 	if reconcile {
-		r, feed, err := wire.NewReconciler(cfg, env.log.Named("reconcile"), "")
+		r, feed, err := wire.ReconcilerOf(env.sw, env.log, "")
 		if err != nil {
 			stopLoop()
 			return classify(err)

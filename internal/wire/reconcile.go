@@ -98,9 +98,6 @@ func NewReconciler(cfg *deployments.Config, log *zap.Logger, host string) (*swit
 	if log == nil {
 		log = zap.NewNop()
 	}
-	if host == "" {
-		host, _ = os.Hostname()
-	}
 	reg, err := consul.New(cfg.Consul, log.Named("consul"))
 	if err != nil {
 		return nil, Feed{}, err
@@ -109,7 +106,30 @@ func NewReconciler(cfg *deployments.Config, log *zap.Logger, host string) (*swit
 	if err != nil {
 		return nil, Feed{}, err
 	}
-	bal := &Balancer{F: fleet, Log: log.Named("haproxy")}
+	r, feed := reconcilerOn(cfg, reg, &Balancer{F: fleet, Log: log.Named("haproxy")}, log, host)
+	return r, feed, nil
+}
+
+// ReconcilerOf wires a reconciler on the Consul and HAProxy clients of sw, built by New:
+// `swap serve` runs swaps and the reconcile loop with one set of clients.
+func ReconcilerOf(sw *switcher.Switcher, log *zap.Logger, host string) (*switcher.Reconciler, Feed, error) {
+	reg, ok := sw.Registry.(Registry)
+	bal, ok2 := sw.Balancer.(*Balancer)
+	if !ok || !ok2 {
+		return nil, Feed{}, errors.New("wire: ReconcilerOf needs a switcher built by wire.New")
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	r, feed := reconcilerOn(sw.Config, reg.R, bal, log, host)
+	return r, feed, nil
+}
+
+// reconcilerOn is the reconciler on reg and bal.
+func reconcilerOn(cfg *deployments.Config, reg *consul.Registry, bal *Balancer, log *zap.Logger, host string) (*switcher.Reconciler, Feed) {
+	if host == "" {
+		host, _ = os.Hostname()
+	}
 	return &switcher.Reconciler{
 		Config:   cfg,
 		Registry: Registry{R: reg},
@@ -119,7 +139,7 @@ func NewReconciler(cfg *deployments.Config, log *zap.Logger, host string) (*swit
 		Locks:    Locker{R: reg},
 		Host:     host,
 		Log:      log.Named("reconcile"),
-	}, Feed{R: reg}, nil
+	}, Feed{R: reg}
 }
 
 // Feed reports an app's changes to the reconcile loop from Consul blocking queries: the
