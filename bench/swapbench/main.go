@@ -33,12 +33,12 @@ import (
 	"os/signal"
 	"runtime"
 	"slices"
-	"sort"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/swap-dev/swap/bench/internal/benchkit"
 	"github.com/swap-dev/swap/examples/demo/stack"
 	"github.com/swap-dev/swap/switcher"
 )
@@ -328,9 +328,8 @@ func report(w io.Writer, swaps []measure, n, replicas, workers, requests, failed
 // quantile is the nearest-rank q-quantile.
 func quantile(ds []time.Duration, q float64) time.Duration {
 	s := slices.Clone(ds)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	k := int(math.Ceil(q*float64(len(s)))) - 1
-	return s[max(k, 0)]
+	slices.Sort(s)
+	return benchkit.Quantile(s, q)
 }
 
 func ordinal(k int) string {

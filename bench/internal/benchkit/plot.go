@@ -1,0 +1,102 @@
+package benchkit
+
+import (
+	"fmt"
+	"image/color"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+// Series is one line of a plot.
+type Series struct {
+	Name string
+	X, Y []float64
+}
+
+// palette is the colours of the series, in order (blue and green first: swap's colors).
+var palette = []color.RGBA{
+	{R: 0x1f, G: 0x5f, B: 0xbf, A: 0xff}, {R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
+	{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}, {R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
+	{R: 0x94, G: 0x67, B: 0xbd, A: 0xff}, {R: 0x7f, G: 0x7f, B: 0x7f, A: 0xff},
+}
+
+// Color is the i-th colour of the palette (wrapping).
+func Color(i int) color.Color { return palette[i%len(palette)] }
+
+// LinePlot draws series as lines with points and writes a PNG of 16×9 cm to path. A log
+// y axis (logY) suits latencies that differ by orders of magnitude; it needs Y > 0.
+func LinePlot(path, title, xLabel, yLabel string, logY bool, series ...Series) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = xLabel
+	p.Y.Label.Text = yLabel
+	if logY {
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	}
+	p.Add(plotter.NewGrid())
+	for i, s := range series {
+		if len(s.X) != len(s.Y) {
+			return fmt.Errorf("plot %s: series %q has %d x and %d y values", path, s.Name, len(s.X), len(s.Y))
+		}
+		xy := make(plotter.XYs, len(s.X))
+		for k := range s.X {
+			xy[k].X, xy[k].Y = s.X[k], s.Y[k]
+		}
+		l, pts, err := plotter.NewLinePoints(xy)
+		if err != nil {
+			return fmt.Errorf("plot %s: series %q: %w", path, s.Name, err)
+		}
+		l.Color, pts.Color = Color(i), Color(i)
+		p.Add(l, pts)
+		p.Legend.Add(s.Name, l, pts)
+	}
+	p.Legend.Top = true
+	return p.Save(16*vg.Centimeter, 9*vg.Centimeter, path)
+}
+
+// Bar is one group of a bar plot: a label and one value per series.
+type Bar struct {
+	Label  string
+	Values []float64
+}
+
+// BarPlot draws grouped bars (one group per label, one bar per series name) and writes a
+// PNG of 16×9 cm to path.
+func BarPlot(path, title, yLabel string, logY bool, names []string, groups []Bar) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.Y.Label.Text = yLabel
+	if logY {
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	}
+	w := vg.Points(min(40, 240/float64(max(1, len(names)*len(groups)))))
+	labels := make([]string, len(groups))
+	for i, g := range groups {
+		labels[i] = g.Label
+		if len(g.Values) != len(names) {
+			return fmt.Errorf("plot %s: group %q has %d values for %d series", path, g.Label, len(g.Values), len(names))
+		}
+	}
+	for si, name := range names {
+		vals := make(plotter.Values, len(groups))
+		for gi, g := range groups {
+			vals[gi] = g.Values[si]
+		}
+		b, err := plotter.NewBarChart(vals, w)
+		if err != nil {
+			return fmt.Errorf("plot %s: series %q: %w", path, name, err)
+		}
+		b.Color = Color(si)
+		b.LineStyle.Width = 0
+		b.Offset = vg.Length(float64(si)-float64(len(names)-1)/2) * w
+		p.Add(b)
+		p.Legend.Add(name, b)
+	}
+	p.Legend.Top = true
+	p.NominalX(labels...)
+	return p.Save(16*vg.Centimeter, 9*vg.Centimeter, path)
+}
