@@ -2,8 +2,10 @@
 // makes two versions of examples/demoapp into FROM-scratch images, deploys v1 (blue)
 // with swap, puts load on HAProxy's frontend, swaps to v2 (green) under that load and
 // prints what the load saw: requests, failures, answers per color before and after the
-// cutover, and each step's time. Then it removes everything it started — also on
-// Ctrl-C. `demo -down` (make demo-down) removes what a killed demo left behind.
+// cutover, and each step's time. Then it starts `swap serve` (the sidecar daemon of
+// deploy pipelines) on a unix socket and rolls back to blue through its HTTP API
+// (`swap --server unix://... rollback`), under load again, with the same summary. Then
+// it removes everything it started — also on Ctrl-C. `demo -down` (make demo-down) removes what a killed demo left behind.
 //
 // Everything lives in one working directory (.demo): swap.yaml, HAProxy's files and
 // sockets, logs and pid files. Containers and images carry the label swap.demo=<id>.
@@ -146,22 +148,7 @@ func (d *demo) run(ctx context.Context, stopSignals context.CancelFunc) (err err
 		d.v1, d.v2, d.demoapp, since(t0))
 
 	d.printf("\n== swap deploy %s --image %s    (the first deploy: blue; one line per step)\n", d.app, d.v1)
-	var first time.Time
-	skipped := map[switcher.Step]string{}
-	if _, err := st.SwapJSON(ctx, "", func(e switcher.Event) {
-		if first.IsZero() {
-			first = e.Time
-		}
-		switch e.Kind {
-		case switcher.EventSkip:
-			skipped[e.Step] = e.Message
-		case switcher.EventDone, switcher.EventFailed:
-			if msg, ok := skipped[e.Step]; ok {
-				e.Kind, e.Message = switcher.EventSkip, msg
-			}
-			d.printEvent(first, e)
-		}
-	}, "deploy", d.app, "--image", d.v1); err != nil {
+	if _, err := st.SwapJSON(ctx, "", d.stepLines(false), "deploy", d.app, "--image", d.v1); err != nil {
 		return err
 	}
 	if err := d.waitAnswer(ctx, "color=blue version=v1"); err != nil {
@@ -180,13 +167,43 @@ func (d *demo) run(ctx context.Context, stopSignals context.CancelFunc) (err err
 	}
 
 	d.printf("\n== swap deploy %s --image %s --output json    (blue -> green, under load)\n", d.app, d.v2)
-	first = time.Time{}
-	run, err := st.SwapJSON(ctx, "", func(e switcher.Event) {
-		if first.IsZero() {
-			first = e.Time
-		}
-		d.printEvent(first, e)
-	}, "deploy", d.app, "--image", d.v2)
+	cli := swapOf{cmd: fmt.Sprintf("swap deploy %s --image %s", d.app, d.v2),
+		from: "color=blue version=v1", to: "color=green version=v2", fromColor: "blue", toColor: "green"}
+	if err := d.swapUnderLoad(ctx, load, cli, "deploy", d.app, "--image", d.v2); err != nil {
+		return err
+	}
+
+	// The same swap as a deploy pipeline runs it: through swap serve's HTTP API.
+	d.printf("\n== swap serve: the sidecar daemon of deploy pipelines (HTTP API on a unix socket, docs/serve.md)\n")
+	server, err := st.Serve(ctx)
+	if err != nil {
+		return err
+	}
+	if load, err = stack.StartLoad(d.front, d.host, loadWorkers, loadPause, loadMax); err != nil {
+		return err
+	}
+	defer load.Stop()
+	if err := sleep(ctx, loadBefore); err != nil {
+		return err
+	}
+	d.printf("\n== swap --server %s rollback %s --output json    (green -> blue, under load, run by swap serve)\n", server, d.app)
+	api := swapOf{cmd: fmt.Sprintf("swap --server ... rollback %s (POST /v1/apps/%s/rollback)", d.app, d.app),
+		from: cli.to, to: cli.from, fromColor: "green", toColor: "blue"}
+	return d.swapUnderLoad(ctx, load, api, "--server", server, "rollback", d.app)
+}
+
+// swapOf says which swap a summary is about: its command and the answers of the color
+// it leaves and of the one it goes to.
+type swapOf struct {
+	cmd, from, to      string
+	fromColor, toColor string
+}
+
+// swapUnderLoad runs swap args with --output json while load runs, prints its steps as
+// they happen, stops the load loadAfter after the swap and prints the summary. Any
+// failed request is an error.
+func (d *demo) swapUnderLoad(ctx context.Context, load *stack.Load, sw swapOf, args ...string) error {
+	run, err := d.st.SwapJSON(ctx, "", d.stepLines(true), args...)
 	if err != nil {
 		return err
 	}
@@ -194,8 +211,8 @@ func (d *demo) run(ctx context.Context, stopSignals context.CancelFunc) (err err
 		return err
 	}
 	results := load.Stop()
-	if failed := d.summary(run, load, results); failed > 0 {
-		return fmt.Errorf("%d requests failed during the swap", failed)
+	if failed := d.summary(sw, run, load, results); failed > 0 {
+		return fmt.Errorf("%d requests failed during %s", failed, sw.cmd)
 	}
 	return nil
 }
@@ -247,6 +264,32 @@ var kindMark = map[switcher.EventKind]string{
 }
 
 // printEvent shows one event line as swap's text output does.
+// stepLines returns what prints a swap's events: one line per step (a skipped step
+// once, with its reason), and with details also the lines a step says on its way.
+func (d *demo) stepLines(details bool) func(switcher.Event) {
+	var first time.Time
+	skipped := map[switcher.Step]string{}
+	return func(e switcher.Event) {
+		if first.IsZero() {
+			first = e.Time
+		}
+		switch e.Kind {
+		case switcher.EventSkip:
+			skipped[e.Step] = e.Message
+			return
+		case switcher.EventDone, switcher.EventFailed:
+			if msg, ok := skipped[e.Step]; ok {
+				e.Kind, e.Message = switcher.EventSkip, msg
+			}
+		default:
+			if !details {
+				return
+			}
+		}
+		d.printEvent(first, e)
+	}
+}
+
 func (d *demo) printEvent(t0 time.Time, e switcher.Event) {
 	if e.Kind == switcher.EventStart {
 		return
@@ -259,15 +302,14 @@ func (d *demo) printEvent(t0 time.Time, e switcher.Event) {
 }
 
 // summary prints what the load saw and the swap's steps; it returns the failed requests.
-func (d *demo) summary(run *stack.Run, load *stack.Load, results []stack.Result) int {
+func (d *demo) summary(sw swapOf, run *stack.Run, load *stack.Load, results []stack.Result) int {
 	cut, _ := run.Cutover()
 	swapStart, swapEnd := run.Span()
 	type counts struct{ before, after int }
 	answers := map[string]*counts{}
 	var failed counts
 	var failures []string
-	var lastBlue, firstGreen time.Time
-	blue, green := "color=blue version=v1", "color=green version=v2"
+	var lastFrom, firstTo time.Time
 	for _, r := range results {
 		c := &failed
 		if r.Err == "" {
@@ -283,30 +325,31 @@ func (d *demo) summary(run *stack.Run, load *stack.Load, results []stack.Result)
 		} else {
 			c.after++
 		}
-		if r.Body == blue && r.Sent.After(lastBlue) {
-			lastBlue = r.Sent
+		if r.Body == sw.from && r.Sent.After(lastFrom) {
+			lastFrom = r.Sent
 		}
-		if r.Body == green && (firstGreen.IsZero() || r.Sent.Before(firstGreen)) {
-			firstGreen = r.Sent
+		if r.Body == sw.to && (firstTo.IsZero() || r.Sent.Before(firstTo)) {
+			firstTo = r.Sent
 		}
 	}
 	total := len(results)
 	nFailed := failed.before + failed.after
 	span := load.Stopped().Sub(load.Start)
 
-	d.printf("\n== summary\n")
+	d.printf("\n== summary of %s\n", sw.cmd)
 	w := tabwriter.NewWriter(d.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "  requests\t%d in %s (%.0f/s), %d workers, 127.0.0.1 only\n", total, span.Round(time.Millisecond), float64(total)/span.Seconds(), load.Workers)
 	fmt.Fprintf(w, "  failed\t%d\n", nFailed)
 	fmt.Fprintf(w, "  swap\t%s from its first event to its last\n", swapEnd.Sub(swapStart).Round(time.Millisecond))
 	fmt.Fprintf(w, "  cutover\t%s, %s into the swap: one `set map` on HAProxy's admin socket\n",
 		cut.Format("15:04:05.000"), cut.Sub(swapStart).Round(time.Millisecond))
-	if !lastBlue.IsZero() && !firstGreen.IsZero() {
+	if !lastFrom.IsZero() && !firstTo.IsZero() {
 		how := "one clean switch"
-		if !lastBlue.Before(firstGreen) {
+		if !lastFrom.Before(firstTo) {
 			how = "an overlap"
 		}
-		fmt.Fprintf(w, "  \t%s: blue answered every request sent until %s it, green every one sent from %s it\n", how, rel(lastBlue, cut), rel(firstGreen, cut))
+		fmt.Fprintf(w, "  \t%s: %s answered every request sent until %s it, %s every one sent from %s it\n", how,
+			sw.fromColor, rel(lastFrom, cut), sw.toColor, rel(firstTo, cut))
 		fmt.Fprintf(w, "  \t(swap reports the cutover once it is journaled in Consul, a few ms after HAProxy switched)\n")
 	}
 	w.Flush()
@@ -325,7 +368,7 @@ func (d *demo) summary(run *stack.Run, load *stack.Load, results []stack.Result)
 		d.printf("      e.g. %s\n", f)
 	}
 
-	d.printf("\n  steps of swap deploy %s --image %s\n", d.app, d.v2)
+	d.printf("\n  steps of %s\n", sw.cmd)
 	var sum time.Duration
 	for _, s := range run.Steps() {
 		sum += s.Took
@@ -343,14 +386,14 @@ func (d *demo) summary(run *stack.Run, load *stack.Load, results []stack.Result)
 var stepNote = map[switcher.Step]string{
 	switcher.StepLock:      "Consul session lock swap/locks/<app>",
 	switcher.StepPreflight: "Docker, Consul and HAProxy answer, before anything changes",
-	switcher.StepPlan:      "read the state in Consul KV, pick green and the image",
+	switcher.StepPlan:      "read the state in Consul KV, pick the new color and the image",
 	switcher.StepStart:     "Docker: create and start 2 containers",
 	switcher.StepRegister:  "Consul: service, tags, HTTP check",
-	switcher.StepStage:     "HAProxy: add server x2, DOWN until its own checks pass; blue's as backups",
+	switcher.StepStage:     "HAProxy: add server x2, DOWN until its own checks pass; the old color's as backups",
 	switcher.StepGate:      "wait: swap's probe, Consul and HAProxy healthy for min_healthy_time (1s)",
 	switcher.StepShift:     "HAProxy: one set map on the admin socket, then routes.map rewritten",
-	switcher.StepVerify:    "watch green's 5xx and health in three views for the verify window (3s)",
-	switcher.StepDrain:     "blue's backups out of web_green, then wait until blue has no sessions",
+	switcher.StepVerify:    "watch the new color's 5xx and health in three views for the verify window (3s)",
+	switcher.StepDrain:     "the old color's backups out, then wait until it has no sessions",
 	switcher.StepRetire:    "HAProxy del server x2, Consul deregister, docker stop + rm x2",
 	switcher.StepCleanup:   "remove old images swap ran, beyond retain",
 	switcher.StepCommit:    "write the state and history, release the lock",

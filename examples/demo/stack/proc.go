@@ -26,15 +26,19 @@ type proc struct {
 	logFile *os.File
 }
 
-// start runs bin with args, its output in logName, and records "<pid> <marker>" in
-// pidName: Down kills the pid only while its command line still holds marker.
-func (s *Stack) start(bin, pidName, logName, marker string, args ...string) (*proc, error) {
+// start runs bin with args (and env beyond this process's own), its output in logName,
+// and records "<pid> <marker>" in pidName: Down kills the pid only while its command
+// line still holds marker.
+func (s *Stack) start(bin, pidName, logName, marker string, env []string, args ...string) (*proc, error) {
 	lf, err := os.Create(filepath.Join(s.Dir, logName))
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = s.Dir
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

@@ -37,6 +37,9 @@ const (
 	idFile      = "demo.id"
 	consulPid   = "consul.pid"
 	haproxyPid  = "haproxy.pid"
+	servePid    = "serve.pid"
+	serveLog    = "serve.log"
+	serveSocket = "swap.sock"
 	configFile  = "swap.yaml"
 	haproxyDir  = "haproxy"
 	consulLog   = "consul.log"
@@ -181,7 +184,7 @@ func (s *Stack) startConsul(ctx context.Context) error {
 	}
 	node := "swap-demo-" + s.ID
 	s.Consul = fmt.Sprintf("127.0.0.1:%d", ports[0])
-	p, err := s.start(s.opts.Consul, consulPid, consulLog, node,
+	p, err := s.start(s.opts.Consul, consulPid, consulLog, node, nil,
 		"agent", "-dev", "-node", node, "-bind", "127.0.0.1", "-client", "127.0.0.1",
 		"-http-port", strconv.Itoa(ports[0]), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
 		"-serf-lan-port", strconv.Itoa(ports[1]), "-serf-wan-port", strconv.Itoa(ports[2]),
@@ -270,7 +273,7 @@ func (s *Stack) startHAProxy(ctx context.Context) error {
 	cfg := filepath.Join(hdir, "haproxy.cfg")
 	master := filepath.Join(hdir, "master.sock")
 	admin := filepath.Join(hdir, "admin.sock")
-	p, err := s.start(s.opts.HAProxy, haproxyPid, haproxyLog, cfg, "-W", "-S", master+",mode,600", "-f", cfg)
+	p, err := s.start(s.opts.HAProxy, haproxyPid, haproxyLog, cfg, nil, "-W", "-S", master+",mode,600", "-f", cfg)
 	if err != nil {
 		return fmt.Errorf("start haproxy: %w", err)
 	}
@@ -316,13 +319,53 @@ func (s *Stack) DemoImage(ctx context.Context, ref, version string, demoapp []by
 	return err
 }
 
+// Serve starts `swap serve` on a unix socket in the working directory, as a deploy
+// pipeline's sidecar would run it, and returns the address for `swap --server` once
+// its API answers. Down stops it (SIGTERM: it lets a running swap finish).
+func (s *Stack) Serve(ctx context.Context) (string, error) {
+	t0 := time.Now()
+	sock := filepath.Join(s.Dir, serveSocket)
+	p, err := s.start(s.opts.Swap, servePid, serveLog, s.Config, s.env("info"), "serve", "--listen", "unix://"+sock)
+	if err != nil {
+		return "", fmt.Errorf("start swap serve: %w", err)
+	}
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}}}
+	defer client.CloseIdleConnections()
+	err = poll(ctx, 20*time.Second, p, func() error {
+		resp, err := client.Get("http://swap/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET /healthz: %s", resp.Status)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("swap serve on %s: %w (see %s)", sock, err, filepath.Join(s.Dir, serveLog))
+	}
+	s.logf("swap serve         unix://%s, pid %d (%s)", sock, p.cmd.Process.Pid, since(t0))
+	return "unix://" + sock, nil
+}
+
+// env is what every swap this stack runs gets: its config, its containers' label and
+// the log level.
+func (s *Stack) env(logLevel string) []string {
+	return []string{"SWAP_CONFIG=" + s.Config, "SWAP_CONTAINER_LABELS=" + s.Label, "SWAP_LOG_LEVEL=" + logLevel}
+}
+
 // Command is `swap args...` on this stack's config; every container it starts carries
 // the run's label. ctx's end interrupts swap (SIGINT: it rolls back what it can) and
 // kills it a minute later.
 func (s *Stack) Command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, s.opts.Swap, args...)
 	cmd.Dir = s.Dir
-	cmd.Env = append(os.Environ(), "SWAP_CONFIG="+s.Config, "SWAP_CONTAINER_LABELS="+s.Label, "SWAP_LOG_LEVEL=warn")
+	cmd.Env = append(os.Environ(), s.env("warn")...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	// Should this process die (kill -9), swap hears SIGTERM and rolls back what it can
 	// instead of going on creating containers behind `make demo-down`'s back.
@@ -394,7 +437,7 @@ func Down(ctx context.Context, dir string, log io.Writer) error {
 		}
 		errs = append(errs, err)
 	}
-	for _, name := range []string{haproxyPid, consulPid} {
+	for _, name := range []string{servePid, haproxyPid, consulPid} {
 		errs = append(errs, killFromPidFile(filepath.Join(dir, name), log))
 	}
 	if err := errors.Join(errs...); err != nil {
