@@ -2,10 +2,8 @@ package docker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"time"
@@ -127,31 +125,11 @@ func pull(ctx context.Context, c client.ImageAPIClient, ref, auth string, log *z
 		return err
 	}
 	defer rc.Close()
-	dec := json.NewDecoder(rc)
-	for {
-		var msg struct {
-			Status      string `json:"status"`
-			ID          string `json:"id"`
-			Error       string `json:"error"`
-			ErrorDetail struct {
-				Message string `json:"message"`
-			} `json:"errorDetail"`
+	return readStream(rc, func(id, status string) {
+		if id == "" {
+			log.Debug("pull", zap.String("image", ref), zap.String("status", status))
 		}
-		if err := dec.Decode(&msg); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("read pull progress: %w", err)
-		}
-		if msg.Error != "" {
-			return errors.New(msg.Error)
-		}
-		if msg.ErrorDetail.Message != "" {
-			return errors.New(msg.ErrorDetail.Message)
-		}
-		if msg.ID == "" && msg.Status != "" {
-			log.Debug("pull", zap.String("image", ref), zap.String("status", msg.Status))
-		}
-	}
+	})
 }
 
 // RemoveImage removes the image ref names (untags it, when it has other tags), and the

@@ -38,7 +38,7 @@ func (d *Driver) ImportImage(ctx context.Context, ref string, files map[string][
 		return "", d.engineError("import image "+ref, err)
 	}
 	defer rc.Close()
-	if err := readStream(rc); err != nil {
+	if err := readStream(rc, nil); err != nil {
 		return "", fmt.Errorf("import image %s: %w", ref, err)
 	}
 	img, err := d.cli.ImageInspect(ctx, ref)
@@ -107,12 +107,15 @@ func importInput(ref string, files map[string][]byte, changes []string, labels m
 	return buf.Bytes(), all, nil
 }
 
-// readStream drains an import (or build) answer: the engine reports failures inside the
-// JSON message stream, not as an HTTP status.
-func readStream(r io.Reader) error {
+// readStream drains an engine's JSON message stream (pull, import or build): the engine
+// reports failures inside the stream, not as an HTTP status. Each message's status, when
+// it has one and no error, goes to status (nil: ignored).
+func readStream(r io.Reader, status func(id, status string)) error {
 	dec := json.NewDecoder(r)
 	for {
 		var msg struct {
+			Status      string `json:"status"`
+			ID          string `json:"id"`
 			Error       string `json:"error"`
 			ErrorDetail struct {
 				Message string `json:"message"`
@@ -128,6 +131,9 @@ func readStream(r io.Reader) error {
 		}
 		if msg.ErrorDetail.Message != "" {
 			return errors.New(msg.ErrorDetail.Message)
+		}
+		if status != nil && msg.Status != "" {
+			status(msg.ID, msg.Status)
 		}
 	}
 }
