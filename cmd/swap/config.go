@@ -17,6 +17,7 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.yaml.in/yaml/v3"
 
@@ -114,6 +115,30 @@ func newViper(cmd *cobra.Command) *viper.Viper {
 		}
 	}
 	return v
+}
+
+// optionsAndConfig is what most commands start with: the global options, then the
+// config (loadConfig).
+func optionsAndConfig(cmd *cobra.Command) (globals, *deployments.Config, error) {
+	g, err := globalOptions(cmd)
+	if err != nil {
+		return g, nil, err
+	}
+	cfg, err := loadConfig(cmd)
+	return g, cfg, err
+}
+
+// configAndLogger is optionsAndConfig and the logger at the --log-level asked for.
+func configAndLogger(cmd *cobra.Command) (globals, *deployments.Config, *zap.Logger, error) {
+	g, cfg, err := optionsAndConfig(cmd)
+	if err != nil {
+		return g, nil, nil, err
+	}
+	log, err := newLogger(cmd.ErrOrStderr(), g.LogLevel)
+	if err != nil {
+		return g, nil, nil, withCode(exitUsage, err)
+	}
+	return g, cfg, log, nil
 }
 
 // loadConfig reads, checks and returns the config for cmd: the file, then SWAP_*

@@ -26,17 +26,9 @@ type cliEnv struct {
 
 // setup loads the config and wires the switcher for cmd.
 func setup(cmd *cobra.Command) (*cliEnv, error) {
-	g, err := globalOptions(cmd)
+	g, cfg, log, err := configAndLogger(cmd)
 	if err != nil {
 		return nil, err
-	}
-	cfg, err := loadConfig(cmd)
-	if err != nil {
-		return nil, err
-	}
-	log, err := newLogger(cmd.ErrOrStderr(), g.LogLevel)
-	if err != nil {
-		return nil, withCode(exitUsage, err)
 	}
 	sw, closeFn, err := wire.New(cfg, log, wire.Options{
 		Command:         strings.Join(os.Args, " "),

@@ -86,11 +86,7 @@ haproxy.cfg) and renamed over the old one; a file whose bytes are equal is left 
 --dry-run writes nothing and prints the diff. render does not reload HAProxy.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			g, err := globalOptions(cmd)
-			if err != nil {
-				return err
-			}
-			cfg, err := loadConfig(cmd)
+			g, cfg, err := optionsAndConfig(cmd)
 			if err != nil {
 				return err
 			}
@@ -243,11 +239,7 @@ swap's backends (<app>_blue, <app>_green) and swap_fallback. An instance that do
 answer is listed with its error, and the exit code is 4.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			g, err := globalOptions(cmd)
-			if err != nil {
-				return err
-			}
-			cfg, err := loadConfig(cmd)
+			g, cfg, err := optionsAndConfig(cmd)
 			if err != nil {
 				return err
 			}

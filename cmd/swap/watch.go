@@ -63,17 +63,9 @@ type reconcileEnv struct {
 // reconcileSetup loads cmd's options and config and wires the reconciler (host names
 // this host in its KV record; "" is the hostname).
 func reconcileSetup(cmd *cobra.Command, host string) (*reconcileEnv, error) {
-	g, err := globalOptions(cmd)
+	g, cfg, log, err := configAndLogger(cmd)
 	if err != nil {
 		return nil, err
-	}
-	cfg, err := loadConfig(cmd)
-	if err != nil {
-		return nil, err
-	}
-	log, err := newLogger(cmd.ErrOrStderr(), g.LogLevel)
-	if err != nil {
-		return nil, withCode(exitUsage, err)
 	}
 	r, feed, err := wire.NewReconciler(cfg, log, host)
 	if err != nil {
