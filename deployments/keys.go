@@ -7,7 +7,7 @@ import (
 )
 
 // The config's keys are its structs' mapstructure tags. The functions here walk that
-// schema so the loader in cmd/ can catch typos and apply SWAP_* environment overrides
+// schema so the loader (load.go) can catch typos and apply SWAP_* environment overrides
 // without a hand-kept list of keys.
 
 var (

@@ -1,25 +1,12 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"reflect"
-	"slices"
-	"strconv"
-	"strings"
-	"time"
 
-	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/swap-dev/swap/deployments"
 )
@@ -27,11 +14,8 @@ import (
 // Configuration comes from three places, later ones winning: the YAML file (--config,
 // $SWAP_CONFIG, default swap.yaml), SWAP_* environment variables (the key in upper case
 // with '.' and '-' as '_': SWAP_CONSUL_ADDRESS, SWAP_APPS_WEB_IMAGE) and a few flags.
-// docs/config.md is the reference.
-//
-// Viper resolves the environment and the flags. The file is parsed here with yaml.v3
-// rather than by viper, because viper lower-cases every map key, and env variable
-// names, label names and app names are case-sensitive.
+// docs/config.md is the reference. deployments.Load reads and checks the file; viper
+// resolves the environment and the flags, here, and binds the flags.
 
 const defaultConfigFile = "swap.yaml"
 
@@ -94,20 +78,12 @@ func globalOptions(cmd *cobra.Command) (globals, error) {
 	return g, nil
 }
 
-// envKeyReplacer turns a key into its SWAP_* variable's spelling (then upper-cased).
-var envKeyReplacer = strings.NewReplacer(".", "_", "-", "_")
-
-// envName is the SWAP_* variable that overrides the key segs.
-func envName(segs []string) string {
-	return "SWAP_" + strings.ToUpper(envKeyReplacer.Replace(strings.Join(segs, ".")))
-}
-
 // newViper returns a viper that sees the SWAP_* environment and cmd's global flags
 // (no config file).
 func newViper(cmd *cobra.Command) *viper.Viper {
 	v := viper.New()
 	v.SetEnvPrefix("SWAP")
-	v.SetEnvKeyReplacer(envKeyReplacer)
+	v.SetEnvKeyReplacer(deployments.EnvKeyReplacer)
 	v.AutomaticEnv()
 	for key, name := range flagKeys {
 		if f := cmd.Flag(name); f != nil {
@@ -150,400 +126,19 @@ func loadConfig(cmd *cobra.Command) (*deployments.Config, error) {
 	if path == "" {
 		path = defaultConfigFile
 	}
-	cfg, err := readConfig(v, path)
+	cfg, err := deployments.Load(path, overrides(v))
 	if err != nil {
 		return nil, withCode(exitUsage, err)
 	}
 	return cfg, nil
 }
 
-func readConfig(v *viper.Viper, path string) (*deployments.Config, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("config file %s not found: pass --config FILE or set SWAP_CONFIG (examples/swap.yaml is a commented example)", path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read config file: %w", err)
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, fmt.Errorf("config file %s: %w", path, err)
-	}
-	cfg, err := parseConfig(data, v, filepath.Dir(abs))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return cfg, nil
-}
-
-// parseConfig turns the YAML in data, with v's environment and flags over it, into a
-// checked config whose relative paths are relative to dir.
-func parseConfig(data []byte, v *viper.Viper, dir string) (*deployments.Config, error) {
-	tree, problems, err := parseYAML(data)
-	if err != nil {
-		return nil, err
-	}
-	if v != nil {
-		problems = append(problems, applyOverrides(v, tree)...)
-	}
-	cfg, decodeProblems := decodeConfig(tree)
-	if err := deployments.NewValidationError(append(problems, decodeProblems...)); err != nil {
-		return nil, err
-	}
-	cfg.SetDefaults()
-	cfg.ResolvePaths(dir)
-	var all []deployments.FieldError
-	for _, err := range []error{cfg.Validate(), cfg.CheckFiles()} {
-		var ve *deployments.ValidationError
-		if errors.As(err, &ve) {
-			all = append(all, ve.Errors...)
-		} else if err != nil {
-			return nil, err
-		}
-	}
-	if err := deployments.NewValidationError(all); err != nil {
-		return nil, err
-	}
-	return cfg, nil
-}
-
-// parseYAML decodes one YAML document into maps with string keys, lists, strings (every
-// scalar keeps its exact spelling; the decoder types it by its destination) and nils.
-// Duplicate keys are problems; merge keys (<<: *anchor) are applied.
-func parseYAML(data []byte) (map[string]any, []deployments.FieldError, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
-		return map[string]any{}, nil, nil
-	} else if err != nil {
-		return nil, nil, fmt.Errorf("not valid YAML: %w", err)
-	}
-	var next yaml.Node
-	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
-		return nil, nil, errors.New("holds more than one YAML document (a second --- line): keep one")
-	}
-	var ps []deployments.FieldError
-	v := nodeValue(&doc, "", &ps)
-	if v == nil {
-		return map[string]any{}, ps, nil
-	}
-	top, ok := v.(map[string]any)
-	if !ok {
-		return nil, nil, errors.New("the top level must be a mapping of docker:, consul:, haproxy: and apps:")
-	}
-	return top, ps, nil
-}
-
-func nodeValue(n *yaml.Node, p deployments.Path, ps *[]deployments.FieldError) any {
-	switch n.Kind {
-	case yaml.DocumentNode:
-		if len(n.Content) == 0 {
-			return nil
-		}
-		return nodeValue(n.Content[0], p, ps)
-	case yaml.AliasNode:
-		return nodeValue(n.Alias, p, ps)
-	case yaml.ScalarNode:
-		if n.ShortTag() == "!!null" {
-			return nil
-		}
-		return n.Value
-	case yaml.SequenceNode:
-		out := make([]any, len(n.Content))
-		for i, c := range n.Content {
-			out[i] = nodeValue(c, p.Index(i), ps)
-		}
-		return out
-	case yaml.MappingNode:
-		out := map[string]any{}
-		lines := map[string]int{}
-		var merges []*yaml.Node
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, val := n.Content[i], n.Content[i+1]
-			if k.Kind == yaml.ScalarNode && k.Value == "<<" && k.ShortTag() == "!!merge" {
-				merges = append(merges, val)
-				continue
-			}
-			if k.Kind != yaml.ScalarNode {
-				*ps = append(*ps, deployments.FieldError{Path: string(p), Msg: fmt.Sprintf("line %d: a key must be a plain word, not a list or mapping", k.Line)})
-				continue
-			}
-			if line, dup := lines[k.Value]; dup {
-				*ps = append(*ps, deployments.FieldError{Path: string(p.Key(k.Value)), Msg: fmt.Sprintf("is set twice (lines %d and %d): keep one", line, k.Line)})
-				continue
-			}
-			lines[k.Value] = k.Line
-			out[k.Value] = nodeValue(val, p.Key(k.Value), ps)
-		}
-		// Merged mappings fill only keys the mapping does not set; earlier merges win.
-		for _, m := range merges {
-			srcs := []*yaml.Node{m}
-			if m.Kind == yaml.SequenceNode {
-				srcs = m.Content
-			}
-			for _, src := range srcs {
-				mv, ok := nodeValue(src, p, ps).(map[string]any)
-				if !ok {
-					*ps = append(*ps, deployments.FieldError{Path: string(p), Msg: fmt.Sprintf("line %d: << must merge a mapping (<<: *anchor)", src.Line)})
-					continue
-				}
-				for k, v := range mv {
-					if _, set := out[k]; !set {
-						out[k] = v
-					}
-				}
-			}
-		}
-		return out
-	}
-	return nil
-}
-
-// applyOverrides sets every single-value key that v finds in the SWAP_* environment or
-// the flags into tree, over the file's value. A variable that names several keys
-// (SWAP_APPS_WEB_API_IMAGE names the image of apps web-api, web_api and web.api) is a
-// problem of each of those keys, and sets none of them.
-func applyOverrides(v *viper.Viper, tree map[string]any) []deployments.FieldError {
-	var apps []string
-	if m, ok := tree["apps"].(map[string]any); ok {
-		for name := range m {
-			apps = append(apps, name)
-		}
-		slices.Sort(apps)
-	}
-	keys := deployments.ScalarKeys(apps)
-	byEnv := map[string][]string{} // variable -> the keys it names, as paths
-	for _, segs := range keys {
-		byEnv[envName(segs)] = append(byEnv[envName(segs)], string(keyPath(segs)))
-	}
-	var problems []deployments.FieldError
-	for _, segs := range keys {
-		key := strings.Join(segs, ".")
+// overrides is what v finds in the SWAP_* environment and the flags, for deployments.Load.
+func overrides(v *viper.Viper) deployments.Lookup {
+	return func(key string) (string, bool) {
 		if !v.IsSet(key) {
-			continue
+			return "", false
 		}
-		if same := byEnv[envName(segs)]; len(same) > 1 {
-			problems = append(problems, deployments.FieldError{Path: string(keyPath(segs)), Msg: fmt.Sprintf(
-				"%s is set, and it names %s alike: set the value in the config file instead, or rename the apps so their names differ in more than '-', '_' and '.'",
-				envName(segs), strings.Join(same, ", "))})
-			continue
-		}
-		setIn(tree, segs, v.GetString(key))
+		return v.GetString(key), true
 	}
-	return problems
-}
-
-// keyPath is the config path of the key segs.
-func keyPath(segs []string) deployments.Path {
-	var p deployments.Path
-	for _, s := range segs {
-		p = p.Key(s)
-	}
-	return p
-}
-
-// setIn sets tree[segs[0]][segs[1]]... to value, making the mappings on the way. A
-// value on the way that is not a mapping is left alone for the decoder to report.
-func setIn(tree map[string]any, segs []string, value string) {
-	m := tree
-	for _, s := range segs[:len(segs)-1] {
-		next, ok := m[s].(map[string]any)
-		if !ok {
-			if m[s] != nil {
-				return
-			}
-			next = map[string]any{}
-			m[s] = next
-		}
-		m = next
-	}
-	m[segs[len(segs)-1]] = value
-}
-
-// decodeConfig decodes tree into a Config, reporting unknown keys and values of the
-// wrong type with their paths.
-func decodeConfig(tree map[string]any) (*deployments.Config, []deployments.FieldError) {
-	problems := deployments.CheckKeys(tree)
-	cfg := &deployments.Config{}
-	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		Result:      cfg,
-		TagName:     "mapstructure",
-		DecodeHook:  convertScalar,
-		ErrorUnused: true,
-		MatchName:   func(mapKey, fieldName string) bool { return mapKey == fieldName },
-	})
-	if err != nil {
-		panic(err) // only for a bad DecoderConfig
-	}
-	if err := dec.Decode(tree); err != nil {
-		problems = append(problems, decodeProblems(err, len(problems) > 0)...)
-	}
-	return cfg, problems
-}
-
-// decodeProblems flattens the decoder's joined errors into FieldErrors. Unknown keys
-// are left out when CheckKeys has reported them already.
-func decodeProblems(err error, keysReported bool) []deployments.FieldError {
-	var out []deployments.FieldError
-	var walk func(error)
-	walk = func(err error) {
-		if joined, ok := err.(interface{ Unwrap() []error }); ok {
-			for _, e := range joined.Unwrap() {
-				walk(e)
-			}
-			return
-		}
-		var de *mapstructure.DecodeError
-		if !errors.As(err, &de) {
-			out = append(out, deployments.FieldError{Msg: err.Error()})
-			return
-		}
-		path := decoderPath(de.Name())
-		msg := de.Unwrap().Error()
-		if keys, ok := strings.CutPrefix(msg, "has invalid keys: "); ok {
-			if keysReported {
-				return
-			}
-			for k := range strings.SplitSeq(keys, ", ") {
-				out = append(out, deployments.FieldError{Path: string(deployments.Path(path).Key(k)), Msg: "unknown key"})
-			}
-			return
-		}
-		out = append(out, deployments.FieldError{Path: path, Msg: msg})
-	}
-	walk(err)
-	return out
-}
-
-var configType = reflect.TypeFor[deployments.Config]()
-
-// decoderPath turns the decoder's field names ("apps[web].canary[0].weight") into
-// config paths ("apps.web.canary[0].weight"), telling list indexes from map keys by
-// the Config type.
-func decoderPath(name string) string {
-	var p deployments.Path
-	t := configType
-	for name != "" {
-		for t.Kind() == reflect.Pointer {
-			t = t.Elem()
-		}
-		var seg string
-		switch name[0] {
-		case '.':
-			name = name[1:]
-			continue
-		case '[':
-			end := strings.IndexByte(name, ']')
-			if end < 0 {
-				end = len(name) - 1
-			}
-			seg, name = name[1:end], name[end+1:]
-		default:
-			end := strings.IndexAny(name, ".[")
-			if end < 0 {
-				end = len(name)
-			}
-			seg, name = name[:end], name[end:]
-		}
-		switch t.Kind() {
-		case reflect.Slice:
-			if i, err := strconv.Atoi(seg); err == nil {
-				p, t = p.Index(i), t.Elem()
-				continue
-			}
-		case reflect.Map:
-			p, t = p.Key(seg), t.Elem()
-			continue
-		case reflect.Struct:
-			if f, ok := fieldByTag(t, seg); ok {
-				p, t = p.Key(seg), f.Type
-				continue
-			}
-		}
-		p = p.Key(seg)
-	}
-	return string(p)
-}
-
-func fieldByTag(t reflect.Type, tag string) (reflect.StructField, bool) {
-	for f := range t.Fields() {
-		if name, _, _ := strings.Cut(f.Tag.Get("mapstructure"), ","); name == tag {
-			return f, true
-		}
-	}
-	return reflect.StructField{}, false
-}
-
-var durationType = reflect.TypeFor[time.Duration]()
-
-// convertScalar is the decoder's hook: every scalar arrives as the string written in
-// the file or the environment, and is typed here by its destination, with messages
-// that say what to write. A bare number is not a duration ("5" would be 5ns).
-func convertScalar(from, to reflect.Type, data any) (any, error) {
-	if data == nil || from == to || to.Kind() == reflect.Pointer || to.Kind() == reflect.Interface {
-		return data, nil
-	}
-	switch to.Kind() {
-	case reflect.Struct, reflect.Map:
-		if _, ok := data.(map[string]any); !ok {
-			return nil, fmt.Errorf("must be a mapping of keys to values, not %s", describe(data))
-		}
-		return data, nil
-	case reflect.Slice:
-		if _, ok := data.([]any); !ok {
-			return nil, fmt.Errorf("must be a list, like [a, b], not %s", describe(data))
-		}
-		return data, nil
-	}
-	s, ok := data.(string)
-	if !ok {
-		return nil, fmt.Errorf("must be a single value, not %s", describe(data))
-	}
-	if to == durationType {
-		d, err := time.ParseDuration(s)
-		if err == nil {
-			return d, nil
-		}
-		if _, numErr := strconv.ParseFloat(s, 64); numErr == nil {
-			return nil, fmt.Errorf("%q has no unit: write a duration like %ss or %sms", s, s, s)
-		}
-		return nil, fmt.Errorf("%q is not a duration: write it like 500ms, 5s, 2m or 1h30m", s)
-	}
-	switch to.Kind() {
-	case reflect.String:
-		return s, nil
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		n, err := strconv.ParseInt(s, 10, to.Bits())
-		if err != nil {
-			return nil, fmt.Errorf("%q is not a whole number", s)
-		}
-		return reflect.ValueOf(n).Convert(to).Interface(), nil
-	case reflect.Bool:
-		switch strings.ToLower(s) {
-		case "true":
-			return true, nil
-		case "false":
-			return false, nil
-		}
-		return nil, fmt.Errorf("%q must be true or false", s)
-	case reflect.Float32, reflect.Float64:
-		f, err := strconv.ParseFloat(s, to.Bits())
-		if err != nil {
-			return nil, fmt.Errorf("%q is not a number", s)
-		}
-		return reflect.ValueOf(f).Convert(to).Interface(), nil
-	}
-	return data, nil
-}
-
-func describe(v any) string {
-	switch v := v.(type) {
-	case map[string]any:
-		return "a mapping"
-	case []any:
-		return "a list"
-	case string:
-		return strconv.Quote(v)
-	}
-	return fmt.Sprintf("%T", v)
 }

@@ -204,7 +204,7 @@ apps:
 // render writes haproxy.cfg and the maps for the config into dir, with no servers yet.
 func (s *stack) render(dir string) {
 	t := s.t
-	cfg, err := readConfig(newViper(newRootCmd(io.Discard, io.Discard)), s.cfgPath)
+	cfg, err := deployments.Load(s.cfgPath, overrides(newViper(newRootCmd(io.Discard, io.Discard))))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
