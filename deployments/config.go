@@ -1,6 +1,8 @@
 package deployments
 
 import (
+	"github.com/swap-dev/swap/internal/statuscode"
+
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -202,13 +204,14 @@ type HealthCheck struct {
 	Path   string `yaml:"path" mapstructure:"path"`
 	Method string `yaml:"method" mapstructure:"method"` // default GET
 	Host   string `yaml:"host" mapstructure:"host"`     // Host header, optional
-	// ExpectStatus is a status or range list: "200", "200-399", "200,204".
-	ExpectStatus string        `yaml:"expect_status" mapstructure:"expect_status"`
-	Body         string        `yaml:"body" mapstructure:"body"` // substring the body must contain
-	Interval     time.Duration `yaml:"interval" mapstructure:"interval"`
-	Timeout      time.Duration `yaml:"timeout" mapstructure:"timeout"`
-	Rise         int           `yaml:"rise" mapstructure:"rise"`
-	Fall         int           `yaml:"fall" mapstructure:"fall"`
+	// ExpectStatus is a status or range list: "200", "200-399", "200,204", read once
+	// when the config is loaded.
+	ExpectStatus statuscode.List `yaml:"expect_status" mapstructure:"expect_status"`
+	Body         string          `yaml:"body" mapstructure:"body"` // substring the body must contain
+	Interval     time.Duration   `yaml:"interval" mapstructure:"interval"`
+	Timeout      time.Duration   `yaml:"timeout" mapstructure:"timeout"`
+	Rise         int             `yaml:"rise" mapstructure:"rise"`
+	Fall         int             `yaml:"fall" mapstructure:"fall"`
 	// DeregisterCriticalAfter removes a Consul instance critical this long.
 	DeregisterCriticalAfter time.Duration `yaml:"deregister_critical_after" mapstructure:"deregister_critical_after"`
 }

@@ -1,6 +1,8 @@
 package deployments
 
 import (
+	"github.com/swap-dev/swap/internal/statuscode"
+
 	"fmt"
 	"time"
 )
@@ -28,7 +30,6 @@ const (
 	DefaultCheckType               = CheckHTTP
 	DefaultCheckMethod             = "GET"
 	DefaultCheckPath               = "/"
-	DefaultExpectStatus            = "200-399"
 	DefaultCheckInterval           = time.Second
 	DefaultCheckTimeout            = time.Second
 	DefaultRise                    = 2
@@ -109,7 +110,9 @@ func (a *App) SetDefaults() {
 	if hc.Type == CheckHTTP {
 		setDefault(&hc.Method, DefaultCheckMethod)
 		setDefault(&hc.Path, DefaultCheckPath)
-		setDefault(&hc.ExpectStatus, DefaultExpectStatus)
+		if len(hc.ExpectStatus) == 0 {
+			hc.ExpectStatus = statuscode.Default
+		}
 	}
 	setDefault(&hc.Interval, DefaultCheckInterval)
 	setDefault(&hc.Timeout, DefaultCheckTimeout)

@@ -2,6 +2,7 @@ package deployments
 
 import (
 	"bytes"
+	"encoding"
 	"errors"
 	"fmt"
 	"io"
@@ -277,8 +278,14 @@ func decodeProblems(err error, keysReported bool) []FieldError {
 			}
 			return
 		}
-		var de *mapstructure.DecodeError
-		if !errors.As(err, &de) {
+		de, ok := err.(*mapstructure.DecodeError)
+		if !ok {
+			// The decoder wraps its joined errors ("decoding failed due to..."): follow
+			// the wrapping to every one of them, not only the first.
+			if inner := errors.Unwrap(err); inner != nil {
+				walk(inner)
+				return
+			}
 			out = append(out, FieldError{Msg: err.Error()})
 			return
 		}
@@ -347,7 +354,10 @@ func decoderPath(name string) string {
 	return string(p)
 }
 
-var durationType = reflect.TypeFor[time.Duration]()
+var (
+	durationType    = reflect.TypeFor[time.Duration]()
+	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+)
 
 // convertScalar is the decoder's hook: every scalar arrives as the string written in
 // the file or the environment, and is typed here by its destination, with messages
@@ -355,6 +365,17 @@ var durationType = reflect.TypeFor[time.Duration]()
 func convertScalar(from, to reflect.Type, data any) (any, error) {
 	if data == nil || from == to || to.Kind() == reflect.Pointer || to.Kind() == reflect.Interface {
 		return data, nil
+	}
+	if reflect.PointerTo(to).Implements(textUnmarshaler) {
+		s, ok := data.(string)
+		if !ok {
+			return nil, fmt.Errorf("must be a single value, not %s", describe(data))
+		}
+		v := reflect.New(to)
+		if err := v.Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)); err != nil {
+			return nil, err
+		}
+		return v.Elem().Interface(), nil
 	}
 	switch to.Kind() {
 	case reflect.Struct, reflect.Map:

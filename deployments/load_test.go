@@ -45,14 +45,16 @@ func TestLoad_FileOverridesAndProblemsWithPaths(t *testing.T) {
 		t.Fatalf("missing file: %v", err)
 	}
 
-	bad := strings.Replace(loadYAML, "weight: 10", "weight: ten", 1) + "    helthcheck: {}\n"
+	bad := strings.Replace(loadYAML, "weight: 10", "weight: ten", 1) + "    helthcheck: {}\n" +
+		"  api:\n    image: api:v1\n    port: 8080\n    route: api.example\n    healthcheck: {expect_status: 2xx}\n"
 	_, err = deployments.Parse([]byte(bad), nil, dir)
 	var ve *deployments.ValidationError
 	if !errors.As(err, &ve) {
 		t.Fatalf("bad config: %v, want a *ValidationError", err)
 	}
 	got := strings.Join(ve.Lines(), "\n")
-	for _, want := range []string{`apps.web.canary[0].weight: "ten" is not a whole number`, "apps.web.helthcheck: unknown key: did you mean healthcheck?"} {
+	for _, want := range []string{`apps.web.canary[0].weight: "ten" is not a whole number`, "apps.web.helthcheck: unknown key: did you mean healthcheck?",
+		`apps.api.healthcheck.expect_status: "2xx" must be status codes from 100 to 599 and ranges, like 200, 200-399 or 200,204`} {
 		if !strings.Contains(got, want) {
 			t.Errorf("problems\n%s\nlack %q", got, want)
 		}

@@ -219,26 +219,6 @@ func hasSpaceOrControl(s string) bool {
 	return strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0
 }
 
-// parseStatusList checks an expect_status value: "200", "200-399", "200,204",
-// "200-299,404"; codes 100-599, no spaces.
-func parseStatusList(s string) bool {
-	for part := range strings.SplitSeq(s, ",") {
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err1 := strconv.Atoi(lo)
-		b, err2 := a, error(nil)
-		if isRange {
-			b, err2 = strconv.Atoi(hi)
-		}
-		if strings.ContainsAny(part, "+ \t") {
-			return false
-		}
-		if err1 != nil || err2 != nil || a < 100 || b > 599 || a > b {
-			return false
-		}
-	}
-	return true
-}
-
 // ShortID is the 12 hex digits `docker images` shows of an image ID (sha256:...).
 func ShortID(id string) string {
 	id = strings.TrimPrefix(id, "sha256:")

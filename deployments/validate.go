@@ -524,15 +524,18 @@ func (h *HealthCheck) validate(ps *problems, p Path) {
 				ps.add(p.Key("host"), "%s", msg)
 			}
 		}
-		if !parseStatusList(h.ExpectStatus) {
-			ps.add(p.Key("expect_status"), "%q must be status codes from 100 to 599 and ranges, like 200, 200-399 or 200,204", h.ExpectStatus)
+		for _, r := range h.ExpectStatus {
+			if !r.Valid() {
+				ps.add(p.Key("expect_status"), "%q must be status codes from 100 to 599 and ranges, like 200, 200-399 or 200,204", h.ExpectStatus.String())
+				break
+			}
 		}
 		if h.Body != "" && !checkBodyPattern.MatchString(h.Body) {
 			ps.add(p.Key("body"), "%q must be at most 256 letters, digits, spaces and punctuation other than quotes, '#', '$' and '\\'", h.Body)
 		}
 	case CheckTCP:
 		for _, f := range []struct{ key, v string }{
-			{"path", h.Path}, {"method", h.Method}, {"host", h.Host}, {"expect_status", h.ExpectStatus}, {"body", h.Body},
+			{"path", h.Path}, {"method", h.Method}, {"host", h.Host}, {"expect_status", h.ExpectStatus.String()}, {"body", h.Body},
 		} {
 			if f.v != "" {
 				ps.add(p.Key(f.key), "applies to type http only: remove it, or set type: http")

@@ -8,9 +8,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/swap-dev/swap/internal/statuscode"
 )
 
 // DefaultTimeout bounds a probe whose config sets no timeout.
@@ -25,45 +26,8 @@ const (
 	userAgent = "swap-health/1"
 )
 
-// StatusRange is an inclusive range of HTTP status codes.
-type StatusRange struct{ Min, Max int }
-
-func (r StatusRange) String() string {
-	if r.Min == r.Max {
-		return strconv.Itoa(r.Min)
-	}
-	return fmt.Sprintf("%d-%d", r.Min, r.Max)
-}
-
 // DefaultExpect accepts 2xx and 3xx, as HAProxy's "option httpchk" does.
-var DefaultExpect = []StatusRange{{200, 399}}
-
-// ParseStatusRanges parses "200-399", "200,204" or "200-299,404".
-func ParseStatusRanges(s string) ([]StatusRange, error) {
-	var out []StatusRange
-	for part := range strings.SplitSeq(s, ",") {
-		part = strings.TrimSpace(part)
-		first, last, isRange := strings.Cut(part, "-")
-		lo, err1 := strconv.Atoi(strings.TrimSpace(first))
-		hi, err2 := lo, error(nil)
-		if isRange {
-			hi, err2 = strconv.Atoi(strings.TrimSpace(last))
-		}
-		if err1 != nil || err2 != nil || lo < 100 || hi > 599 || lo > hi {
-			return nil, fmt.Errorf("health: bad status range %q in %q: want codes 100-599 like 200-399 or 200,204", part, s)
-		}
-		out = append(out, StatusRange{lo, hi})
-	}
-	return out, nil
-}
-
-func formatRanges(rs []StatusRange) string {
-	parts := make([]string, len(rs))
-	for i, r := range rs {
-		parts[i] = r.String()
-	}
-	return strings.Join(parts, ",")
-}
+var DefaultExpect = statuscode.Default
 
 // HTTPConfig describes an HTTP probe.
 type HTTPConfig struct {
@@ -75,7 +39,7 @@ type HTTPConfig struct {
 	Host string
 	// Expect lists the accepted status codes; default DefaultExpect.
 	// Redirects are not followed: a 3xx is a status like any other.
-	Expect []StatusRange
+	Expect statuscode.List
 	// Body, when set, must occur in the first 64 KiB of the response body.
 	Body string
 	// Timeout bounds the whole probe (connect, request, response, body);
@@ -93,7 +57,7 @@ type HTTPChecker struct {
 	serverName string
 	request    []byte        // the request, ready to write
 	req        *http.Request // for http.ReadResponse (method only)
-	expect     []StatusRange
+	expect     statuscode.List
 	body       []byte
 	timeout    time.Duration
 	tr         *Transport
@@ -145,7 +109,7 @@ func NewHTTPChecker(cfg HTTPConfig) (*HTTPChecker, error) {
 		c.expect = DefaultExpect
 	}
 	for _, r := range c.expect {
-		if r.Min < 100 || r.Max > 599 || r.Min > r.Max {
+		if !r.Valid() {
 			return nil, fmt.Errorf("health: bad expected status range %v for %s", r, cfg.URL)
 		}
 	}
@@ -266,11 +230,11 @@ func (c *HTTPChecker) exchange(ctx context.Context, pc *pconn, deadline time.Tim
 	// Reuse needs a complete, delimited body and no request to close.
 	keep = !resp.Close && (resp.ContentLength >= 0 || len(resp.TransferEncoding) > 0)
 
-	if !c.accepts(resp.StatusCode) {
+	if !c.expect.Match(resp.StatusCode) {
 		done, _ := discard(resp.Body, maxDrain)
 		return Result{
 			Reason: ReasonStatus, Status: resp.StatusCode,
-			Err: fmt.Errorf("%s: status %d, want %s", c.desc, resp.StatusCode, formatRanges(c.expect)),
+			Err: fmt.Errorf("%s: status %d, want %s", c.desc, resp.StatusCode, c.expect),
 		}, keep && done && pc.br.Buffered() == 0, false
 	}
 	if len(c.body) == 0 {
@@ -308,15 +272,6 @@ func discard(body io.Reader, limit int64) (done bool, err error) {
 		return false, err
 	}
 	return n <= limit, nil
-}
-
-func (c *HTTPChecker) accepts(code int) bool {
-	for _, r := range c.expect {
-		if code >= r.Min && code <= r.Max {
-			return true
-		}
-	}
-	return false
 }
 
 func (c *HTTPChecker) failed(ctx context.Context, err error) Result {

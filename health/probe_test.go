@@ -1,6 +1,8 @@
 package health
 
 import (
+	"github.com/swap-dev/swap/internal/statuscode"
+
 	"context"
 	"errors"
 	"net"
@@ -63,10 +65,10 @@ func TestHTTPChecker_JudgesEachKindOfAnswer(t *testing.T) {
 		{name: "a 200 is healthy", cfg: HTTPConfig{URL: a.url("/ok")}, wantOK: true, wantStatus: 200},
 		{name: "a 503 is the wrong status", cfg: HTTPConfig{URL: a.url("/unavailable")},
 			wantReason: ReasonStatus, wantStatus: 503, wantErrHas: "status 503, want 200-399"},
-		{name: "a 404 passes when expected", cfg: HTTPConfig{URL: a.url("/notfound"), Expect: []StatusRange{{200, 299}, {404, 404}}},
+		{name: "a 404 passes when expected", cfg: HTTPConfig{URL: a.url("/notfound"), Expect: statuscode.List{{Min: 200, Max: 299}, {Min: 404, Max: 404}}},
 			wantOK: true, wantStatus: 404},
 		{name: "a redirect is not followed and counts as 3xx", cfg: HTTPConfig{URL: a.url("/redirect")}, wantOK: true, wantStatus: 302},
-		{name: "a redirect fails when only 2xx is expected", cfg: HTTPConfig{URL: a.url("/redirect"), Expect: []StatusRange{{200, 299}}},
+		{name: "a redirect fails when only 2xx is expected", cfg: HTTPConfig{URL: a.url("/redirect"), Expect: statuscode.List{{Min: 200, Max: 299}}},
 			wantReason: ReasonStatus, wantStatus: 302},
 		{name: "a body containing the substring is healthy", cfg: HTTPConfig{URL: a.url("/ok"), Body: `"ready"`}, wantOK: true, wantStatus: 200},
 		{name: "a body without the substring fails", cfg: HTTPConfig{URL: a.url("/ok"), Body: "degraded"},
@@ -231,33 +233,6 @@ func TestCheckerFor_PicksTheProbeFromTheTarget(t *testing.T) {
 			}
 			if got := c.(interface{ String() string }).String(); got != tt.want {
 				t.Errorf("got %q, want %q", got, tt.want)
-			}
-		})
-	}
-}
-
-func TestParseStatusRanges_ReadsListsAndRanges(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    string
-		wantErr bool
-	}{
-		{in: "200-399", want: "200-399"},
-		{in: "200, 204", want: "200,204"},
-		{in: "200-299,404", want: "200-299,404"},
-		{in: "", wantErr: true},
-		{in: "399-200", wantErr: true},
-		{in: "2xx", wantErr: true},
-		{in: "600", wantErr: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			got, err := ParseStatusRanges(tt.in)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("got %v, %v; want error %v", got, err, tt.wantErr)
-			}
-			if !tt.wantErr && formatRanges(got) != tt.want {
-				t.Errorf("got %s, want %s", formatRanges(got), tt.want)
 			}
 		})
 	}

@@ -1,6 +1,8 @@
 package health
 
 import (
+	"github.com/swap-dev/swap/internal/statuscode"
+
 	"bufio"
 	"context"
 	"io"
@@ -253,7 +255,7 @@ func TestNewHTTPChecker_RejectsBadConfigs(t *testing.T) {
 		{URL: "http://user:pw@127.0.0.1/"},
 		{URL: "http://127.0.0.1/", Method: "GET /x"},
 		{URL: "http://127.0.0.1/", Host: "a\r\nX-Evil: 1"},
-		{URL: "http://127.0.0.1/", Expect: []StatusRange{{500, 200}}},
+		{URL: "http://127.0.0.1/", Expect: statuscode.List{{Min: 500, Max: 200}}},
 		{URL: "http://127.0.0.1/", Timeout: -time.Second},
 	} {
 		if _, err := NewHTTPChecker(cfg); err == nil {

@@ -1,6 +1,8 @@
 package lbconfig
 
 import (
+	"github.com/swap-dev/swap/internal/statuscode"
+
 	"bytes"
 	"fmt"
 	"net"
@@ -143,10 +145,9 @@ var (
 	methodPattern = regexp.MustCompile(`^[A-Z]{1,16}$`)
 	// A check path, like a route path, is kept to characters that need no quoting in
 	// haproxy.cfg: no '#', quotes, '$', '\' or whitespace.
-	pathPattern   = regexp.MustCompile(`^/[A-Za-z0-9._~/%+=&?:@,-]*$`)
-	hostPattern   = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})?(:[0-9]{1,5})?$`)
-	statusPattern = regexp.MustCompile(`^[1-5][0-9][0-9](-[1-5][0-9][0-9])?(,[1-5][0-9][0-9](-[1-5][0-9][0-9])?)*$`)
-	bodyPattern   = regexp.MustCompile(`^[A-Za-z0-9 ._~/%+=&?:@,;!*()\[\]{}<>|^-]{1,256}$`)
+	pathPattern = regexp.MustCompile(`^/[A-Za-z0-9._~/%+=&?:@,-]*$`)
+	hostPattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})?(:[0-9]{1,5})?$`)
+	bodyPattern = regexp.MustCompile(`^[A-Za-z0-9 ._~/%+=&?:@,;!*()\[\]{}<>|^-]{1,256}$`)
 	// RouteHostPattern and RoutePathPattern are what a route key may be.
 	RouteHostPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,252})?$`)
 	RoutePathPattern = regexp.MustCompile(`^/[A-Za-z0-9._~/%+=&:@,-]*$`)
@@ -279,8 +280,10 @@ func (h HealthCheck) validate() error {
 	if h.Host != "" && !hostPattern.MatchString(h.Host) {
 		return fmt.Errorf("health check host %q: want a host name", h.Host)
 	}
-	if h.ExpectStatus != "" && !statusPattern.MatchString(h.ExpectStatus) {
-		return fmt.Errorf("health check expect_status %q: want codes and ranges like 200, 200-399 or 200,204", h.ExpectStatus)
+	if h.ExpectStatus != "" {
+		if _, err := statuscode.Parse(h.ExpectStatus); err != nil {
+			return fmt.Errorf("health check expect_status: %w", err)
+		}
 	}
 	if h.Body != "" && !bodyPattern.MatchString(h.Body) {
 		return fmt.Errorf("health check body %q: letters, digits, spaces and punctuation other than quotes, '#', '$' and '\\'", h.Body)

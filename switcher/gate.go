@@ -111,13 +111,9 @@ func probeFor(in deployments.Instance, hc deployments.HealthCheck) (health.Check
 	if hc.Type == "tcp" {
 		return health.NewTCPChecker(health.TCPConfig{Addr: in.Addr(), Timeout: hc.Timeout})
 	}
-	expect, err := health.ParseStatusRanges(hc.ExpectStatus)
-	if err != nil {
-		return nil, fmt.Errorf("healthcheck.expect_status: %w", err)
-	}
 	return health.NewHTTPChecker(health.HTTPConfig{
 		URL: "http://" + in.Addr() + hc.Path, Method: hc.Method, Host: hc.Host,
-		Expect: expect, Body: hc.Body, Timeout: hc.Timeout,
+		Expect: hc.ExpectStatus, Body: hc.Body, Timeout: hc.Timeout,
 	})
 }
 

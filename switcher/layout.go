@@ -53,7 +53,7 @@ func LBLayout(cfg *deployments.Config, cur LBCurrent) (*lbconfig.Layout, error) 
 		hc := app.HealthCheck
 		check := lbconfig.HealthCheck{
 			Type: hc.Type, Method: hc.Method, Path: hc.Path, Host: hc.Host,
-			ExpectStatus: hc.ExpectStatus, Body: hc.Body, Timeout: hc.Timeout,
+			ExpectStatus: hc.ExpectStatus.String(), Body: hc.Body, Timeout: hc.Timeout,
 		}
 		if hc.Type == deployments.CheckTCP {
 			check = lbconfig.HealthCheck{Type: "tcp", Timeout: hc.Timeout}

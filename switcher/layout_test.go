@@ -1,6 +1,8 @@
 package switcher
 
 import (
+	"github.com/swap-dev/swap/internal/statuscode"
+
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +21,7 @@ func layoutConfig() *deployments.Config {
 		},
 		Apps: map[string]*deployments.App{
 			"web": {Image: "web:1", Port: 8080, Route: "web.example.com",
-				HealthCheck: deployments.HealthCheck{Path: "/healthz", Host: "web.internal", ExpectStatus: "200", Interval: 500 * time.Millisecond, Rise: 3, Fall: 2}},
+				HealthCheck: deployments.HealthCheck{Path: "/healthz", Host: "web.internal", ExpectStatus: statuscode.List{{Min: 200, Max: 200}}, Interval: 500 * time.Millisecond, Rise: 3, Fall: 2}},
 			"api": {Image: "api:1", Port: 9000, Route: "api.example.com",
 				HealthCheck: deployments.HealthCheck{Type: deployments.CheckTCP}},
 		},

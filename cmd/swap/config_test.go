@@ -97,7 +97,7 @@ func TestTheExampleConfigLoadsAndValidates(t *testing.T) {
 		{"web verify", web.Verify, deployments.Verify{Window: time.Minute, Max5xxRate: 0.05}},
 		{"web auto_promote", web.Promotes(), true},
 		{"api defaults: replicas", api.Replicas, 1},
-		{"api defaults: check", api.HealthCheck.ExpectStatus, "200-399"},
+		{"api defaults: check", api.HealthCheck.ExpectStatus.String(), "200-399"},
 		{"api defaults: deploy_timeout", api.DeployTimeout, 2 * time.Minute},
 	}
 	for _, ck := range checks {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/swap-dev/swap/internal/statuscode"
+
 	"fmt"
 	"io"
 	"time"
@@ -71,7 +73,7 @@ Exit codes: 0 healthy, 1 unhealthy, 2 bad input.`,
 				return withCode(exitUsage, fmt.Errorf("--interval %s: use a duration like 1s", interval))
 			}
 			if cmd.Flags().Changed("expect") {
-				if cfg.Expect, err = health.ParseStatusRanges(expect); err != nil {
+				if cfg.Expect, err = statuscode.Parse(expect); err != nil {
 					return withCode(exitUsage, fmt.Errorf("--expect: %w", err))
 				}
 			}
