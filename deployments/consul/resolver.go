@@ -25,8 +25,14 @@ import (
 // protocol is none of them, swap writes a service-defaults entry with protocol http of
 // its own, the same way marked; one it did not write is never changed.
 
-// ErrNoResolver: the app has no service-resolver config entry.
-var ErrNoResolver = errors.New("no service-resolver")
+// Sentinel errors of the mesh's config entries.
+var (
+	// ErrNoResolver: the app has no service-resolver config entry.
+	ErrNoResolver = errors.New("no service-resolver")
+	// ErrEntryNotOurs: a config entry swap would change was not written by this swap
+	// installation; swap leaves it alone.
+	ErrEntryNotOurs = errors.New("config entry not written by this swap installation")
+)
 
 // Config entry meta swap writes.
 const (
@@ -67,8 +73,8 @@ func (r *Registry) notOurs(kind, app string, meta map[string]string, what string
 	if meta[MetaManagedBy] == managedBySwap {
 		by = fmt.Sprintf("written by swap installation %q, not %q", meta[MetaInstallation], r.Installation())
 	}
-	return fmt.Errorf("consul: %s: the %s %q is %s: %w; swap leaves it alone: delete it (`consul config delete -kind %s -name %s`) to let swap manage it, or set consul.mesh: false",
-		what, kind, app, by, ErrNotOurs, kind, app)
+	return fmt.Errorf("consul: %s: the %s %q is %s (%w); swap leaves it alone: delete it (`consul config delete -kind %s -name %s`) to let swap manage it, or set consul.mesh: false",
+		what, kind, app, by, ErrEntryNotOurs, kind, app)
 }
 
 // getEntry reads the config entry kind/app: nil, 0 when there is none.
@@ -109,7 +115,7 @@ func checkAppColor(what, app string, c deployments.Color) error {
 // "green" selecting instances by meta color, each with only passing instances
 // (OnlyPassing), and DefaultSubset live, so mesh traffic to app goes to the live color.
 // Writing the same entry again changes nothing; a resolver swap did not write is
-// ErrNotOurs and stays as it is.
+// ErrEntryNotOurs and stays as it is.
 func (r *Registry) WriteResolver(ctx context.Context, app string, live deployments.Color) error {
 	what := fmt.Sprintf("write the service-resolver of app %s (live %s)", app, live)
 	if err := checkAppColor(what, app, live); err != nil {
@@ -190,7 +196,7 @@ type MeshSplit struct {
 // the rest to the other color, with a service-splitter; weight 0 deletes the splitter
 // (the resolver's default subset gets it all). Before the first split it makes sure
 // Consul allows one (EnsureSplittable). The resolver must exist (WriteResolver): the
-// splitter names its subsets. A splitter swap did not write is ErrNotOurs.
+// splitter names its subsets. A splitter swap did not write is ErrEntryNotOurs.
 func (r *Registry) WriteSplit(ctx context.Context, app string, to deployments.Color, weight int) error {
 	what := fmt.Sprintf("split app %s's mesh traffic %d%% to %s", app, weight, to)
 	if weight == 0 {

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/swap-dev/swap/switcher"
+)
+
+// meshRoute is where the app's discovery chain (GET /v1/discovery-chain/<app>) sends
+// mesh clients now, by subset, and the chain's protocol.
+func (s *stack) meshRoute(app string) (string, string) {
+	s.t.Helper()
+	route, protocol, err := s.consul.MeshRoute(app)
+	if err != nil {
+		s.t.Fatalf("discovery chain of %s: %v", app, err)
+	}
+	return route, protocol
+}
+
+// statusMesh is the mesh of `swap status <app> --output json`.
+func (s *stack) statusMesh(app string) *switcher.MeshTarget {
+	s.t.Helper()
+	r := s.mustSwap("status", app, "--output", "json")
+	var st []switcher.AppStatus
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || len(st) != 1 {
+		s.t.Fatalf("status --output json: %v\n%s", err, r)
+	}
+	return st[0].Mesh
+}
+
+func TestE2E_TheMeshDiscoveryChainFollowsEverySwapItsCanaryAndARollback(t *testing.T) {
+	t.Parallel()
+	app := e2eApp("mesh")
+	host := app + ".test"
+	s := newStackWith(t, appConfig(app, oneReplica+`    canary:
+      - {weight: 30, bake: 5s}
+`), stackOptions{mesh: true})
+	const blue = "color=blue version=v1"
+
+	// First deploy: the chain resolves to the blue subset. Without a canary step (a
+	// first deploy has none) swap leaves the protocol alone.
+	s.mustSwap("deploy", app, "--image", s.v1)
+	s.waitAnswer(host, blue)
+	if route, protocol := s.meshRoute(app); route != "blue" || protocol != "tcp" {
+		t.Fatalf("after the first deploy the chain goes to %q (protocol %s), want blue (tcp)", route, protocol)
+	}
+
+	// The canary step splits the mesh with HAProxy's weight: Consul needs protocol http
+	// for that, which swap gives the app with a service-defaults entry of its own.
+	b := s.swapBackground(nil, "deploy", app, "--image", s.v2, "--output", "json")
+	b.waitEvent(switcher.StepShift, switcher.EventInfo, "canary 1/1: 30%", 2*time.Minute)
+	if route, protocol := s.meshRoute(app); route != "green 30, blue 70" || protocol != "http" {
+		t.Fatalf("during the canary the chain goes to %q (protocol %s), want green 30, blue 70 (http)", route, protocol)
+	}
+	if got := s.mapValue("canary.map", host); got != app+"_green:30" {
+		t.Fatalf("during the canary canary.map has %q, want %s_green:30", got, app)
+	}
+	if m := s.statusMesh(app); m == nil || m.Live != "blue" || m.Canary != "green" || m.Weight != 30 {
+		t.Fatalf("status during the canary shows the mesh %+v, want blue, 30%% to green", m)
+	}
+	e, _, err := s.consul.Client.ConfigEntries().Get(api.ServiceDefaults, app, nil)
+	if err != nil {
+		t.Fatalf("service-defaults of %s: %v", app, err)
+	}
+	if sd := e.(*api.ServiceConfigEntry); sd.Protocol != "http" || sd.Meta["managed-by"] != "swap" || sd.Meta["installation"] != s.installation {
+		t.Fatalf("service-defaults %+v, want protocol http managed by swap (%s)", sd, s.installation)
+	}
+	b.mustSucceed(2 * time.Minute)
+	if route, _ := s.meshRoute(app); route != "green" || s.route(host) != app+"_green" {
+		t.Fatalf("after the swap the chain goes to %q and HAProxy to %q, want green on both", route, s.route(host))
+	}
+	if st := s.mustSwap("status", app).stdout; !strings.Contains(st, "mesh -> green\n") {
+		t.Fatalf("status does not show the mesh on green:\n%s", st)
+	}
+	if _, _, err := s.consul.Client.ConfigEntries().Get(api.ServiceSplitter, app, nil); err == nil {
+		t.Fatal("the service-splitter is still there after the canary")
+	}
+
+	// A rollback moves both back.
+	s.mustSwap("rollback", app)
+	s.waitAnswer(host, blue)
+	if route, _ := s.meshRoute(app); route != "blue" || s.route(host) != app+"_blue" {
+		t.Fatalf("after the rollback the chain goes to %q and HAProxy to %q, want blue on both", route, s.route(host))
+	}
+	if m := s.statusMesh(app); m == nil || *m != (switcher.MeshTarget{Live: "blue"}) {
+		t.Fatalf("status after the rollback shows the mesh %+v, want blue", m)
+	}
+}
