@@ -41,6 +41,10 @@ func TestE2E_TheMeshDiscoveryChainFollowsEverySwapItsCanaryAndARollback(t *testi
       - {weight: 30, bake: 5s}
 `), stackOptions{mesh: true})
 	const blue = "color=blue version=v1"
+	// The dev agent runs Connect: its CA has a root, as a mesh's would.
+	if roots, _, err := s.consul.Client.Connect().CARoots(nil); err != nil || len(roots.Roots) == 0 {
+		t.Fatalf("the dev agent has no Connect CA (%v): is Connect on?", err)
+	}
 
 	// First deploy: the chain resolves to the blue subset. Without a canary step (a
 	// first deploy has none) swap leaves the protocol alone.
