@@ -182,8 +182,13 @@ type Mesh struct{ R *consul.Registry }
 
 var _ switcher.Mesh = Mesh{}
 
-// Route points the resolver's default subset at live, then ends any split.
+// Route points the resolver's default subset at live, then ends any split: the split's
+// weights hold until then, so the traffic never goes back to the old color on the way.
+// A splitter swap may not delete is found before anything is written.
 func (m Mesh) Route(ctx context.Context, app string, live deployments.Color) error {
+	if _, err := m.R.Split(ctx, app); err != nil {
+		return err
+	}
 	if err := m.R.WriteResolver(ctx, app, live); err != nil {
 		return err
 	}
