@@ -20,6 +20,11 @@ func meshHarness(t *testing.T, edit func(*deployments.App)) (*harness, *fakeMesh
 	return h, m
 }
 
+// verified gives the app a verify window that a 5xx spike fails.
+func verified(a *deployments.App) {
+	a.Verify = deployments.Verify{Window: 2 * time.Second, Max5xxRate: 0.05}
+}
+
 // wantMesh fails unless the mesh sends all of web's traffic to c.
 func wantMesh(t *testing.T, m *fakeMesh, c deployments.Color) {
 	t.Helper()
@@ -101,9 +106,7 @@ func TestMesh_AFirstDeployWritesTheMeshBeforeHAProxyAndStopsWhenItFails(t *testi
 }
 
 func TestMesh_FlipBackOnVerifyMovesTheEdgeAndTheMeshBack(t *testing.T) {
-	h, m := meshHarness(t, func(a *deployments.App) {
-		a.Verify = deployments.Verify{Window: 2 * time.Second, Max5xxRate: 0.05}
-	})
+	h, m := meshHarness(t, verified)
 	h.deploy(t, "web:v1")
 	h.s.OnEvent = func(e Event) {
 		if e.Step == StepVerify && e.Kind == EventStart {
@@ -126,9 +129,7 @@ func TestMesh_FlipBackOnVerifyMovesTheEdgeAndTheMeshBack(t *testing.T) {
 }
 
 func TestMesh_ARollbackThatCannotMoveTheMeshBackKeepsTheNewColor(t *testing.T) {
-	h, m := meshHarness(t, func(a *deployments.App) {
-		a.Verify = deployments.Verify{Window: 2 * time.Second, Max5xxRate: 0.05}
-	})
+	h, m := meshHarness(t, verified)
 	h.deploy(t, "web:v1")
 	h.s.OnEvent = func(e Event) {
 		if e.Step == StepVerify && e.Kind == EventStart {
