@@ -94,4 +94,28 @@ func TestE2E_TheMeshDiscoveryChainFollowsEverySwapItsCanaryAndARollback(t *testi
 	if m := s.statusMesh(app); m == nil || *m != (switcher.MeshTarget{Live: "blue"}) {
 		t.Fatalf("status after the rollback shows the mesh %+v, want blue", m)
 	}
+
+	// A resolver that went stale (restored from a snapshot, changed by hand) follows the
+	// live color in KV again after one reconcile pass.
+	e, _, err = s.consul.Client.ConfigEntries().Get(api.ServiceResolver, app, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := e.(*api.ServiceResolverConfigEntry)
+	stale.DefaultSubset = "green"
+	if _, _, err := s.consul.Client.ConfigEntries().Set(stale, nil); err != nil {
+		t.Fatal(err)
+	}
+	if route, _ := s.meshRoute(app); route != "green" {
+		t.Fatalf("the stale resolver goes to %q", route)
+	}
+	r := s.mustSwap("hook", app, "--output", "json")
+	var passes []switcher.PassResult
+	if err := json.Unmarshal([]byte(r.stdout), &passes); err != nil || len(passes) != 1 || len(passes[0].Applied) != 1 ||
+		passes[0].Applied[0].Kind != switcher.ActMesh || passes[0].Applied[0].Color != "blue" {
+		t.Fatalf("swap hook applied %+v (%v), want the mesh routed to blue:\n%s", passes, err, r)
+	}
+	if route, _ := s.meshRoute(app); route != "blue" {
+		t.Fatalf("after a reconcile pass the chain goes to %q, want blue (live in KV)", route)
+	}
 }
