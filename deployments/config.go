@@ -109,6 +109,10 @@ type ConsulConfig struct {
 	Datacenter string    `yaml:"datacenter" mapstructure:"datacenter"`
 	KVPrefix   string    `yaml:"kv_prefix" mapstructure:"kv_prefix"` // default "swap"
 	TLS        TLSConfig `yaml:"tls" mapstructure:"tls"`
+	// Mesh makes every flip a mesh flip too: swap keeps each app's service-resolver
+	// (subsets blue and green, default subset the live color) and, during canary steps,
+	// a service-splitter with HAProxy's weights (docs/mesh.md).
+	Mesh bool `yaml:"mesh" mapstructure:"mesh"`
 }
 
 // TLSConfig is a client TLS setup.

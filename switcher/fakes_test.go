@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -587,4 +588,67 @@ func (f *fakeBalancer) setDown(server string, down bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.down[server] = down
+}
+
+// fakeMesh is the service mesh's routing of apps: a default subset and a split each.
+type fakeMesh struct {
+	mu    sync.Mutex
+	live  map[string]deployments.Color
+	split map[string]MeshTarget
+	log   []string // "route blue", "split green 10", in order
+	// fail, when set, decides whether a change fails: op is "route" or "split".
+	fail func(op string, c deployments.Color, weight int) error
+}
+
+func newFakeMesh() *fakeMesh {
+	return &fakeMesh{live: map[string]deployments.Color{}, split: map[string]MeshTarget{}}
+}
+
+func (f *fakeMesh) Route(_ context.Context, app string, live deployments.Color) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.log = append(f.log, "route "+string(live))
+	if f.fail != nil {
+		if err := f.fail("route", live, 0); err != nil {
+			return err
+		}
+	}
+	f.live[app] = live
+	delete(f.split, app)
+	return nil
+}
+
+func (f *fakeMesh) Split(_ context.Context, app string, to deployments.Color, weight int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.log = append(f.log, fmt.Sprintf("split %s %d", to, weight))
+	if f.fail != nil {
+		if err := f.fail("split", to, weight); err != nil {
+			return err
+		}
+	}
+	if weight == 0 {
+		delete(f.split, app)
+	} else {
+		f.split[app] = MeshTarget{Canary: to, Weight: weight}
+	}
+	return nil
+}
+
+func (f *fakeMesh) Target(_ context.Context, app string) (MeshTarget, error) {
+	return f.target(app), nil
+}
+
+func (f *fakeMesh) target(app string) MeshTarget {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := f.split[app]
+	t.Live = f.live[app]
+	return t
+}
+
+func (f *fakeMesh) changes() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.log)
 }

@@ -272,6 +272,9 @@ func dryRun(r *run, format string, args ...any) (*Result, error) {
 // undoWhat says what undo does to r's swap.
 func undoWhat(r *run) string {
 	var parts []string
+	if r.s.Mesh != nil && r.plan.From != "" {
+		parts = append(parts, fmt.Sprintf("route the mesh to %s", r.plan.From))
+	}
 	if r.plan.Preview {
 		parts = append(parts, fmt.Sprintf("clear the preview route %q", r.plan.Route))
 	}

@@ -2,6 +2,7 @@ package switcher
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/swap-dev/swap/deployments"
@@ -189,4 +190,42 @@ type HookRunner interface {
 // died (swap unlock). It returns who held it.
 type LockBreaker interface {
 	ForceRelease(ctx context.Context, app string) (holder string, err error)
+}
+
+// Mesh is the service mesh's routing of an app (Consul's service-resolver and
+// service-splitter, with consul.mesh): which color mesh clients reach. The switcher moves
+// it with the edge (HAProxy) at every flip. A nil Mesh is the mesh off.
+type Mesh interface {
+	// Route sends all of app's mesh traffic to live: its default subset is live and no
+	// split remains. Writing the same again changes nothing.
+	Route(ctx context.Context, app string, live deployments.Color) error
+	// Split sends weight percent (1..100) of app's mesh traffic to the subset to, the
+	// rest to the other color, until Route; weight 0 ends the split.
+	Split(ctx context.Context, app string, to deployments.Color, weight int) error
+	// Target says where app's mesh traffic goes now.
+	Target(ctx context.Context, app string) (MeshTarget, error)
+}
+
+// MeshTarget is where an app's mesh traffic goes.
+type MeshTarget struct {
+	// Live is the default subset ("" when the mesh has no route for the app yet).
+	Live deployments.Color `json:"live,omitempty"`
+	// Canary and Weight are the split, when one is set: Weight percent to Canary, the
+	// rest to the other color.
+	Canary deployments.Color `json:"canary,omitempty"`
+	Weight int               `json:"weight,omitempty"`
+	// Problem says what could not be read, or what stands in swap's way.
+	Problem string `json:"problem,omitempty"`
+}
+
+// String reads as "green", "blue, 30% to green" or "none".
+func (t MeshTarget) String() string {
+	s := string(t.Live)
+	if s == "" {
+		s = "none"
+	}
+	if t.Weight > 0 {
+		s += fmt.Sprintf(", %d%% to %s", t.Weight, t.Canary)
+	}
+	return s
 }

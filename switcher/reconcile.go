@@ -40,6 +40,8 @@ type Reconciler struct {
 	Rotation Rotation
 	Store    Store
 	Locks    LockReader
+	// Mesh is the service mesh's routing (consul.mesh); nil when the mesh is off.
+	Mesh Mesh
 	// Host names this host in the loop's record of the servers it took out
 	// (RotationKey): each host puts back only what its own loop took out of its own
 	// HAProxy instances.
@@ -182,6 +184,13 @@ func (r *Reconciler) observe(ctx context.Context, spec *deployments.App) (o Obse
 	if o.Maps, err = r.Rotation.RouteEntries(ctx, spec.Route); err != nil {
 		return o, 0, 0, fmt.Errorf("reconcile %s: read the maps' entries for %q: %w", app, spec.Route, err)
 	}
+	if r.Mesh != nil {
+		t, err := r.Mesh.Target(ctx, app)
+		if err != nil {
+			t.Problem = err.Error()
+		}
+		o.Mesh = &t
+	}
 	var rec rotationRecord
 	if outIndex, _, err = k.load(ctx, RotationKey(app, r.Host), &rec); err != nil {
 		return o, 0, 0, fmt.Errorf("reconcile %s: %w", app, err)
@@ -224,6 +233,11 @@ func (r *Reconciler) apply(ctx context.Context, spec *deployments.App, a Action)
 		return r.Rotation.SetAdmin(ctx, a.Backend, a.Servers, AdminDrain)
 	case ActRemove:
 		return r.Balancer.RemoveServers(ctx, a.Backend, a.Servers)
+	case ActMesh:
+		if r.Mesh == nil {
+			return fmt.Errorf("the mesh is off")
+		}
+		return r.Mesh.Route(ctx, spec.Name, a.Color)
 	}
 	return fmt.Errorf("unknown reconcile action %q", a.Kind)
 }

@@ -50,6 +50,7 @@ const (
 	ActPutBack ActionKind = "put-back" // set Servers ready: Consul passes them again
 	ActTakeOut ActionKind = "take-out" // set Servers drain: Consul fails them
 	ActRemove  ActionKind = "remove"   // delete Servers: Consul no longer has them
+	ActMesh    ActionKind = "mesh"     // route the mesh to Color (consul.mesh)
 )
 
 // Action is one change a reconcile pass makes.
@@ -57,7 +58,9 @@ type Action struct {
 	Kind    ActionKind `json:"kind"`
 	Backend string     `json:"backend,omitempty"`
 	Servers []string   `json:"servers,omitempty"`
-	Why     string     `json:"why"`
+	// Color is where ActMesh routes the mesh.
+	Color deployments.Color `json:"color,omitempty"`
+	Why   string            `json:"why"`
 }
 
 func (a Action) String() string {
@@ -70,6 +73,8 @@ func (a Action) String() string {
 		return fmt.Sprintf("%s -> %s (%s)", a.Kind, to, a.Why)
 	case ActCanary:
 		return fmt.Sprintf("canary removed (%s)", a.Why)
+	case ActMesh:
+		return fmt.Sprintf("mesh -> %s (%s)", a.Color, a.Why)
 	}
 	return fmt.Sprintf("%s %s/%s (%s)", a.Kind, a.Backend, strings.Join(a.Servers, ","), a.Why)
 }
@@ -92,6 +97,8 @@ type Observed struct {
 	// Out are the servers the loop took out of rotation itself ("<backend>/<server>" ->
 	// why), the only ones it ever puts back.
 	Out map[string]string
+	// Mesh is where the service mesh sends the app's traffic (nil: the mesh is off).
+	Mesh *MeshTarget
 }
 
 // Desired is what a pass should do: the actions, the loop's own record of the servers it
@@ -115,6 +122,7 @@ func outKey(backend, server string) string { return backend + "/" + server }
 //   - routes.map points the key at the live color's backend (nothing before the first
 //     swap); preview.map at the color waiting for promote, or nowhere; canary.map has no
 //     entry (a canary only lives during a swap);
+//   - with the mesh on, its route is the live color, without a split;
 //   - the servers of a color that is retiring (drained, kept up for scale_down_delay) or
 //     waiting in preview are the swap's, never touched;
 //   - a server that is ready while Consul fails its instance is taken out (drain) and
@@ -155,6 +163,7 @@ func desiredActions(o Observed) Desired {
 		}
 	}
 	d.Actions = append(d.Actions, mapActions(o, wantRoute, wantPreview)...)
+	d.Actions, d.Notes = append(d.Actions, meshActions(o)...), append(d.Notes, meshNotes(o)...)
 
 	insts := map[string]RegisteredInstance{}
 	liveKnown := false
@@ -279,6 +288,24 @@ func mapActions(o Observed, wantRoute, wantPreview string) []Action {
 		out = append(out, Action{Kind: ActCanary, Backend: be, Why: "no swap runs, so no canary either"})
 	}
 	return out
+}
+
+// meshActions routes the mesh to the live color in KV when it sends the traffic
+// elsewhere or splits it (a canary only lives during a swap).
+func meshActions(o Observed) []Action {
+	live := o.State.Live
+	if o.Mesh == nil || o.Mesh.Problem != "" || live == "" || (o.Mesh.Live == live && o.Mesh.Weight == 0) {
+		return nil
+	}
+	return []Action{{Kind: ActMesh, Color: live, Why: fmt.Sprintf("the live color in KV is %s; the mesh sends the traffic to %s", live, o.Mesh)}}
+}
+
+// meshNotes says why the mesh is left as it is when it could not be read.
+func meshNotes(o Observed) []string {
+	if o.Mesh == nil || o.Mesh.Problem == "" {
+		return nil
+	}
+	return []string{"the mesh is left as it is: " + o.Mesh.Problem}
 }
 
 // spareLast keeps, on every HAProxy instance, one server of the live backend in rotation

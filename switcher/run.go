@@ -169,13 +169,22 @@ func cleanupCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return cctx, func() { cancelCause(nil); cancel() }
 }
 
-// undo rolls a swap back before its shift: the preview and canary are cleared and To's
-// new instances removed. The live color is never touched.
+// undo rolls a swap back before its shift: the mesh routes to From again, the preview
+// and canary are cleared and To's new instances removed. The live color is never
+// touched.
 func (s *Switcher) undo(ctx context.Context, r *run, why error) error {
 	ctx, cancel := cleanupCtx(ctx)
 	defer cancel()
 	start := s.now()
 	s.event(r, StepRollback, EventStart, "rolling back %s: %v", r.plan.To, why)
+	if r.plan.From != "" {
+		// The mesh back on From (and its split ended) before To goes: mesh clients must
+		// not be sent to instances being removed.
+		if err := s.meshRoute(ctx, r, r.plan.From, StepRollback); err != nil {
+			s.event(r, StepRollback, EventFailed, "%v", err)
+			return fmt.Errorf("%w; %s's instances are kept while the mesh may still send them traffic", err, r.plan.To)
+		}
+	}
 	var errs []error
 	if r.plan.Preview {
 		errs = append(errs, s.Balancer.Preview(ctx, r.plan.Route, ""))
@@ -198,8 +207,8 @@ func (s *Switcher) undo(ctx context.Context, r *run, why error) error {
 	return nil
 }
 
-// flipBack rolls a swap back after its shift, while From is still up: routes go back
-// to From, then To is removed.
+// flipBack rolls a swap back after its shift, while From is still up: HAProxy's routes
+// go back to From, then undo moves the mesh back and removes To.
 func (s *Switcher) flipBack(ctx context.Context, r *run, why error) error {
 	ctx, cancel := cleanupCtx(ctx)
 	defer cancel()

@@ -41,9 +41,11 @@ type InstanceStatus struct {
 
 // AppStatus is `swap status <app>`.
 type AppStatus struct {
-	App       string                           `json:"app"`
-	Live      deployments.Color                `json:"live,omitempty"`
-	Routes    map[string]string                `json:"routes"` // HAProxy instance -> backend
+	App    string            `json:"app"`
+	Live   deployments.Color `json:"live,omitempty"`
+	Routes map[string]string `json:"routes"` // HAProxy instance -> backend
+	// Mesh is where the service mesh sends the app's traffic (nil: consul.mesh is off).
+	Mesh      *MeshTarget                      `json:"mesh,omitempty"`
 	Colors    map[deployments.Color]ColorState `json:"colors"`
 	Instances []InstanceStatus                 `json:"instances"`
 	InFlight  *Journal                         `json:"in_flight,omitempty"`
@@ -73,6 +75,7 @@ func (s *Switcher) Status(ctx context.Context, app string) (*AppStatus, error) {
 	var problems []error
 	out.Routes, err = s.Balancer.Routes(ctx, spec.Route)
 	problems = append(problems, err)
+	out.Mesh = s.meshStatus(ctx, app)
 	insts, err := s.Runtime.List(ctx, app)
 	if err != nil {
 		return nil, err

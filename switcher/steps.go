@@ -186,8 +186,10 @@ func (s *Switcher) preview(ctx context.Context, r *run) error {
 	return nil
 }
 
-// shift moves the traffic: canary steps first (each baked and watched for 5xx), then
-// one atomic route change on every HAProxy.
+// shift moves the traffic, at the edge (HAProxy) and in the mesh together: canary steps
+// first (each sets both weights, then is baked and watched for 5xx), then one atomic
+// route change on every HAProxy and the mesh's route. When the mesh cannot follow,
+// HAProxy is routed back to From and the step fails: both move, or neither.
 func (s *Switcher) shift(ctx context.Context, r *run) error {
 	if err := s.ensureInsts(ctx, r); err != nil {
 		return err
@@ -199,8 +201,18 @@ func (s *Switcher) shift(ctx context.Context, r *run) error {
 			s.event(r, StepShift, EventSkip, "first deploy: no canary steps (nothing else serves the app)")
 			canary = nil
 		}
+		if len(canary) > 0 {
+			// The split names the resolver's subsets: the mesh starts from From,
+			// whatever an earlier attempt left.
+			if err := s.meshRoute(ctx, r, r.plan.From, StepShift); err != nil {
+				return err
+			}
+		}
 		for i, c := range canary {
 			if err := s.requireHealthy(ctx, r); err != nil {
+				return err
+			}
+			if err := s.meshSplit(ctx, r, c.Weight); err != nil {
 				return err
 			}
 			if err := s.Balancer.Canary(ctx, r.plan.Route, r.plan.ToBackend(), c.Weight); err != nil {
@@ -215,18 +227,29 @@ func (s *Switcher) shift(ctx context.Context, r *run) error {
 			return err
 		}
 	}
+	if r.plan.From == "" {
+		// First deploy: there is no From to route back to, so the mesh goes first and a
+		// failure leaves HAProxy untouched.
+		if err := s.meshRoute(ctx, r, r.plan.To, StepShift); err != nil {
+			return err
+		}
+	}
 	if err := s.Balancer.Route(ctx, r.plan.Route, r.plan.ToBackend()); err != nil {
 		if errors.Is(err, lbconfig.ErrPersist) && !r.j.Shifted && r.plan.From != "" {
 			// The route is live but HAProxy's files still say From: a reload or restart
 			// would send the traffic back to a color this swap is about to drain. Flip
 			// back at runtime (the files already say From) and fail the step.
-			if berr := s.Balancer.Route(ctx, r.plan.Route, r.plan.FromBackend()); berr != nil && !errors.Is(berr, lbconfig.ErrPersist) {
-				return fmt.Errorf("%w; and routing %q back to %s failed: %v", err, r.plan.Route, r.plan.FromBackend(), berr)
-			}
-			return fmt.Errorf("HAProxy's files could not be written, so a reload would undo the shift; %q was routed back to %s: %w",
-				r.plan.Route, r.plan.FromBackend(), err)
+			return s.routeBack(ctx, r, "HAProxy's files could not be written, so a reload would undo the shift", err)
 		}
 		return err
+	}
+	if r.plan.From != "" {
+		if err := s.meshRoute(ctx, r, r.plan.To, StepShift); err != nil {
+			if !r.j.Shifted {
+				return s.routeBack(ctx, r, "the mesh could not follow HAProxy (they move together)", err)
+			}
+			return err
+		}
 	}
 	r.j.Shifted = true
 	if err := s.kv().saveJournal(ctx, r.j); err != nil {
@@ -243,6 +266,15 @@ func (s *Switcher) shift(ctx context.Context, r *run) error {
 		s.event(r, StepShift, EventFailed, "%v", err)
 	}
 	return nil
+}
+
+// routeBack routes HAProxy back to From at runtime when the shift's route change could
+// not be completed (why), and fails the step with err.
+func (s *Switcher) routeBack(ctx context.Context, r *run, why string, err error) error {
+	if berr := s.Balancer.Route(ctx, r.plan.Route, r.plan.FromBackend()); berr != nil && !errors.Is(berr, lbconfig.ErrPersist) {
+		return fmt.Errorf("%w; and routing %q back to %s failed: %v", err, r.plan.Route, r.plan.FromBackend(), berr)
+	}
+	return fmt.Errorf("%s; %q was routed back to %s: %w", why, r.plan.Route, r.plan.FromBackend(), err)
 }
 
 // requireHealthy holds the invariant: traffic never points at a backend without a

@@ -25,7 +25,9 @@ type Switcher struct {
 	Store    Store
 	Locker   Locker
 	Hooks    HookRunner
-	Log      *zap.Logger
+	// Mesh is the service mesh's routing (consul.mesh); nil when the mesh is off.
+	Mesh Mesh
+	Log  *zap.Logger
 
 	// OnEvent hears every event, in order, on the swapping goroutine.
 	OnEvent func(Event)

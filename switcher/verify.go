@@ -233,7 +233,8 @@ func (s *Switcher) removeBackups(ctx context.Context, r *run) error {
 
 // ensureRoute reads the live route back from every HAProxy before step: one that does
 // not route to To (reloaded from files that lag, changed from outside) gets the planned
-// route again, so that the step never drains or retires the color that serves.
+// route again, so that the step never drains or retires the color that serves. The
+// mesh's route is read and restored the same way (ensureMesh).
 func (s *Switcher) ensureRoute(ctx context.Context, r *run, step Step) error {
 	wrong := func() ([]string, error) {
 		routes, err := s.Balancer.Routes(ctx, r.plan.Route)
@@ -250,8 +251,11 @@ func (s *Switcher) ensureRoute(ctx context.Context, r *run, step Step) error {
 		return out, nil
 	}
 	bad, err := wrong()
-	if err != nil || len(bad) == 0 {
+	if err != nil {
 		return err
+	}
+	if len(bad) == 0 {
+		return s.ensureMesh(ctx, r, step)
 	}
 	s.event(r, step, EventInfo, "%s, not %s (reloaded from old files, or changed from outside?): restoring the planned route",
 		strings.Join(bad, "; "), r.plan.ToBackend())
@@ -267,5 +271,5 @@ func (s *Switcher) ensureRoute(ctx context.Context, r *run, step Step) error {
 	if len(bad) > 0 {
 		return fmt.Errorf("%w: %s after restoring it; stopped before %s so that the live color is not drained", ErrLiveColor, strings.Join(bad, "; "), step)
 	}
-	return nil
+	return s.ensureMesh(ctx, r, step)
 }

@@ -241,6 +241,8 @@ func TestDecodingProblemsAreReportedWithPathsAndExitCode2(t *testing.T) {
 			[]string{`apps.web.drain_timeout: "30 seconds" is not a duration: write it like 500ms, 5s, 2m or 1h30m`}},
 		{"yes for a bool", minimalYAML + "    auto_promote: yes\n",
 			[]string{`apps.web.auto_promote: "yes" must be true or false`}},
+		{"yes for the mesh switch", minimalYAML + "consul: {mesh: on}\n",
+			[]string{`consul.mesh: "on" must be true or false`}},
 		{"a rate that is not a number", minimalYAML + "    verify: {window: 1m, max_5xx_rate: 5%}\n",
 			[]string{`apps.web.verify.max_5xx_rate: "5%" is not a number`}},
 		{"a string for a list", minimalYAML + "    command: /app --port 8080\n",

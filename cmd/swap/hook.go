@@ -24,7 +24,8 @@ func newHookCmd() *cobra.Command {
 		Long: `hook reads a consul watch's JSON on stdin (-type=service, checks or key), finds the
 apps it is about (or takes them as arguments; every app when neither names one) and runs
 one reconcile pass for each: HAProxy's servers follow Consul's health and the routes,
-preview and canary maps follow the live color in KV. It is idempotent; it exits non-zero
+preview and canary maps (and, with consul.mesh, the mesh's route) follow the live color
+in KV. It is idempotent; it exits non-zero
 only when HAProxy could not be brought in line (docs/hook.md).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rs, err := reconcileSetup(cmd, host)

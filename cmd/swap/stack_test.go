@@ -133,6 +133,8 @@ type stackOptions struct {
 	// secondLB adds a second HAProxy, lb2, with files of its own in haproxy2/; both
 	// bind the same frontend (HAProxy's SO_REUSEPORT: the kernel spreads connections).
 	secondLB bool
+	// mesh sets consul.mesh: true.
+	mesh bool
 }
 
 // newStackWith is newStack with opts.
@@ -177,6 +179,7 @@ func newStackWith(t *testing.T, apps string, opts stackOptions) *stack {
 consul:
   address: %s
   kv_prefix: %s
+  mesh: %t
 haproxy:
   dir: %s
   instances:
@@ -187,7 +190,7 @@ haproxy:
   preview: {name: www_preview, bind: "%s"}
   routing: host
 apps:
-%s`, opts.docker, s.consul.Addr, opts.kvPrefix, hdir, hdir, hdir, lb2, s.frontend, s.preview, apps)
+%s`, opts.docker, s.consul.Addr, opts.kvPrefix, opts.mesh, hdir, hdir, hdir, lb2, s.frontend, s.preview, apps)
 	s.cfgPath = filepath.Join(s.dir, "swap.yaml")
 	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -71,6 +71,13 @@ func printStatus(w io.Writer, st *switcher.AppStatus) {
 	for lb, be := range st.Routes {
 		fmt.Fprintf(w, "  route on %s -> %s\n", lb, orDash(be))
 	}
+	if m := st.Mesh; m != nil {
+		if m.Problem != "" {
+			fmt.Fprintf(w, "  mesh: %s\n", m.Problem)
+		} else {
+			fmt.Fprintf(w, "  mesh -> %s\n", m)
+		}
+	}
 	if st.InFlight != nil {
 		fmt.Fprintf(w, "  in flight: %s to %s (deploy %s) at %s, %s\n", st.InFlight.Plan.Op, st.InFlight.Plan.To,
 			st.InFlight.Plan.Deploy, st.InFlight.Step, st.InFlight.Status)

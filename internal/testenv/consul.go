@@ -149,3 +149,45 @@ func (a *ConsulAgent) Stop() {
 
 // Log is what the agent printed so far.
 func (a *ConsulAgent) Log() string { return a.log.String() }
+
+// MeshRoute compiles service's discovery chain in the agent, as a mesh client's proxy
+// would get it, and says where its start node sends the traffic, by subset: "blue" (a
+// resolver whose target is the subset blue), "green 30, blue 70" (a splitter), or
+// "service" for the default target without a subset. The chain's protocol is returned
+// too.
+func (a *ConsulAgent) MeshRoute(service string) (route, protocol string, err error) {
+	out, _, err := a.Client.DiscoveryChain().Get(service, nil, nil)
+	if err != nil {
+		return "", "", err
+	}
+	c := out.Chain
+	target := func(node string) string {
+		n := c.Nodes[node]
+		if n == nil || n.Resolver == nil {
+			return "?" + node
+		}
+		t := c.Targets[n.Resolver.Target]
+		switch {
+		case t == nil:
+			return "?" + n.Resolver.Target
+		case t.ServiceSubset == "":
+			return "service"
+		}
+		return t.ServiceSubset
+	}
+	start := c.Nodes[c.StartNode]
+	if start == nil {
+		return "", c.Protocol, fmt.Errorf("chain of %s: no start node %q", service, c.StartNode)
+	}
+	switch start.Type {
+	case "resolver":
+		return target(c.StartNode), c.Protocol, nil
+	case "splitter":
+		var parts []string
+		for _, sp := range start.Splits {
+			parts = append(parts, fmt.Sprintf("%s %g", target(sp.NextNode), sp.Weight))
+		}
+		return strings.Join(parts, ", "), c.Protocol, nil
+	}
+	return "", c.Protocol, fmt.Errorf("chain of %s starts at a %s node", service, start.Type)
+}

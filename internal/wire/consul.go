@@ -175,3 +175,44 @@ func (l Locker) ForceRelease(ctx context.Context, app string) (string, error) {
 	}
 	return h.String(), nil
 }
+
+// Mesh adapts the Consul registry's config entries to switcher.Mesh (consul.mesh): the
+// app's service-resolver and, during a canary, its service-splitter.
+type Mesh struct{ R *consul.Registry }
+
+var _ switcher.Mesh = Mesh{}
+
+// Route points the resolver's default subset at live, then ends any split: the split's
+// weights hold until then, so the traffic never goes back to the old color on the way.
+// A splitter swap may not delete is found before anything is written.
+func (m Mesh) Route(ctx context.Context, app string, live deployments.Color) error {
+	if _, err := m.R.Split(ctx, app); err != nil {
+		return err
+	}
+	if err := m.R.WriteResolver(ctx, app, live); err != nil {
+		return err
+	}
+	return m.R.WriteSplit(ctx, app, live, 0)
+}
+
+// Split writes the splitter (weight 0 deletes it).
+func (m Mesh) Split(ctx context.Context, app string, to deployments.Color, weight int) error {
+	return m.R.WriteSplit(ctx, app, to, weight)
+}
+
+// Target reads the resolver's default subset and the split. No resolver yet is no
+// target, not an error.
+func (m Mesh) Target(ctx context.Context, app string) (switcher.MeshTarget, error) {
+	var t switcher.MeshTarget
+	live, err := m.R.Resolver(ctx, app)
+	if err != nil && !errors.Is(err, consul.ErrNoResolver) {
+		return t, err
+	}
+	t.Live = live
+	sp, err := m.R.Split(ctx, app)
+	if err != nil {
+		return t, err
+	}
+	t.Canary, t.Weight = sp.To, sp.Weight
+	return t, nil
+}

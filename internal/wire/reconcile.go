@@ -130,7 +130,7 @@ func reconcilerOn(cfg *deployments.Config, reg *consul.Registry, bal *Balancer, 
 	if host == "" {
 		host, _ = os.Hostname()
 	}
-	return &switcher.Reconciler{
+	r := &switcher.Reconciler{
 		Config:   cfg,
 		Registry: Registry{R: reg},
 		Balancer: bal,
@@ -139,7 +139,11 @@ func reconcilerOn(cfg *deployments.Config, reg *consul.Registry, bal *Balancer, 
 		Locks:    Locker{R: reg},
 		Host:     host,
 		Log:      log.Named("reconcile"),
-	}, Feed{R: reg}
+	}
+	if cfg.Consul.Mesh {
+		r.Mesh = Mesh{R: reg}
+	}
+	return r, Feed{R: reg}
 }
 
 // Feed reports an app's changes to the reconcile loop from Consul blocking queries: the

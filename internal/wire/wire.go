@@ -60,6 +60,9 @@ func New(cfg *deployments.Config, log *zap.Logger, opts Options) (sw *switcher.S
 		Hooks:    Hooks{Log: log.Named("hooks")},
 		Log:      log.Named("switcher"),
 	}
+	if cfg.Consul.Mesh {
+		sw.Mesh = Mesh{R: reg}
+	}
 	return sw, func() { drv.Close() }, nil
 }
 
