@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/swap-dev/swap/deployments"
+	"github.com/swap-dev/swap/internal/wire"
 	"github.com/swap-dev/swap/lbconfig"
 	"github.com/swap-dev/swap/switcher"
 )
@@ -171,7 +172,12 @@ func renderInstance(ctx context.Context, cfg *deployments.Config, c *lbconfig.Cl
 	if state != nil && !dryRun {
 		files = append(files, lbconfig.File{Name: lbconfig.StateFile, Data: state})
 	}
-	wr, err := lbconfig.WriteFiles(ctx, layout.Dir, files, lbconfig.WriteOptions{Binary: cfg.HAProxy.Binary, DryRun: dryRun})
+	write, err := wire.WriteOptions(cfg, nil)
+	if err != nil {
+		return res, withCode(exitFailed, err)
+	}
+	write.DryRun = dryRun
+	wr, err := lbconfig.WriteFiles(ctx, layout.Dir, files, write)
 	res.Changed, res.Unchanged, res.Diff = wr.Changed, wr.Unchanged, wr.Diff
 	if err != nil {
 		return res, withCode(exitFailed, fmt.Errorf("render %s: %w", layout.Dir, err))
