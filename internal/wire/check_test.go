@@ -1,0 +1,86 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swap-dev/swap/deployments"
+	"github.com/swap-dev/swap/internal/testenv"
+	"github.com/swap-dev/swap/lbconfig"
+)
+
+// With haproxy.check_container, a rendered config is checked by the haproxy of HAProxy's
+// own container (Docker exec), and one it rejects never replaces the live file.
+func TestWriteOptions_CheckContainerChecksEachConfigWithHAProxysContainerBeforeItIsInstalled(t *testing.T) {
+	d := testenv.Docker(t)
+	dir, err := os.MkdirTemp("", "swap-check-") // short: the admin socket path
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	live := fmt.Sprintf(`global
+    stats socket %s/admin.sock mode 600 level admin
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 1s
+    timeout server 1s
+frontend www
+    bind 127.0.0.1:%d
+    default_backend app
+backend app
+`, dir, testenv.FreePort(t))
+	cfgPath := filepath.Join(dir, lbconfig.ConfigFile)
+	if err := os.WriteFile(cfgPath, []byte(live), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	name := "swap-test-haproxy-" + d.RunID
+	d.RunHAProxyContainer(t, d.HAProxyImage(t), name, cfgPath, filepath.Join(dir, "admin.sock"), "")
+
+	cfg := &deployments.Config{HAProxy: deployments.HAProxyConfig{Binary: "haproxy", CheckContainer: name}}
+	write, err := WriteOptions(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	good := live + "    server a 127.0.0.1:1\n"
+	if _, err := lbconfig.WriteFiles(ctx, dir, []lbconfig.File{{Name: lbconfig.ConfigFile, Data: []byte(good)}}, write); err != nil {
+		t.Fatalf("a valid config, checked in the container: %v", err)
+	}
+	bad := good + "    balance nonsense\n"
+	_, err = lbconfig.WriteFiles(ctx, dir, []lbconfig.File{{Name: lbconfig.ConfigFile, Data: []byte(bad)}}, write)
+	if !errors.Is(err, lbconfig.ErrConfigRejected) || !strings.Contains(err.Error(), "balance") {
+		t.Fatalf("an invalid config: %v, want ErrConfigRejected quoting HAProxy", err)
+	}
+	if b, _ := os.ReadFile(cfgPath); string(b) != good {
+		t.Fatalf("the rejected config replaced the live one:\n%s", b)
+	}
+
+	// A binary the container lacks, or no such container: errors that say what to set,
+	// not a rejected config.
+	for _, tc := range []struct {
+		binary, container, want string
+	}{
+		{"/nonexistent/haproxy", name, "haproxy.binary"},
+		{"haproxy", "swap-test-nothing-" + d.RunID, "haproxy.check_container"},
+	} {
+		cfg := &deployments.Config{HAProxy: deployments.HAProxyConfig{Binary: tc.binary, CheckContainer: tc.container}}
+		w, err := WriteOptions(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = lbconfig.WriteFiles(ctx, dir, []lbconfig.File{{Name: lbconfig.ConfigFile, Data: []byte(good + "\n")}}, w)
+		t.Logf("binary %s in container %s: %v", tc.binary, tc.container, err)
+		if err == nil || errors.Is(err, lbconfig.ErrConfigRejected) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("binary %s in container %s: %v; want an error naming %s", tc.binary, tc.container, err, tc.want)
+		}
+	}
+}
