@@ -43,8 +43,8 @@ func (c HAProxyCheck) Identity(ctx context.Context, binary string) (string, erro
 }
 
 // Run runs binary -c -f path in the container and returns its output and exit code. A
-// binary the container does not have (exit 126 or 127) is an error, not a rejected
-// config.
+// binary the container does not have (exit 126 or 127), or a file it does not see (the
+// directory not mounted at the same path), is an error, not a rejected config.
 func (c HAProxyCheck) Run(ctx context.Context, binary, path string) (string, int, error) {
 	op := fmt.Sprintf("run %s -c in container %s", binary, c.container)
 	created, err := c.d.cli.ContainerExecCreate(ctx, c.container, container.ExecOptions{
@@ -78,6 +78,10 @@ func (c HAProxyCheck) Run(ctx context.Context, binary, path string) (string, int
 			if info.ExitCode == 126 || info.ExitCode == 127 {
 				return out.String(), info.ExitCode, fmt.Errorf("%s: exit %d, %s (set haproxy.binary to HAProxy's path inside that container)",
 					op, info.ExitCode, strings.TrimSpace(out.String()))
+			}
+			if info.ExitCode != 0 && strings.Contains(out.String(), "Cannot open configuration file") {
+				return out.String(), info.ExitCode, fmt.Errorf("%s: it does not see %s: %s (%s)",
+					op, path, strings.TrimSpace(out.String()), checkHint)
 			}
 			return out.String(), info.ExitCode, nil
 		}

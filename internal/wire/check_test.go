@@ -64,20 +64,22 @@ backend app
 		t.Fatalf("the rejected config replaced the live one:\n%s", b)
 	}
 
-	// A binary the container lacks, or no such container: errors that say what to set,
-	// not a rejected config.
+	// A binary the container lacks, no such container, or a directory it does not
+	// mount: errors that say what to set, not a rejected config.
+	other := t.TempDir()
 	for _, tc := range []struct {
-		binary, container, want string
+		binary, container, dir, want string
 	}{
-		{"/nonexistent/haproxy", name, "haproxy.binary"},
-		{"haproxy", "swap-test-nothing-" + d.RunID, "haproxy.check_container"},
+		{"/nonexistent/haproxy", name, dir, "haproxy.binary"},
+		{"haproxy", "swap-test-nothing-" + d.RunID, dir, "haproxy.check_container"},
+		{"haproxy", name, other, "mounted at the same path"},
 	} {
 		cfg := &deployments.Config{HAProxy: deployments.HAProxyConfig{Binary: tc.binary, CheckContainer: tc.container}}
 		w, err := WriteOptions(cfg, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = lbconfig.WriteFiles(ctx, dir, []lbconfig.File{{Name: lbconfig.ConfigFile, Data: []byte(good + "\n")}}, w)
+		_, err = lbconfig.WriteFiles(ctx, tc.dir, []lbconfig.File{{Name: lbconfig.ConfigFile, Data: []byte(good + "\n")}}, w)
 		t.Logf("binary %s in container %s: %v", tc.binary, tc.container, err)
 		if err == nil || errors.Is(err, lbconfig.ErrConfigRejected) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("binary %s in container %s: %v; want an error naming %s", tc.binary, tc.container, err, tc.want)
