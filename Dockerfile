@@ -3,7 +3,7 @@
 #   make image                       # make build, then docker build -t swap:dev .
 #   make image IMAGE=registry.example/swap:1.4
 # It holds the static bin/swap and a writable /tmp (swap's pull/prune lock, hooks'
-# output) — no shell, no haproxy, no CA bundle. At run time (examples/sidecar/compose.yaml):
+# output) — no shell, no haproxy, no CA bundle. At run time (examples/serve/compose.yaml):
 # - the Docker socket, and --group-add its group id (stat -c %g /var/run/docker.sock);
 # - HAProxy's files directory, mounted at the same path as in HAProxy's container, and
 #   writable by this user (its admin socket: haproxy.socket_gid: 65532, or run the
