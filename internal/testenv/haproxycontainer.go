@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/image"
 )
 
 // HAProxyImage makes the host's haproxy and the shared libraries `ldd` lists for it into
@@ -44,35 +42,16 @@ func (d *DockerEnv) HAProxyImage(t testing.TB) string {
 			}
 		}
 	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+	image := map[string][]byte{}
 	for _, path := range files {
 		body, err := os.ReadFile(path) // through symlinks: each file at the path ldd names
 		if err != nil {
 			t.Fatalf("testenv: haproxy image: %v", err)
 		}
-		if err := tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(path, "/"), Mode: 0o755, Size: int64(len(body))}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
+		image[path] = body
 	}
 	ref := fmt.Sprintf("swap-test-haproxy-%s:2", d.RunID)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	rc, err := d.Client.ImageImport(ctx, image.ImportSource{Source: &buf, SourceName: "-"}, ref, image.ImportOptions{
-		Changes: []string{`ENTRYPOINT ["` + bin + `"]`, "LABEL " + LabelKey + "=" + d.RunID}})
-	if err != nil {
-		t.Fatalf("testenv: import %s: %v", ref, err)
-	}
-	defer rc.Close()
-	if err := readJSONMessages(rc); err != nil {
-		t.Fatalf("testenv: import %s: %v", ref, err)
-	}
+	d.importImage(t, ref, image, []string{`ENTRYPOINT ["` + bin + `"]`})
 	return ref
 }
 
