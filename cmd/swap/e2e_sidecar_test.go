@@ -95,9 +95,11 @@ func TestE2E_SidecarImageRunsServeAsNonRootAndSwapsUnderLoadCheckingFilesInHAPro
 	if !strings.Contains(string(cfg), "server "+app+"-blue-0 ") {
 		t.Fatalf("haproxy.cfg lacks the live blue server:\n%s", cfg)
 	}
-	if checks := s.execs(s.haproxyContainer, started); !containsPrefix(checks, "exec_start: haproxy -c -f "+filepath.Join(s.haproxy.Dir, ".haproxy.cfg.tmp-")) {
+	checks := s.execs(s.haproxyContainer, started)
+	if !containsPrefix(checks, "exec_start: haproxy -c -f "+filepath.Join(s.haproxy.Dir, ".haproxy.cfg.tmp-")) {
 		t.Fatalf("no haproxy -c of a rendered config ran in HAProxy's container; its execs: %q", checks)
 	}
+	t.Logf("serve ran as uid %s, groups %s; %d execs in HAProxy's container, like %q", uid, groups, len(checks), checks[0])
 
 	// SIGTERM (docker stop): serve exits 0.
 	stop := 60
