@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,31 +19,7 @@ import (
 // With haproxy.check_container, a rendered config is checked by the haproxy of HAProxy's
 // own container (Docker exec), and one it rejects never replaces the live file.
 func TestWriteOptions_CheckContainerChecksEachConfigWithHAProxysContainerBeforeItIsInstalled(t *testing.T) {
-	d := testenv.Docker(t)
-	dir, err := os.MkdirTemp("", "swap-check-") // short: the admin socket path
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	live := fmt.Sprintf(`global
-    stats socket %s/admin.sock mode 600 level admin
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 1s
-    timeout server 1s
-frontend www
-    bind 127.0.0.1:%d
-    default_backend app
-backend app
-`, dir, testenv.FreePort(t))
-	cfgPath := filepath.Join(dir, lbconfig.ConfigFile)
-	if err := os.WriteFile(cfgPath, []byte(live), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	name := "swap-test-haproxy-" + d.RunID
-	d.RunHAProxyContainer(t, d.HAProxyImage(t), name, cfgPath, filepath.Join(dir, "admin.sock"), "")
-
+	d, dir, name, live := haproxyInContainer(t)
 	cfg := &deployments.Config{HAProxy: deployments.HAProxyConfig{Binary: "haproxy", CheckContainer: name}}
 	write, err := WriteOptions(cfg, nil)
 	if err != nil {
@@ -60,7 +37,7 @@ backend app
 	if !errors.Is(err, lbconfig.ErrConfigRejected) || !strings.Contains(err.Error(), "balance") {
 		t.Fatalf("an invalid config: %v, want ErrConfigRejected quoting HAProxy", err)
 	}
-	if b, _ := os.ReadFile(cfgPath); string(b) != good {
+	if b, _ := os.ReadFile(filepath.Join(dir, lbconfig.ConfigFile)); string(b) != good {
 		t.Fatalf("the rejected config replaced the live one:\n%s", b)
 	}
 
@@ -84,5 +61,67 @@ backend app
 		if err == nil || errors.Is(err, lbconfig.ErrConfigRejected) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("binary %s in container %s: %v; want an error naming %s", tc.binary, tc.container, err, tc.want)
 		}
+	}
+}
+
+// haproxyInContainer runs HAProxy in a container on a small config in a directory of its
+// own, mounted at the same path; it returns the directory, the container's name and the
+// config.
+func haproxyInContainer(t testing.TB) (d *testenv.DockerEnv, dir, name, live string) {
+	d = testenv.Docker(t)
+	dir, err := os.MkdirTemp("", "swap-check-") // short: the admin socket path
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	live = fmt.Sprintf(`global
+    stats socket %s/admin.sock mode 600 level admin
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 1s
+    timeout server 1s
+frontend www
+    bind 127.0.0.1:%d
+    default_backend app
+backend app
+`, dir, testenv.FreePort(t))
+	cfgPath := filepath.Join(dir, lbconfig.ConfigFile)
+	if err := os.WriteFile(cfgPath, []byte(live), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	name = "swap-test-haproxy-" + d.RunID
+	d.RunHAProxyContainer(t, d.HAProxyImage(t), name, cfgPath, filepath.Join(dir, "admin.sock"), "")
+	return d, dir, name, live
+}
+
+// One `haproxy -c` of a small config: as a local process, and in HAProxy's container
+// through Docker exec (what haproxy.check_container adds to each check).
+func BenchmarkHAProxyCheck(b *testing.B) {
+	_, dir, name, _ := haproxyInContainer(b)
+	path := filepath.Join(dir, lbconfig.ConfigFile)
+	inContainer, err := WriteOptions(&deployments.Config{HAProxy: deployments.HAProxyConfig{CheckContainer: name}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		run  func() error
+	}{
+		{"local", func() error { return exec.Command("haproxy", "-c", "-f", path).Run() }},
+		{"container", func() error {
+			if _, code, err := inContainer.Checker.Run(context.Background(), "haproxy", path); err != nil || code != 0 {
+				return fmt.Errorf("exit %d, %v", code, err)
+			}
+			return nil
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for range b.N {
+				if err := bc.run(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
