@@ -136,7 +136,11 @@ var _ CheckRunner = localChecker{}
 
 // Identity is the binary's path, size and modification time.
 func (localChecker) Identity(_ context.Context, binary string) (string, error) {
-	return binaryID(binary)
+	id, err := binaryID(binary)
+	if err != nil {
+		return "", fmt.Errorf("%w (set haproxy.binary to HAProxy's path)", err)
+	}
+	return id, nil
 }
 
 // Run runs binary as a child process.

@@ -34,10 +34,10 @@ const checkHint = "haproxy.check_container must name HAProxy's running container
 func (c HAProxyCheck) Identity(ctx context.Context, binary string) (string, error) {
 	info, err := c.d.cli.ContainerInspect(ctx, c.container)
 	if err != nil {
-		return "", c.d.engineError("inspect haproxy container "+c.container, err)
+		return "", fmt.Errorf("%w (%s)", c.d.engineError("inspect haproxy container "+c.container, err), checkHint)
 	}
 	if info.State == nil || !info.State.Running {
-		return "", fmt.Errorf("haproxy container %s is not running", c.container)
+		return "", fmt.Errorf("haproxy container %s is not running (%s)", c.container, checkHint)
 	}
 	return fmt.Sprintf("container image %s %s", info.Image, binary), nil
 }

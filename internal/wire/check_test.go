@@ -64,6 +64,35 @@ func TestWriteOptions_CheckContainerChecksEachConfigWithHAProxysContainerBeforeI
 	}
 }
 
+// A swap's preflight, and serve's /readyz, see whether the check container is there.
+func TestBalancerPing_FailsWhileTheCheckContainerIsMissing(t *testing.T) {
+	d, dir, name, _ := haproxyInContainer(t)
+	c, err := lbconfig.New("unix", filepath.Join(dir, "admin.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout := &lbconfig.Layout{Dir: dir, Frontend: lbconfig.Listener{Name: "www", Bind: "127.0.0.1:1"}, Routing: lbconfig.RouteByHost}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, tc := range []struct {
+		container string
+		ready     bool
+	}{{name, true}, {"swap-test-nothing-" + d.RunID, false}} {
+		write, err := WriteOptions(&deployments.Config{HAProxy: deployments.HAProxyConfig{Binary: "haproxy", CheckContainer: tc.container}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fleet, err := lbconfig.NewFleet(layout, write, lbconfig.Instance{Client: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = (&Balancer{F: fleet}).Ping(ctx)
+		if tc.ready != (err == nil) || (err != nil && !strings.Contains(err.Error(), "haproxy.check_container")) {
+			t.Errorf("check container %s: ping says %v", tc.container, err)
+		}
+	}
+}
+
 // haproxyInContainer runs HAProxy in a container on a small config in a directory of its
 // own, mounted at the same path; it returns the directory, the container's name and the
 // config.
