@@ -100,6 +100,8 @@ func Fleet(cfg *deployments.Config, drv *docker.Driver) (*lbconfig.Fleet, error)
 	return lbconfig.NewFleet(layout, write, instances...)
 }
 
+var _ lbconfig.CheckRunner = docker.HAProxyCheck{}
+
 // WriteOptions says how swap checks a rendered haproxy.cfg before it replaces the live
 // one: `haproxy -c` with haproxy.binary, a process of swap's own, or, with
 // haproxy.check_container, run in that container through drv's Docker engine (nil: a
