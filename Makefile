@@ -43,11 +43,12 @@ build: ## build bin/swap and bin/demoapp (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/demoapp ./examples/demoapp
 
 # The sidecar image (Dockerfile): FROM scratch, nothing pulled. The classic builder needs
-# no network at all for it; BuildKit may look for its frontend.
+# no network at all for it (DOCKER_BUILDKIT=1 uses BuildKit, where the engine has it).
 IMAGE ?= swap:dev
+DOCKER_BUILDKIT ?= 0
 
 image: build ## the sidecar image (IMAGE=swap:dev): bin/swap FROM scratch, `swap serve` as user 65532
-	DOCKER_BUILDKIT=0 docker build --tag $(IMAGE) .
+	DOCKER_BUILDKIT=$(DOCKER_BUILDKIT) docker build --tag $(IMAGE) .
 
 lint: ## gofmt check and go vet
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
