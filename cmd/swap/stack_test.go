@@ -189,7 +189,7 @@ func newStackWith(t *testing.T, apps string, opts stackOptions) *stack {
 		s.haproxyContainer = "swap-test-haproxy-" + s.docker.RunID
 		lbExtra = fmt.Sprintf("  check_container: %s\n  socket_gid: %d\n", s.haproxyContainer, sidecarUID)
 		if err := os.Chown(hdir, sidecarUID, sidecarUID); err != nil {
-			t.Fatal(err)
+			t.Fatalf("give HAProxy's directory to the sidecar's user %d (the test runs as root, like the other fixtures): %v", sidecarUID, err)
 		}
 	}
 	cfg := fmt.Sprintf(`docker: {%s}
