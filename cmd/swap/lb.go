@@ -124,10 +124,15 @@ func renderLB(ctx context.Context, cfg *deployments.Config, dryRun bool) (*rende
 	if err != nil {
 		return nil, err
 	}
+	write, err := wire.WriteOptions(cfg, nil)
+	if err != nil {
+		return nil, withCode(exitFailed, err)
+	}
+	write.DryRun = dryRun
 	var first *renderResult
 	var firstErr error
 	for i, c := range clients {
-		res, err := renderInstance(ctx, cfg, c, instanceLayout(cfg, layout, i), dryRun)
+		res, err := renderInstance(ctx, c, instanceLayout(cfg, layout, i), write)
 		if first == nil {
 			first = res
 		} else {
@@ -142,7 +147,8 @@ func renderLB(ctx context.Context, cfg *deployments.Config, dryRun bool) (*rende
 
 // renderInstance renders one instance's files into its layout's directory, holding
 // the directory's lock from reading the runtime to the last rename.
-func renderInstance(ctx context.Context, cfg *deployments.Config, c *lbconfig.Client, layout *lbconfig.Layout, dryRun bool) (*renderResult, error) {
+func renderInstance(ctx context.Context, c *lbconfig.Client, layout *lbconfig.Layout, write lbconfig.WriteOptions) (*renderResult, error) {
+	dryRun := write.DryRun
 	res := &renderResult{Instance: c.Name(), Dir: layout.Dir, DryRun: dryRun}
 	if !dryRun {
 		unlock, err := lbconfig.LockDir(ctx, layout.Dir)
@@ -172,11 +178,6 @@ func renderInstance(ctx context.Context, cfg *deployments.Config, c *lbconfig.Cl
 	if state != nil && !dryRun {
 		files = append(files, lbconfig.File{Name: lbconfig.StateFile, Data: state})
 	}
-	write, err := wire.WriteOptions(cfg, nil)
-	if err != nil {
-		return res, withCode(exitFailed, err)
-	}
-	write.DryRun = dryRun
 	wr, err := lbconfig.WriteFiles(ctx, layout.Dir, files, write)
 	res.Changed, res.Unchanged, res.Diff = wr.Changed, wr.Unchanged, wr.Diff
 	if err != nil {
