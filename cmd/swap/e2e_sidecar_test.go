@@ -20,7 +20,6 @@ import (
 	"github.com/docker/docker/api/types/container"
 	dockerevents "github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/swap-dev/swap/internal/testenv"
 	"github.com/swap-dev/swap/serve"
@@ -106,7 +105,7 @@ func TestE2E_SidecarImageRunsServeAsNonRootAndSwapsUnderLoadCheckingFilesInHAPro
 		t.Errorf("readyz = %d %v", status, body)
 	}
 	// `swap lb render` in the sidecar checks in HAProxy's container too.
-	if code, out := s.dockerExec(id, "/usr/local/bin/swap", "lb", "render"); code != 0 {
+	if code, out := s.docker.Exec(t, id, "/usr/local/bin/swap", "lb", "render"); code != 0 {
 		t.Fatalf("swap lb render in the sidecar: exit %d\n%s", code, out)
 	}
 
@@ -287,36 +286,6 @@ func (s *stack) execs(name string, since time.Time) []string {
 			}
 			return out
 		}
-	}
-}
-
-// dockerExec runs cmd in a container and returns its exit code and output.
-func (s *stack) dockerExec(id string, cmd ...string) (int, string) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	created, err := s.docker.Client.ContainerExecCreate(ctx, id, container.ExecOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	att, err := s.docker.Client.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	var out strings.Builder
-	_, err = stdcopy.StdCopy(&out, &out, att.Reader)
-	att.Close()
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	for {
-		info, err := s.docker.Client.ContainerExecInspect(ctx, created.ID)
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		if !info.Running {
-			return info.ExitCode, out.String()
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

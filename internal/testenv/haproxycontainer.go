@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/pkg/stdcopy"
 )
 
 // HAProxyImage makes the host's haproxy and the shared libraries `ldd` lists for it into
@@ -103,6 +103,44 @@ func (d *DockerEnv) RunHAProxyContainer(t testing.TB, img, name, cfgPath, adminS
 	return h
 }
 
+// Exec runs cmd in a running container and returns its exit code and output. It is the
+// tests' own, independent of deployments/docker's.
+func (d *DockerEnv) Exec(t testing.TB, id string, cmd ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	created, err := d.Client.ContainerExecCreate(ctx, id, container.ExecOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		t.Fatalf("testenv: exec in %s: %v", id, err)
+	}
+	att, err := d.Client.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{})
+	if err != nil {
+		t.Fatalf("testenv: exec in %s: %v", id, err)
+	}
+	var out strings.Builder
+	_, err = stdcopy.StdCopy(&out, &out, att.Reader)
+	att.Close()
+	if err != nil {
+		t.Fatalf("testenv: exec in %s: %v", id, err)
+	}
+	var code int
+	err = Poll(30*time.Second, func() error {
+		info, err := d.Client.ContainerExecInspect(ctx, created.ID)
+		if err != nil {
+			return err
+		}
+		if info.Running {
+			return fmt.Errorf("still running")
+		}
+		code = info.ExitCode
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("testenv: exec in %s: %v", id, err)
+	}
+	return code, out.String()
+}
+
 // Logs returns a container's output, for failure messages.
 func (d *DockerEnv) Logs(id string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -112,13 +150,7 @@ func (d *DockerEnv) Logs(id string) string {
 		return "logs: " + err.Error()
 	}
 	defer rc.Close()
-	var b bytes.Buffer
-	_, _ = b.ReadFrom(rc)
-	// The stream is multiplexed (8-byte frame headers); for a message, the text is enough.
-	return strings.Map(func(r rune) rune {
-		if r < ' ' && r != '\n' && r != '\t' {
-			return -1
-		}
-		return r
-	}, b.String())
+	var b strings.Builder
+	_, _ = stdcopy.StdCopy(&b, &b, rc)
+	return b.String()
 }
