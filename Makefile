@@ -9,7 +9,7 @@ COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 CONSUL_SUM := $(BIN)/.consul.go.sum
 
-.PHONY: help deps haproxy consul build test lint demo demo-down clean
+.PHONY: help deps haproxy consul build image test lint demo demo-down clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,6 +41,14 @@ build: ## build bin/swap and bin/demoapp (static)
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/swap ./cmd/swap
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/demoapp ./examples/demoapp
+
+# The sidecar image (Dockerfile): FROM scratch, nothing pulled. The classic builder needs
+# no network at all for it (DOCKER_BUILDKIT=1 uses BuildKit, where the engine has it).
+IMAGE ?= swap:dev
+DOCKER_BUILDKIT ?= 0
+
+image: build ## the sidecar image (IMAGE=swap:dev): bin/swap FROM scratch, `swap serve` as user 65532
+	DOCKER_BUILDKIT=$(DOCKER_BUILDKIT) docker build --tag $(IMAGE) .
 
 lint: ## gofmt check and go vet
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

@@ -131,7 +131,16 @@ type HAProxyConfig struct {
 	// "haproxy", relative to the config file's directory).
 	Dir string `yaml:"dir" mapstructure:"dir"`
 	// Binary is the haproxy executable used for `haproxy -c` (default "haproxy").
-	Binary    string            `yaml:"binary" mapstructure:"binary"`
+	Binary string `yaml:"binary" mapstructure:"binary"`
+	// CheckContainer, when set, is the container `haproxy -c` runs in (through the
+	// Docker Engine API's exec), with Binary its path there: a swap without haproxy of
+	// its own (the sidecar image) checks with HAProxy's. HAProxy's files directory must
+	// be mounted at the same path in that container and in swap's.
+	CheckContainer string `yaml:"check_container" mapstructure:"check_container"`
+	// SocketGID, when not 0, makes the admin socket of the rendered haproxy.cfg mode 660
+	// with this group, so that a swap running as another user of that group may use it
+	// (the sidecar image's user); 0 keeps it mode 600, HAProxy's user's only.
+	SocketGID int               `yaml:"socket_gid" mapstructure:"socket_gid"`
 	Instances []HAProxyInstance `yaml:"instances" mapstructure:"instances"`
 	Frontend  Listener          `yaml:"frontend" mapstructure:"frontend"`
 	Preview   Listener          `yaml:"preview" mapstructure:"preview"` // optional: Bind empty = no preview frontend

@@ -10,7 +10,8 @@ import (
 )
 
 // ResolvePaths makes the config's relative file paths absolute, relative to baseDir
-// (the config file's directory): haproxy.dir, haproxy.binary when it contains a '/',
+// (the config file's directory): haproxy.dir, haproxy.binary when it contains a '/' (and is not a path in
+// haproxy.check_container),
 // haproxy.instances[].socket, dir and master_socket (when not host:port),
 // consul.token_file, consul.tls.*_file and apps.*.env_file. Empty paths stay empty.
 func (c *Config) ResolvePaths(baseDir string) {
@@ -21,7 +22,7 @@ func (c *Config) ResolvePaths(baseDir string) {
 	}
 	h := &c.HAProxy
 	abs(&h.Dir)
-	if strings.Contains(h.Binary, "/") {
+	if strings.Contains(h.Binary, "/") && h.CheckContainer == "" { // else a path in that container
 		abs(&h.Binary)
 	}
 	for i := range h.Instances {

@@ -40,6 +40,11 @@ func TestResolvePathsMakesRelativePathsRelativeToTheConfigDir(t *testing.T) {
 			t.Errorf("%s = %q, want %q", ck.what, ck.got, ck.want)
 		}
 	}
+	inContainer := &Config{HAProxy: HAProxyConfig{Binary: "sbin/haproxy", CheckContainer: "lb"}}
+	inContainer.ResolvePaths("/etc/swap")
+	if got := inContainer.HAProxy.Binary; got != "sbin/haproxy" {
+		t.Errorf("haproxy.binary of a check container = %q: it is a path in that container, not relative to the config", got)
+	}
 }
 
 func TestCheckFilesReportsMissingUnreadableAndMalformedFiles(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -169,6 +170,12 @@ func (c *Config) validateInstanceDir(ps *problems, ip Path, i int, dirs map[stri
 	dirs[dir] = i
 }
 
+// containerName is what Docker accepts as a container name (or an ID).
+var containerName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+
+// maxID is the largest user or group id.
+const maxID = 1<<31 - 2
+
 // MaxSocketPath is the longest unix socket path HAProxy 2.6 accepts in `stats socket`.
 const MaxSocketPath = 97
 
@@ -183,6 +190,17 @@ func (c *Config) validateHAProxy(ps *problems) {
 	}
 	if h.Binary == "" {
 		ps.add(p.Key("binary"), "set the haproxy executable, like haproxy or /usr/sbin/haproxy")
+	}
+	if h.CheckContainer != "" {
+		if !containerName.MatchString(h.CheckContainer) {
+			ps.add(p.Key("check_container"), "%q is not a container name or ID (letters, digits, '_', '.', '-', starting with a letter or digit): name the container HAProxy runs in", h.CheckContainer)
+		}
+		if strings.Contains(h.Binary, "/") && !filepath.IsAbs(h.Binary) {
+			ps.add(p.Key("binary"), "%q is relative: with check_container it is a path inside that container; use an absolute path like /usr/local/sbin/haproxy, or a name its PATH finds", h.Binary)
+		}
+	}
+	if h.SocketGID < 0 || h.SocketGID > maxID {
+		ps.add(p.Key("socket_gid"), "%d is not a group id: use 1 to %d (the group of the user swap runs as), or 0 to keep the admin socket HAProxy's user's only", h.SocketGID, maxID)
 	}
 	if h.Routing != RoutingHost && h.Routing != RoutingPath {
 		ps.add(p.Key("routing"), "%q must be host (route by Host header) or path (route by path prefix)", h.Routing)

@@ -266,6 +266,14 @@ func TestValidateReportsEachMalformedConfigWithItsPathAndWhatToDo(t *testing.T) 
 			[]string{`haproxy.frontend.name: "swap_fallback" is the name of swap's fallback backend: choose another name`}},
 		{"a negative connect timeout", func(c *Config) { c.HAProxy.Timeouts.Connect = -time.Second },
 			[]string{"haproxy.timeouts.connect: must be > 0 (like 5s), got -1s"}},
+		{"a check container that is no container name", func(c *Config) { c.HAProxy.CheckContainer = "my haproxy" },
+			[]string{`haproxy.check_container: "my haproxy" is not a container name or ID (letters, digits, '_', '.', '-', starting with a letter or digit): name the container HAProxy runs in`}},
+		{"a relative haproxy binary in a check container", func(c *Config) {
+			c.HAProxy.CheckContainer = "haproxy"
+			c.HAProxy.Binary = "sbin/haproxy"
+		}, []string{`haproxy.binary: "sbin/haproxy" is relative: with check_container it is a path inside that container; use an absolute path like /usr/local/sbin/haproxy, or a name its PATH finds`}},
+		{"a negative admin socket group", func(c *Config) { c.HAProxy.SocketGID = -1 },
+			[]string{"haproxy.socket_gid: -1 is not a group id: use 1 to 2147483646 (the group of the user swap runs as), or 0 to keep the admin socket HAProxy's user's only"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

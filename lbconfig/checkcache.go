@@ -73,18 +73,18 @@ func binaryID(binary string) (string, error) {
 	return fmt.Sprintf("%s %d %d", path, fi.Size(), fi.ModTime().UnixNano()), nil
 }
 
-// checkConfigOnce runs `haproxy -c` on tmp (cfg's bytes, to be installed in dir) unless
-// a config of the same shape passed before.
-func checkConfigOnce(ctx context.Context, binary, dir string, cfg []byte, tmp string) error {
-	id, err := binaryID(binary)
+// checkConfigOnce runs `haproxy -c` through r on tmp (cfg's bytes, to be installed in
+// dir) unless a config of the same shape passed before with the same haproxy.
+func checkConfigOnce(ctx context.Context, r CheckRunner, binary, dir string, cfg []byte, tmp string) error {
+	id, err := r.Identity(ctx, binary)
 	if err != nil {
-		return checkConfig(ctx, binary, tmp) // it says what is missing
+		return checkConfig(ctx, r, binary, tmp) // it says what is missing
 	}
 	shape := configShape(id, cfg)
 	if shapeAccepted(dir, shape) {
 		return nil
 	}
-	if err := checkConfig(ctx, binary, tmp); err != nil {
+	if err := checkConfig(ctx, r, binary, tmp); err != nil {
 		return err
 	}
 	rememberShape(dir, shape)

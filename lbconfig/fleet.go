@@ -96,6 +96,20 @@ func (f *Fleet) mapOf(c *Client, file string) string {
 // Instances returns the fleet's instances.
 func (f *Fleet) Instances() []Instance { return append([]Instance(nil), f.instances...) }
 
+// CheckerReady says whether the haproxy that checks every file the fleet persists
+// (WriteOptions: a local binary, or one in HAProxy's container) can be found, so that a
+// swap is refused before it starts anything rather than when its first file is written.
+// A fleet without persistence needs none.
+func (f *Fleet) CheckerReady(ctx context.Context) error {
+	if f.layout == nil {
+		return nil
+	}
+	if _, err := f.write.checker().Identity(ctx, f.write.Binary); err != nil {
+		return fmt.Errorf("haproxy -c, which checks each rendered file before it replaces a live one, cannot run: %w", err)
+	}
+	return nil
+}
+
 // Layout returns the fleet's layout (nil without persistence).
 func (f *Fleet) Layout() *Layout { return f.layout }
 

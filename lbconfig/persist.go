@@ -27,6 +27,9 @@ type WriteOptions struct {
 	// Binary is the haproxy executable that checks a config before it replaces the
 	// old one (default "haproxy").
 	Binary string
+	// Checker runs that check (nil: a local process). The sidecar image has no haproxy:
+	// it runs the check inside HAProxy's own container (haproxy.check_container).
+	Checker CheckRunner
 	// DryRun writes nothing: the result holds the diffs.
 	DryRun bool
 }
@@ -62,7 +65,7 @@ func WriteFiles(ctx context.Context, dir string, files []File, opts WriteOptions
 		var check func(tmp string) error
 		if f.Name == ConfigFile {
 			data := f.Data
-			check = func(tmp string) error { return checkConfigOnce(ctx, opts.Binary, dir, data, tmp) }
+			check = func(tmp string) error { return checkConfigOnce(ctx, opts.checker(), opts.Binary, dir, data, tmp) }
 		}
 		if err := writeAtomic(path, f.Data, 0o644, check); err != nil {
 			return res, err
@@ -115,19 +118,63 @@ func writeAtomic(path string, data []byte, mode os.FileMode, check func(tmp stri
 	return nil
 }
 
-// checkConfig runs `haproxy -c -f path`.
-func checkConfig(ctx context.Context, binary, path string) error {
+// A CheckRunner runs HAProxy's config check, `<binary> -c -f <path>`: a local process
+// (localChecker), or another HAProxy's own binary where it lives (a container).
+type CheckRunner interface {
+	// Identity names the haproxy that checks, as it is now: a new build or an upgrade
+	// gets every config checked again. An error means it cannot be found.
+	Identity(ctx context.Context, binary string) (string, error)
+	// Run runs `binary -c -f path` and returns HAProxy's combined output and exit code;
+	// err says it could not run at all (and what to set).
+	Run(ctx context.Context, binary, path string) (output string, exitCode int, err error)
+}
+
+// localChecker runs `haproxy -c` as a process of this one.
+type localChecker struct{}
+
+var _ CheckRunner = localChecker{}
+
+// Identity is the binary's path, size and modification time.
+func (localChecker) Identity(_ context.Context, binary string) (string, error) {
+	id, err := binaryID(binary)
+	if err != nil {
+		return "", fmt.Errorf("%w (set haproxy.binary to HAProxy's path)", err)
+	}
+	return id, nil
+}
+
+// Run runs binary as a child process.
+func (localChecker) Run(ctx context.Context, binary, path string) (string, int, error) {
+	out, err := exec.CommandContext(ctx, binary, "-c", "-f", path).CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0, nil
+	case errors.As(err, &ee):
+		return string(out), ee.ExitCode(), nil
+	default:
+		return string(out), -1, fmt.Errorf("run %s -c: %w (set haproxy.binary to HAProxy's path)", binary, err)
+	}
+}
+
+func (o WriteOptions) checker() CheckRunner {
+	if o.Checker == nil {
+		return localChecker{}
+	}
+	return o.Checker
+}
+
+// checkConfig runs `haproxy -c -f path` through r.
+func checkConfig(ctx context.Context, r CheckRunner, binary, path string) error {
 	if binary == "" {
 		binary = "haproxy"
 	}
-	out, err := exec.CommandContext(ctx, binary, "-c", "-f", path).CombinedOutput()
+	out, code, err := r.Run(ctx, binary, path)
 	if err != nil {
-		msg := alerts(string(out))
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) {
-			return fmt.Errorf("run %s -c: %w (set haproxy.binary to HAProxy's path)", binary, err)
-		}
-		return fmt.Errorf("%w: %s", ErrConfigRejected, msg)
+		return err
+	}
+	if code != 0 {
+		return fmt.Errorf("%w: %s", ErrConfigRejected, alerts(out))
 	}
 	return nil
 }

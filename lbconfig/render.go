@@ -24,6 +24,9 @@ type Layout struct {
 	Preview  Listener // Bind == "": no preview frontend
 	Routing  Routing
 	Timeouts Timeouts
+	// SocketGID, when not 0, makes the admin socket mode 660 with this group, for a
+	// client running as another user of that group; 0 keeps it mode 600.
+	SocketGID int
 	// HardStopAfter bounds how long an old worker keeps serving after a reload
 	// (default 30s).
 	HardStopAfter time.Duration
@@ -167,6 +170,9 @@ func (l *Layout) Validate() error {
 	}
 	if l.Preview.Bind != "" && l.Preview.Name == l.Frontend.Name {
 		return fmt.Errorf("preview frontend %q: same name as the frontend", l.Preview.Name)
+	}
+	if l.SocketGID < 0 {
+		return fmt.Errorf("admin socket gid %d: want a group id, or 0 for none", l.SocketGID)
 	}
 	switch l.Routing {
 	case RouteByHost, RouteByPath:
@@ -342,7 +348,11 @@ func renderConfig(l *Layout) []byte {
 	w("# Written by swap (`swap lb render`); swap rewrites it after every runtime change.")
 	w("# Edits by hand are lost: change swap's config instead.")
 	w("global")
-	w("    stats socket %s mode 600 level admin expose-fd listeners", l.AdminSocket())
+	perm := "mode 600"
+	if l.SocketGID != 0 {
+		perm = fmt.Sprintf("mode 660 gid %d", l.SocketGID)
+	}
+	w("    stats socket %s %s level admin expose-fd listeners", l.AdminSocket(), perm)
 	w("    stats timeout 1m")
 	w("    server-state-file %s", l.Path(StateFile))
 	w("    hard-stop-after %s", haDuration(orDefault(l.HardStopAfter, 30*time.Second)))

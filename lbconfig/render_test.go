@@ -37,6 +37,20 @@ func goldenLayout() *Layout {
 	}
 }
 
+func TestRenderGivesTheAdminSocketToAGroupWhenAsked(t *testing.T) {
+	l := goldenLayout()
+	l.SocketGID = 65532
+	files, err := Render(l)
+	must(t, err)
+	if cfg := string(files[len(files)-1].Data); !strings.Contains(cfg, "stats socket /etc/swap/haproxy/admin.sock mode 660 gid 65532 level admin") {
+		t.Fatalf("the admin socket is not mode 660 with group 65532:\n%s", cfg)
+	}
+	l.SocketGID = -1
+	if _, err := Render(l); err == nil {
+		t.Fatal("a negative group id rendered")
+	}
+}
+
 func TestRenderWritesTheDesignLayout(t *testing.T) {
 	files, err := Render(goldenLayout())
 	if err != nil {

@@ -28,11 +28,12 @@ func LBLayout(cfg *deployments.Config, cur LBCurrent) (*lbconfig.Layout, error) 
 		return nil, fmt.Errorf("haproxy.dir %q must be an absolute path by now (the config loader resolves it against the config file's directory)", h.Dir)
 	}
 	l := &lbconfig.Layout{
-		Dir:      h.Dir,
-		Frontend: lbconfig.Listener{Name: h.Frontend.Name, Bind: h.Frontend.Bind},
-		Preview:  lbconfig.Listener{Name: h.Preview.Name, Bind: h.Preview.Bind},
-		Routing:  lbconfig.Routing(h.Routing),
-		Timeouts: lbconfig.Timeouts{Connect: h.Timeouts.Connect, Client: h.Timeouts.Client, Server: h.Timeouts.Server},
+		Dir:       h.Dir,
+		Frontend:  lbconfig.Listener{Name: h.Frontend.Name, Bind: h.Frontend.Bind},
+		Preview:   lbconfig.Listener{Name: h.Preview.Name, Bind: h.Preview.Bind},
+		Routing:   lbconfig.Routing(h.Routing),
+		Timeouts:  lbconfig.Timeouts{Connect: h.Timeouts.Connect, Client: h.Timeouts.Client, Server: h.Timeouts.Server},
+		SocketGID: h.SocketGID,
 	}
 	apps := make([]string, 0, len(cfg.Apps))
 	for name := range cfg.Apps {

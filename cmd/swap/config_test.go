@@ -68,6 +68,16 @@ func problemLines(t *testing.T, err error) []string {
 	return ve.Lines()
 }
 
+func TestTheSidecarsExampleConfigLoadsAndChecksInHAProxysContainer(t *testing.T) {
+	cfg, err := loadArgs(t, []string{"--config", "../../examples/serve/sidecar.yaml"})
+	if err != nil {
+		t.Fatalf("examples/serve/sidecar.yaml: %v", err)
+	}
+	if h := cfg.HAProxy; h.CheckContainer != "swap-haproxy" || h.SocketGID != 65532 || h.Binary != "haproxy" || h.Dir != "/srv/swap/haproxy" {
+		t.Fatalf("haproxy: check_container %q, socket_gid %d, binary %q, dir %q", h.CheckContainer, h.SocketGID, h.Binary, h.Dir)
+	}
+}
+
 func TestTheExampleConfigLoadsAndValidates(t *testing.T) {
 	cfg, err := loadArgs(t, []string{"--config", "../../examples/swap.yaml"})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/swap-dev/swap/deployments"
+	"github.com/swap-dev/swap/internal/wire"
 	"github.com/swap-dev/swap/lbconfig"
 	"github.com/swap-dev/swap/switcher"
 )
@@ -119,10 +120,15 @@ func renderLB(ctx context.Context, cfg *deployments.Config, dryRun bool) (*rende
 	if err != nil {
 		return nil, err
 	}
+	write, err := wire.WriteOptions(cfg, nil)
+	if err != nil {
+		return nil, withCode(exitFailed, err)
+	}
+	write.DryRun = dryRun
 	var first *renderResult
 	var firstErr error
 	for i, c := range clients {
-		res, err := renderInstance(ctx, cfg, c, instanceLayout(cfg, layout, i), dryRun)
+		res, err := renderInstance(ctx, c, instanceLayout(cfg, layout, i), write)
 		if first == nil {
 			first = res
 		} else {
@@ -137,7 +143,8 @@ func renderLB(ctx context.Context, cfg *deployments.Config, dryRun bool) (*rende
 
 // renderInstance renders one instance's files into its layout's directory, holding
 // the directory's lock from reading the runtime to the last rename.
-func renderInstance(ctx context.Context, cfg *deployments.Config, c *lbconfig.Client, layout *lbconfig.Layout, dryRun bool) (*renderResult, error) {
+func renderInstance(ctx context.Context, c *lbconfig.Client, layout *lbconfig.Layout, write lbconfig.WriteOptions) (*renderResult, error) {
+	dryRun := write.DryRun
 	res := &renderResult{Instance: c.Name(), Dir: layout.Dir, DryRun: dryRun}
 	if !dryRun {
 		unlock, err := lbconfig.LockDir(ctx, layout.Dir)
@@ -167,7 +174,7 @@ func renderInstance(ctx context.Context, cfg *deployments.Config, c *lbconfig.Cl
 	if state != nil && !dryRun {
 		files = append(files, lbconfig.File{Name: lbconfig.StateFile, Data: state})
 	}
-	wr, err := lbconfig.WriteFiles(ctx, layout.Dir, files, lbconfig.WriteOptions{Binary: cfg.HAProxy.Binary, DryRun: dryRun})
+	wr, err := lbconfig.WriteFiles(ctx, layout.Dir, files, write)
 	res.Changed, res.Unchanged, res.Diff = wr.Changed, wr.Unchanged, wr.Diff
 	if err != nil {
 		return res, withCode(exitFailed, fmt.Errorf("render %s: %w", layout.Dir, err))

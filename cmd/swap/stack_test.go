@@ -88,6 +88,8 @@ type stack struct {
 	v1, v2   string // demoapp images
 	// installation is the stack's installation (its consul.kv_prefix).
 	installation string
+	// haproxyContainer runs HAProxy with stackOptions.sidecar.
+	haproxyContainer string
 }
 
 // appYAML is the default app, e2eApp("web"): two replicas of demoapp, checks every
@@ -135,7 +137,16 @@ type stackOptions struct {
 	secondLB bool
 	// mesh sets consul.mesh: true.
 	mesh bool
+	// sidecar readies the stack for swap in the sidecar image, user sidecarUID: HAProxy
+	// runs in a container of its own (haproxyContainer, on the host's network) that
+	// checks the rendered files (haproxy.check_container), its sockets are mode 660 with
+	// the sidecar's group (haproxy.socket_gid), its directory and swap.yaml are the
+	// sidecar's to write and read.
+	sidecar bool
 }
+
+// sidecarUID is the user (and group) of the sidecar image (Dockerfile).
+const sidecarUID = 65532
 
 // newStackWith is newStack with opts.
 func newStackWith(t *testing.T, apps string, opts stackOptions) *stack {
@@ -175,6 +186,14 @@ func newStackWith(t *testing.T, apps string, opts stackOptions) *stack {
 		}
 		lb2 = fmt.Sprintf("    - name: lb2\n      socket: %s/admin.sock\n      master_socket: %s/master.sock\n      dir: %s\n", hdir2, hdir2, hdir2)
 	}
+	lbExtra := ""
+	if opts.sidecar {
+		s.haproxyContainer = "swap-test-haproxy-" + s.docker.RunID
+		lbExtra = fmt.Sprintf("  check_container: %s\n  socket_gid: %d\n", s.haproxyContainer, sidecarUID)
+		if err := os.Chown(hdir, sidecarUID, sidecarUID); err != nil {
+			t.Fatalf("give HAProxy's directory to the sidecar's user %d (the test runs as root, like the other fixtures): %v", sidecarUID, err)
+		}
+	}
 	cfg := fmt.Sprintf(`docker: {%s}
 consul:
   address: %s
@@ -182,7 +201,7 @@ consul:
   mesh: %t
 haproxy:
   dir: %s
-  instances:
+%s  instances:
     - name: lb1
       socket: %s/admin.sock
       master_socket: %s/master.sock
@@ -190,13 +209,21 @@ haproxy:
   preview: {name: www_preview, bind: "%s"}
   routing: host
 apps:
-%s`, opts.docker, s.consul.Addr, opts.kvPrefix, opts.mesh, hdir, hdir, hdir, lb2, s.frontend, s.preview, apps)
+%s`, opts.docker, s.consul.Addr, opts.kvPrefix, opts.mesh, hdir, lbExtra, hdir, hdir, lb2, s.frontend, s.preview, apps)
 	s.cfgPath = filepath.Join(s.dir, "swap.yaml")
 	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s.render(hdir)
-	s.haproxy = testenv.RunHAProxy(t, filepath.Join(hdir, "haproxy.cfg"), filepath.Join(hdir, "admin.sock"))
+	if opts.sidecar {
+		if err := os.Chmod(s.cfgPath, 0o644); err != nil { // no secret in it
+			t.Fatal(err)
+		}
+		s.haproxy = s.docker.RunHAProxyContainer(t, s.docker.HAProxyImage(t), s.haproxyContainer,
+			filepath.Join(hdir, "haproxy.cfg"), filepath.Join(hdir, "admin.sock"), fmt.Sprintf(",mode,660,gid,%d", sidecarUID))
+	} else {
+		s.haproxy = testenv.RunHAProxy(t, filepath.Join(hdir, "haproxy.cfg"), filepath.Join(hdir, "admin.sock"))
+	}
 	if opts.secondLB {
 		s.render(hdir2)
 		s.haproxy2 = testenv.RunHAProxy(t, filepath.Join(hdir2, "haproxy.cfg"), filepath.Join(hdir2, "admin.sock"))

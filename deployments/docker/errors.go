@@ -55,7 +55,7 @@ func classify(op, host string, err error) error {
 	switch {
 	case isPermission(err):
 		return fmt.Errorf("%s: %w at %s: this user may not use the Docker socket; "+
-			"run swap as a user in the docker group (or root), or point docker.host at an engine it may use: %v",
+			"run swap as a user in the docker group (or root; in a container: --group-add the socket's group id), or point docker.host at an engine it may use: %v",
 			op, ErrPermissionDenied, host, err)
 	case client.IsErrConnectionFailed(err):
 		return fmt.Errorf("%s: %w at %s: %s (and that this user may use the socket): %v",

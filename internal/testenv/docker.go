@@ -148,8 +148,7 @@ func (d *DockerEnv) DemoImageEnv(t testing.TB, version string, env map[string]st
 	if err != nil {
 		t.Fatal(err)
 	}
-	changes := []string{"ENV VERSION=" + version, `ENTRYPOINT ["/demoapp"]`, "EXPOSE 8080/tcp",
-		"LABEL " + LabelKey + "=" + d.RunID}
+	changes := []string{"ENV VERSION=" + version, `ENTRYPOINT ["/demoapp"]`, "EXPOSE 8080/tcp"}
 	keys := make([]string, 0, len(env))
 	for k := range env {
 		keys = append(keys, k)
@@ -158,19 +157,30 @@ func (d *DockerEnv) DemoImageEnv(t testing.TB, version string, env map[string]st
 	for _, k := range keys {
 		changes = append(changes, "ENV "+k+"="+env[k])
 	}
+	d.importImage(t, ref, map[string][]byte{"demoapp": bin}, changes)
+	return ref
+}
+
+// importImage imports files (path in the image -> contents, each executable) as the
+// one-layer image ref, with Dockerfile changes and this run's label.
+func (d *DockerEnv) importImage(t testing.TB, ref string, files map[string][]byte, changes []string) {
+	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	if err := tw.WriteHeader(&tar.Header{Name: "demoapp", Mode: 0o755, Size: int64(len(bin))}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tw.Write(bin); err != nil {
-		t.Fatal(err)
+	for name, body := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(name, "/"), Mode: 0o755, Size: int64(len(body))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(body); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	changes = append(changes, "LABEL "+LabelKey+"="+d.RunID)
 	rc, err := d.Client.ImageImport(ctx, image.ImportSource{Source: &buf, SourceName: "-"}, ref, image.ImportOptions{Changes: changes})
 	if err != nil {
 		t.Fatalf("testenv: import %s: %v", ref, err)
@@ -179,7 +189,6 @@ func (d *DockerEnv) DemoImageEnv(t testing.TB, version string, env map[string]st
 	if err := readJSONMessages(rc); err != nil {
 		t.Fatalf("testenv: import %s: %v", ref, err)
 	}
-	return ref
 }
 
 // BuildImage builds an image from the files given (a build context held in memory) with

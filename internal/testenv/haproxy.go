@@ -173,11 +173,26 @@ func (h *HAProxyInstance) start(t testing.TB, bin string) {
 	exit := make(chan struct{})
 	go func() { cmd.Wait(); close(exit) }()
 	h.cmd, h.exit = cmd, exit
-	err := Poll(10*time.Second, func() error {
+	err := h.waitUp(10*time.Second, func() error {
 		select {
 		case <-exit:
 			return fmt.Errorf("haproxy exited: %s", h.log.String())
 		default:
+			return nil
+		}
+	})
+	if err != nil {
+		h.Stop()
+		t.Fatalf("testenv: haproxy admin socket never answered: %v", err)
+	}
+}
+
+// waitUp waits up to timeout until the admin socket and the master CLI answer and the
+// master lists a worker; alive says whether HAProxy still runs.
+func (h *HAProxyInstance) waitUp(timeout time.Duration, alive func() error) error {
+	return Poll(timeout, func() error {
+		if err := alive(); err != nil {
+			return err
 		}
 		out, err := h.Exec("show info")
 		if err != nil {
@@ -196,10 +211,6 @@ func (h *HAProxyInstance) start(t testing.TB, bin string) {
 		}
 		return nil
 	})
-	if err != nil {
-		h.Stop()
-		t.Fatalf("testenv: haproxy admin socket never answered: %v", err)
-	}
 }
 
 // Exec sends one command line to the admin socket and returns the whole answer. It is the

@@ -60,6 +60,9 @@ func (h Hooks) Run(ctx context.Context, hook switcher.Hook) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("start /bin/sh for hook %s: %w: there is no shell here (the swap image is FROM scratch: add a static /bin/sh in an image built FROM it, or remove the hook)", name, err)
+		}
 		return fmt.Errorf("start /bin/sh for hook %s: %w", name, err)
 	}
 	pgid := cmd.Process.Pid // Setpgid: the shell leads its own group

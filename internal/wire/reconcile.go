@@ -102,7 +102,7 @@ func NewReconciler(cfg *deployments.Config, log *zap.Logger, host string) (*swit
 	if err != nil {
 		return nil, Feed{}, err
 	}
-	fleet, err := Fleet(cfg)
+	fleet, err := Fleet(cfg, nil)
 	if err != nil {
 		return nil, Feed{}, err
 	}

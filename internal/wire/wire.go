@@ -45,7 +45,7 @@ func New(cfg *deployments.Config, log *zap.Logger, opts Options) (sw *switcher.S
 		drv.Close()
 		return nil, nil, err
 	}
-	fleet, err := Fleet(cfg)
+	fleet, err := Fleet(cfg, drv)
 	if err != nil {
 		drv.Close()
 		return nil, nil, err
@@ -68,8 +68,13 @@ func New(cfg *deployments.Config, log *zap.Logger, opts Options) (sw *switcher.S
 
 // Fleet builds the HAProxy fleet of cfg with the layout the config describes, each
 // instance persisting to its own directory (haproxy.instances[].dir, default
-// haproxy.dir).
-func Fleet(cfg *deployments.Config) (*lbconfig.Fleet, error) {
+// haproxy.dir), checking its files as WriteOptions says (with drv, nil: a Docker client
+// of its own when haproxy.check_container needs one).
+func Fleet(cfg *deployments.Config, drv *docker.Driver) (*lbconfig.Fleet, error) {
+	write, err := WriteOptions(cfg, drv)
+	if err != nil {
+		return nil, err
+	}
 	layout, err := switcher.LBLayout(cfg, switcher.LBCurrent{})
 	if err != nil {
 		return nil, err
@@ -95,5 +100,27 @@ func Fleet(cfg *deployments.Config) (*lbconfig.Fleet, error) {
 	if len(instances) == 0 {
 		return nil, errors.New("haproxy.instances: none configured")
 	}
-	return lbconfig.NewFleet(layout, lbconfig.WriteOptions{Binary: cfg.HAProxy.Binary}, instances...)
+	return lbconfig.NewFleet(layout, write, instances...)
+}
+
+var _ lbconfig.CheckRunner = docker.HAProxyCheck{}
+
+// WriteOptions says how swap checks a rendered haproxy.cfg before it replaces the live
+// one: `haproxy -c` with haproxy.binary, a process of swap's own, or, with
+// haproxy.check_container, run in that container through drv's Docker engine (nil: a
+// Docker client for cfg.Docker that lives as long as the process; it holds no
+// connection while idle).
+func WriteOptions(cfg *deployments.Config, drv *docker.Driver) (lbconfig.WriteOptions, error) {
+	write := lbconfig.WriteOptions{Binary: cfg.HAProxy.Binary}
+	if cfg.HAProxy.CheckContainer == "" {
+		return write, nil
+	}
+	if drv == nil {
+		var err error
+		if drv, err = docker.New(cfg.Docker, zap.NewNop()); err != nil {
+			return write, fmt.Errorf("haproxy.check_container: %w", err)
+		}
+	}
+	write.Checker = drv.HAProxyCheck(cfg.HAProxy.CheckContainer)
+	return write, nil
 }
