@@ -48,10 +48,19 @@ func (r *Reconciler) Run(ctx context.Context, feed ChangeFeed, resync time.Durat
 }
 
 // runApp is one app's loop: a one-slot channel merges bursts of changes into one pass.
+// Each pass is recorded (Status, OnPass), with its lag when a change reported by feed
+// led to it: from the first change seen that the pass covers to its end.
 func (r *Reconciler) runApp(ctx context.Context, feed ChangeFeed, app string, resync time.Duration) {
 	log := r.log().With(zap.String("app", app))
 	kick := make(chan struct{}, 1)
+	var seenMu sync.Mutex
+	var seen time.Time // the first change not yet covered by a pass that worked
 	changed := func() {
+		seenMu.Lock()
+		if seen.IsZero() {
+			seen = time.Now()
+		}
+		seenMu.Unlock()
 		select {
 		case kick <- struct{}{}:
 		default:
@@ -78,10 +87,29 @@ func (r *Reconciler) runApp(ctx context.Context, feed ChangeFeed, app string, re
 			}
 		case <-timer.C:
 		}
+		// The pass covers the changes seen so far; those seen during it lead to the next.
+		seenMu.Lock()
+		covers := seen
+		seen = time.Time{}
+		seenMu.Unlock()
+		start := time.Now()
 		res, err := r.Settle(ctx, app)
 		if ctx.Err() != nil {
 			return
 		}
+		end := time.Now()
+		rep := PassReport{App: app, Result: res, Err: err, Took: end.Sub(start)}
+		if err == nil && !covers.IsZero() {
+			rep.Lag = end.Sub(covers)
+		}
+		if err != nil && !covers.IsZero() {
+			seenMu.Lock() // not in line yet: the next pass covers it still
+			if seen.IsZero() || covers.Before(seen) {
+				seen = covers
+			}
+			seenMu.Unlock()
+		}
+		r.recordPass(rep, end)
 		next := resync
 		switch {
 		case err != nil:
