@@ -12,8 +12,9 @@ import (
 // instances' Consul health, its state, journal or lock in KV.
 type ChangeFeed interface {
 	// WatchApp calls changed on every such change (it may call it more often) until ctx
-	// ends, retrying Consul failures itself; it returns ctx.Err().
-	WatchApp(ctx context.Context, app string, changed func()) error
+	// ends, retrying Consul failures itself and calling failed on each (so the loop runs
+	// a pass that finds Consul away, and says so); it returns ctx.Err().
+	WatchApp(ctx context.Context, app string, changed func(), failed func(error)) error
 }
 
 // Loop defaults.
@@ -55,23 +56,27 @@ func (r *Reconciler) runApp(ctx context.Context, feed ChangeFeed, app string, re
 	kick := make(chan struct{}, 1)
 	var seenMu sync.Mutex
 	var seen time.Time // the first change not yet covered by a pass that worked
+	poke := func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
 	changed := func() {
 		seenMu.Lock()
 		if seen.IsZero() {
 			seen = time.Now()
 		}
 		seenMu.Unlock()
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
+		poke()
 	}
+	failed := func(error) { poke() } // not a change seen: no lag starts
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_ = feed.WatchApp(ctx, app, changed)
+		_ = feed.WatchApp(ctx, app, changed, failed)
 	}()
 	timer := time.NewTimer(0) // the first pass at once
 	defer timer.Stop()

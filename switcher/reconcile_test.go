@@ -258,7 +258,7 @@ func (f flipOnSet) SetAdmin(ctx context.Context, backend string, servers []strin
 // chanFeed reports a change whenever the test sends on it.
 type chanFeed chan struct{}
 
-func (c chanFeed) WatchApp(ctx context.Context, _ string, changed func()) error {
+func (c chanFeed) WatchApp(ctx context.Context, _ string, changed func(), _ func(error)) error {
 	for {
 		select {
 		case <-ctx.Done():
