@@ -405,3 +405,53 @@ func TestReconcilerRun_StatusFollowsOutagesAndPassesReportTheirLag(t *testing.T)
 	cancel()
 	<-done
 }
+
+// failFeed reports a failed query whenever the test sends on it, and no change.
+type failFeed chan error
+
+func (f failFeed) WatchApp(ctx context.Context, _ string, _ func(), failed func(error)) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-f:
+			failed(err)
+		}
+	}
+}
+
+// A failed Consul query the feed reports makes the loop run a pass at once — no change
+// and no resync needed — so its status says it is not in sync; no lag is counted for it.
+func TestReconcilerRun_AFailedWatchQueryLeadsToAPassThatSaysConsulIsAway(t *testing.T) {
+	h := newHarness(t, twoReplicas)
+	h.deploy(t, "web:v1")
+	r := h.reconciler()
+	reg := &outageRegistry{fakeRegistry: h.reg}
+	r.Registry = reg
+	reports := make(chan PassReport, 100)
+	r.OnPass = func(p PassReport) { reports <- p }
+	feed := make(failFeed)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, feed, time.Hour) }()
+	<-reports // the first pass
+	reg.down.Store(true)
+	feed <- errors.New("consul: connection refused")
+	p := <-reports
+	if p.Err == nil || p.Lag != 0 {
+		t.Fatalf("the pass after a failed query: %+v", p)
+	}
+	if err := r.Status().InSync(); !errors.Is(err, ErrLoopNotInSync) {
+		t.Fatalf("status after a failed query: %v", err)
+	}
+	reg.down.Store(false)
+	if p := <-reports; p.Err != nil || p.Lag != 0 {
+		t.Fatalf("the backoff's pass once Consul answers: %+v (no change was seen: no lag)", p)
+	}
+	if err := r.Status().InSync(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
+}
