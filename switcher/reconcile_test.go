@@ -340,10 +340,11 @@ func (o *outageRegistry) Instances(ctx context.Context, app string) ([]Registere
 	return o.fakeRegistry.Instances(ctx, app)
 }
 
-// The loop's Status says whether every app's last pass worked: not in sync while Consul
-// is away, with the error, and in sync again once a pass works; OnPass hears each pass,
-// with the lag from the change seen to HAProxy in line.
-func TestReconcilerRun_StatusFollowsOutagesAndPassesReportTheirLag(t *testing.T) {
+// outageLoop runs the loop of a deployed harness on feed, with a registry that fails
+// while its down flag is set, until the test ends. Every pass is sent on reports; the
+// first has run and followed no change.
+func outageLoop(t *testing.T, feed ChangeFeed) (*harness, *Reconciler, *outageRegistry, chan PassReport) {
+	t.Helper()
 	h := newHarness(t, twoReplicas)
 	h.deploy(t, "web:v1")
 	r := h.reconciler()
@@ -354,14 +355,22 @@ func TestReconcilerRun_StatusFollowsOutagesAndPassesReportTheirLag(t *testing.T)
 	if err := r.Status().InSync(); !errors.Is(err, ErrLoopNotInSync) || !strings.Contains(err.Error(), "web: no pass yet") {
 		t.Fatalf("before any pass: %v", err)
 	}
-	feed := make(chanFeed)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx, feed, time.Hour) }()
+	t.Cleanup(func() { cancel(); <-done })
 	if p := <-reports; p.Err != nil || p.Lag != 0 {
 		t.Fatalf("the first pass: %+v (it follows no change: no lag)", p)
 	}
+	return h, r, reg, reports
+}
+
+// The loop's Status says whether every app's last pass worked: not in sync while Consul
+// is away, with the error, and in sync again once a pass works; OnPass hears each pass,
+// with the lag from the change seen to HAProxy in line.
+func TestReconcilerRun_StatusFollowsOutagesAndPassesReportTheirLag(t *testing.T) {
+	feed := make(chanFeed)
+	h, r, reg, reports := outageLoop(t, feed)
 	if err := r.Status().InSync(); err != nil {
 		t.Fatalf("after a pass that worked: %v", err)
 	}
@@ -402,8 +411,6 @@ func TestReconcilerRun_StatusFollowsOutagesAndPassesReportTheirLag(t *testing.T)
 	if err := r.Status().InSync(); err != nil {
 		t.Fatalf("after Consul came back: %v", err)
 	}
-	cancel()
-	<-done
 }
 
 // failFeed reports a failed query whenever the test sends on it, and no change.
@@ -423,19 +430,8 @@ func (f failFeed) WatchApp(ctx context.Context, _ string, _ func(), failed func(
 // A failed Consul query the feed reports makes the loop run a pass at once — no change
 // and no resync needed — so its status says it is not in sync; no lag is counted for it.
 func TestReconcilerRun_AFailedWatchQueryLeadsToAPassThatSaysConsulIsAway(t *testing.T) {
-	h := newHarness(t, twoReplicas)
-	h.deploy(t, "web:v1")
-	r := h.reconciler()
-	reg := &outageRegistry{fakeRegistry: h.reg}
-	r.Registry = reg
-	reports := make(chan PassReport, 100)
-	r.OnPass = func(p PassReport) { reports <- p }
 	feed := make(failFeed)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx, feed, time.Hour) }()
-	<-reports // the first pass
+	_, r, reg, reports := outageLoop(t, feed)
 	reg.down.Store(true)
 	feed <- errors.New("consul: connection refused")
 	p := <-reports
@@ -452,6 +448,4 @@ func TestReconcilerRun_AFailedWatchQueryLeadsToAPassThatSaysConsulIsAway(t *test
 	if err := r.Status().InSync(); err != nil {
 		t.Fatal(err)
 	}
-	cancel()
-	<-done
 }

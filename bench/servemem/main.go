@@ -14,7 +14,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -25,7 +24,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -76,18 +74,13 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, n int, deploy bool, idle time.Duration, dir, prefix, swapBin, consul, demoapp string) (err error) {
+func run(ctx context.Context, n int, deploy bool, idle time.Duration, dir, prefix, swapBin, consul, demoapp string) error {
 	if n < 1 {
 		return fmt.Errorf("-apps %d: at least 1", n)
 	}
 	bin, err := os.ReadFile(demoapp)
 	if err != nil {
 		return fmt.Errorf("%w: run `make build` first", err)
-	}
-	if _, err := os.Stat(dir); err == nil {
-		if err := stack.Down(ctx, dir, os.Stderr); err != nil {
-			return err
-		}
 	}
 	image := "swap-bench/" + prefix + ":v1"
 	var cfg strings.Builder
@@ -96,17 +89,15 @@ func run(ctx context.Context, n int, deploy bool, idle time.Duration, dir, prefi
 		names[i] = fmt.Sprintf("%s-%d", prefix, i)
 		fmt.Fprintf(&cfg, appYAML, names[i], image)
 	}
-	st, err := stack.Up(ctx, stack.Options{Dir: dir, Swap: swapBin, Consul: consul, Log: os.Stderr, Apps: cfg.String()})
-	if st != nil {
-		defer func() {
-			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			err = errors.Join(err, st.Down(cctx))
-		}()
-	}
-	if err != nil {
-		return err
-	}
+	opts := stack.Options{Dir: dir, Swap: swapBin, Consul: consul, Log: os.Stderr, Apps: cfg.String()}
+	return stack.With(ctx, opts, func(st *stack.Stack) error {
+		return measure(ctx, st, bin, image, names, deploy, idle)
+	})
+}
+
+// measure deploys the apps when deploy is set, runs swap serve on st, lets it idle, and
+// prints its memory.
+func measure(ctx context.Context, st *stack.Stack, bin []byte, image string, names []string, deploy bool, idle time.Duration) error {
 	if err := st.DemoImage(ctx, image, "v1", bin); err != nil {
 		return err
 	}
@@ -132,8 +123,7 @@ func run(ctx context.Context, n int, deploy bool, idle time.Duration, dir, prefi
 	args := []string{"serve", "--listen", listen}
 	cmd := st.Command(ctx, args...)
 	cmd.Env = append(cmd.Env, "SWAP_SERVE_TOKEN="+token)
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = io.Discard, &lockedWriter{w: &logs}
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr // its warnings, if any
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start swap serve: %w", err)
 	}
@@ -164,7 +154,7 @@ func run(ctx context.Context, n int, deploy bool, idle time.Duration, dir, prefi
 		case <-ctx.Done():
 			return ctx.Err()
 		case err := <-exited:
-			return fmt.Errorf("swap serve exited while idle: %v\n%s", err, logs.String())
+			return fmt.Errorf("swap serve exited while idle: %v", err)
 		case <-time.After(time.Second):
 		}
 		if m, err := procStatus(pid); err == nil {
@@ -186,7 +176,7 @@ func run(ctx context.Context, n int, deploy bool, idle time.Duration, dir, prefi
 	fmt.Printf("| machine | command | apps (instances) | idle | VmRSS | VmRSS peak while idle | VmHWM | Go heap in use | Go runtime total (sys) | goroutines |\n")
 	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|\n")
 	fmt.Printf("| %s | `swap serve --listen %s` (reconcile loop on, metrics on) | %d (%d) | %s | %s | %s | %s | %s | %s | %.0f |\n",
-		machine(), "127.0.0.1:<port>", n, instances, idle, mib(mem["VmRSS"]), mib(idlePeak), mib(mem["VmHWM"]),
+		machine(), "127.0.0.1:<port>", len(names), instances, idle, mib(mem["VmRSS"]), mib(idlePeak), mib(mem["VmHWM"]),
 		mib(int64(gm["go_memstats_heap_inuse_bytes"])), mib(int64(gm["go_memstats_sys_bytes"])), gm["go_goroutines"])
 	return nil
 }
@@ -293,16 +283,4 @@ func freeAddr() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
-}
-
-// lockedWriter serialises writes to w.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

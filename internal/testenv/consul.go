@@ -56,9 +56,16 @@ func Consul(t testing.TB) *ConsulAgent {
 	if err != nil {
 		Require(t, "consul", err)
 	}
+	return startRetrying(t, bin, func() []string { return []string{"-dev"} })
+}
+
+// startRetrying is startAgent with the flags mode makes, retried with new ones on new
+// ports when a start lost a port to another process.
+func startRetrying(t testing.TB, bin string, mode func() []string) *ConsulAgent {
+	t.Helper()
 	var last error
 	for attempt := 0; attempt < 3; attempt++ {
-		a, err := startConsul(t, bin)
+		a, err := startAgent(t, bin, mode()...)
 		if err == nil {
 			return a
 		}
@@ -69,10 +76,6 @@ func Consul(t testing.TB) *ConsulAgent {
 	}
 	t.Fatalf("testenv: consul: %v", last)
 	return nil
-}
-
-func startConsul(t testing.TB, bin string) (*ConsulAgent, error) {
-	return startAgent(t, bin, "-dev")
 }
 
 // ConsulServer starts a Consul server agent that keeps its state — KV, catalog, the
@@ -86,20 +89,12 @@ func ConsulServer(t testing.TB) *ConsulAgent {
 	if err != nil {
 		Require(t, "consul", err)
 	}
-	var last error
-	for attempt := 0; attempt < 3; attempt++ {
-		a, err := startAgent(t, bin, "-server", "-bootstrap-expect=1", "-data-dir="+t.TempDir(),
-			"-hcl=performance { raft_multiplier = 1 }")
-		if err == nil {
-			return a
-		}
-		last = err
-		if !strings.Contains(err.Error(), "address already in use") {
-			break
-		}
-	}
-	t.Fatalf("testenv: consul server: %v", last)
-	return nil
+	return startRetrying(t, bin, func() []string {
+		// A data directory of each attempt's own: a failed start may have left raft
+		// state of its node there.
+		return []string{"-server", "-bootstrap-expect=1", "-data-dir=" + t.TempDir(),
+			"-hcl=performance { raft_multiplier = 1 }"}
+	})
 }
 
 // startAgent starts an agent with mode's flags on free ports and waits until it is
