@@ -42,8 +42,12 @@ func (s LoopStatus) InSync() error {
 		case a.Passes == 0:
 			why = append(why, a.App+": no pass yet")
 		case a.Failures > 0:
-			why = append(why, fmt.Sprintf("%s: %d failed passes in a row since %s, the last: %s",
-				a.App, a.Failures, sinceText(a.LastSuccess), a.LastError))
+			passes := "passes"
+			if a.Failures == 1 {
+				passes = "pass"
+			}
+			why = append(why, fmt.Sprintf("%s: %d failed %s in a row since %s, the last: %s",
+				a.App, a.Failures, passes, sinceText(a.LastSuccess), a.LastError))
 		}
 	}
 	if len(why) == 0 {

@@ -65,6 +65,7 @@ func TestE2E_ServeRidesOutAConsulRestartAndReadyzSaysSoMeanwhile(t *testing.T) {
 	if msg := strings.ToLower(fmt.Sprint(body["error"])); !strings.Contains(msg, "consul") || !strings.Contains(msg, app+": ") {
 		t.Fatalf("/readyz during the outage names neither Consul nor the app: %v", body)
 	}
+	t.Logf("/readyz during the outage: %v", body)
 	waitOutput(t, &b.err, "reconcile pass failed; retrying")
 	if !strings.Contains(logs(), `"backoff"`) {
 		t.Fatalf("the loop's log of the outage has no backoff:\n%s", logs())
