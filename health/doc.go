@@ -64,11 +64,5 @@
 // gets up to two of its intervals more for its first one, so that the error
 // says why it fails. The package-level Wait runs a scheduler of its own for
 // the duration of the gate.
-//
-// # Publishing
-//
-// A Publisher (Options.Publisher) receives each target's Status after its
-// first result, on every transition, and every Options.Republish while
-// unchanged, asynchronously and coalesced per target, so that e.g. Consul TTL
-// checks follow swap's own probes. See Publisher for the details.
+
 package health

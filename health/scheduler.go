@@ -9,8 +9,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"go.uber.org/zap"
 )
 
 // Defaults, as HAProxy's: "inter 2s rise 2 fall 3".
@@ -19,7 +17,6 @@ const (
 	DefaultRise        = 2
 	DefaultFall        = 3
 	DefaultConcurrency = 1024
-	DefaultRepublish   = 10 * time.Second
 	DefaultResolution  = 10 * time.Millisecond
 )
 
@@ -67,17 +64,10 @@ type Options struct {
 	// cost at thousands of targets (see docs/benchmarks.md). Zero:
 	// DefaultResolution; negative: wake for every due time.
 	Resolution time.Duration
-	// Publisher, if set, receives statuses (see Publisher for when).
-	Publisher Publisher
-	// Republish is how often an unchanged status is published again
-	// (DefaultRepublish); transitions are published at once.
-	Republish time.Duration
 	// OnResult, if set, is called after every probe with its result (for
 	// metrics: Start-Due is the scheduling lag). It runs on the probing
 	// goroutine and must be quick.
 	OnResult func(target string, r Result)
-	// Logger receives publisher failures; nil: no logging.
-	Logger *zap.Logger
 }
 
 // Scheduler probes many targets, each on its own interval, with one timer
@@ -87,10 +77,8 @@ type Options struct {
 // context ends. All methods are safe for concurrent use.
 type Scheduler struct {
 	opts  Options
-	log   *zap.Logger
 	epoch time.Time // due times are offsets from it (monotonic)
 	wake  chan struct{}
-	pub   *publishQueue
 
 	// The worker pool: the dispatcher hands a due entry to the worker that
 	// went idle last, or starts one while there are fewer than Concurrency.
@@ -119,9 +107,8 @@ type entry struct {
 	due     time.Duration // since Scheduler.epoch
 	removed bool
 	// ctx, made at the first probe from Run's context, is cancelled by Remove.
-	ctx     context.Context
-	cancel  context.CancelFunc
-	lastPub time.Time
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 type listener struct{ fn func(Transition) }
@@ -140,28 +127,17 @@ func NewScheduler(opts Options) *Scheduler {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = DefaultConcurrency
 	}
-	if opts.Republish <= 0 {
-		opts.Republish = DefaultRepublish
-	}
 	if opts.Resolution == 0 {
 		opts.Resolution = DefaultResolution
 	}
-	log := opts.Logger
-	if log == nil {
-		log = zap.NewNop()
-	}
 	s := &Scheduler{
 		opts:       opts,
-		log:        log.Named("health"),
 		epoch:      time.Now(),
 		wake:       make(chan struct{}, 1),
 		freed:      make(chan struct{}, 1),
 		workerIdle: defaultWorkerIdle,
 		entries:    make(map[string]*entry),
 		gates:      make(map[*gateWatch]struct{}),
-	}
-	if opts.Publisher != nil {
-		s.pub = newPublishQueue(opts.Publisher, s.log)
 	}
 	return s
 }
@@ -222,9 +198,6 @@ func (s *Scheduler) Remove(id string) bool {
 	s.mu.Unlock()
 	if cancel != nil {
 		cancel()
-	}
-	if s.pub != nil {
-		s.pub.drop(id)
 	}
 	return true
 }
@@ -295,13 +268,6 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 
-	if s.pub != nil {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.pub.run(ctx)
-		}()
-	}
 	s.dispatch(ctx)
 	s.wg.Wait()
 
@@ -478,15 +444,6 @@ func (s *Scheduler) probe(runCtx context.Context, e *entry) {
 		return
 	}
 	tr, changed := e.tracker.Observe(r)
-	var st Status
-	publish := false
-	if s.pub != nil && r.Reason != ReasonCanceled {
-		now := time.Now()
-		if changed || e.lastPub.IsZero() || now.Sub(e.lastPub) >= s.opts.Republish {
-			e.lastPub = now
-			st, publish = e.tracker.Status(), true
-		}
-	}
 	listeners := s.listeners
 	s.notifyGatesLocked(e.target.ID)
 	s.mu.Unlock()
@@ -498,9 +455,6 @@ func (s *Scheduler) probe(runCtx context.Context, e *entry) {
 		for _, l := range listeners {
 			l.fn(tr)
 		}
-	}
-	if publish {
-		s.pub.put(st)
 	}
 
 	// Reschedule only now, so the next probe of e cannot overtake this one's

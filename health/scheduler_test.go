@@ -212,9 +212,9 @@ func TestScheduler_CancellationIsQuiet(t *testing.T) {
 		}
 		<-r.Context().Done()
 	})
-	var published atomic.Int64
+	var results atomic.Int64
 	s := NewScheduler(Options{Interval: tick, Rise: 1, Fall: 1,
-		Publisher: PublisherFunc(func(context.Context, Status) error { published.Add(1); return nil })})
+		OnResult: func(string, Result) { results.Add(1) }})
 	rec := newRecorder()
 	s.Subscribe(rec.listen)
 	for i := range 10 {
@@ -229,8 +229,8 @@ func TestScheduler_CancellationIsQuiet(t *testing.T) {
 	if got := rec.all(); len(got) != 0 {
 		t.Errorf("cancellation produced transitions %v", got)
 	}
-	if published.Load() != 0 {
-		t.Errorf("cancellation published %d statuses", published.Load())
+	if results.Load() != 0 {
+		t.Errorf("cancellation reported %d results", results.Load())
 	}
 	for _, st := range s.Snapshot() {
 		if st.Probes != 0 || st.State != StateUnknown {
@@ -290,59 +290,6 @@ func TestScheduler_RejectsInvalidTargets(t *testing.T) {
 		if err := s.Add(tt.t); !errors.Is(err, ErrInvalidTarget) {
 			t.Errorf("%s: got %v, want ErrInvalidTarget", tt.name, err)
 		}
-	}
-}
-
-func TestScheduler_PublishesFirstResultsTransitionsAndRepublishes(t *testing.T) {
-	noLeaks(t)
-	a := newApp(t, nil)
-	var mu sync.Mutex
-	var got []Status
-	pubErr := errors.New("consul is down")
-	var failFirst atomic.Bool
-	failFirst.Store(true)
-	pub := PublisherFunc(func(ctx context.Context, s Status) error {
-		if failFirst.CompareAndSwap(true, false) {
-			return pubErr // one failure: logged, publishing goes on
-		}
-		mu.Lock()
-		got = append(got, s)
-		mu.Unlock()
-		return nil
-	})
-	published := func() []Status { mu.Lock(); defer mu.Unlock(); return append([]Status(nil), got...) }
-	s := NewScheduler(Options{Interval: tick, Rise: 2, Fall: 2, Publisher: pub, Republish: 20 * time.Millisecond})
-	if err := s.Add(httpTarget(t, "web-1", a, time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	runScheduler(t, s)
-
-	eventually(t, "a published healthy status", func() bool {
-		for _, st := range published() {
-			if st.State == StateHealthy {
-				return true
-			}
-		}
-		return false
-	})
-	eventually(t, "republished healthy statuses", func() bool {
-		n := 0
-		for _, st := range published() {
-			if st.State == StateHealthy {
-				n++
-			}
-		}
-		return n >= 3
-	})
-	a.status.Store(http.StatusBadGateway)
-	eventually(t, "a published unhealthy status", func() bool {
-		p := published()
-		last := p[len(p)-1]
-		return last.State == StateUnhealthy && last.Last.Status == http.StatusBadGateway && last.Target == "web-1"
-	})
-	// 2 ms probes, 20 ms republish: far fewer publications than results.
-	if st, _ := s.Status("web-1"); len(published()) >= st.Probes {
-		t.Errorf("published %d statuses for %d probes; want coalescing", len(published()), st.Probes)
 	}
 }
 

@@ -30,6 +30,9 @@ type Client struct {
 	sem     chan struct{}
 	dialer  net.Dialer
 
+	// observe, when set, hears every command Do sent (WithObserver).
+	observe Observer
+
 	mu      sync.Mutex
 	version *Version
 }
@@ -57,6 +60,18 @@ func WithTimeout(d time.Duration) Option {
 		}
 	}
 }
+
+// Observer hears each command a Client sent: the instance's name, the command's verb
+// (Command.Verb: "set server", "add map", "show stat") and its error (nil when HAProxy
+// answered success; a connection failure is the error of every command of that line).
+// It is called on the caller's goroutine once Do has the answers, so it must be quick
+// and safe for concurrent use. Commands Do did not send (a line after a failed one) are
+// not reported.
+type Observer func(instance, verb string, err error)
+
+// WithObserver reports every command the Client sends to o (default none, and then
+// nothing is computed for it).
+func WithObserver(o Observer) Option { return func(c *Client) { c.observe = o } }
 
 // New returns a Client for the admin socket at address: a unix socket path (network
 // "unix") or host:port (network "tcp"). It does not connect.
@@ -248,16 +263,23 @@ func (c *Client) doEach(ctx context.Context, cmds []Command) (answers []string, 
 	if len(cmds) == 0 {
 		return nil, nil, nil
 	}
+	// The commands of lines sent so far are [0, sent); the last line's start at line.
+	var line, sent int
+	if c.observe != nil {
+		defer func() { c.observed(cmds[:sent], errs, line, err) }()
+	}
 	v, err := c.Version(ctx)
 	if err != nil {
+		sent, _ = c.chunk(cmds, 0) // the first line would have gone out: it failed
 		return nil, nil, err
 	}
 	marker := v.Raw
 	answers = make([]string, len(cmds))
 	errs = make([]error, len(cmds))
 	for start := 0; start < len(cmds); {
-		end, line := c.chunk(cmds, start)
-		out, err := c.roundTrip(ctx, line)
+		end, text := c.chunk(cmds, start)
+		line, sent = start, end
+		out, err := c.roundTrip(ctx, text)
 		if err != nil {
 			return answers, errs, err
 		}
@@ -291,6 +313,22 @@ func (c *Client) doEach(ctx context.Context, cmds []Command) (answers []string, 
 		start = end
 	}
 	return answers, errs, nil
+}
+
+// observed reports sent commands to the observer: those of the lines before the last
+// succeeded (Do stops after a failed line), those of the last line have their own error,
+// or connErr when the line failed as a whole.
+func (c *Client) observed(sent []Command, errs []error, line int, connErr error) {
+	for i, cmd := range sent {
+		var err error
+		switch {
+		case i >= line && connErr != nil:
+			err = connErr
+		case errs != nil:
+			err = errs[i]
+		}
+		c.observe(c.name, cmd.Verb(), err)
+	}
 }
 
 // otherMarker reads the marker from out itself: out's last line, when it is not the

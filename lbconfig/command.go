@@ -87,6 +87,17 @@ func joinCommands(exp expectation, cmds ...Command) Command {
 // of a joined Command are separated by a ";" word.
 func (c Command) Words() []string { return append([]string(nil), c.words...) }
 
+// Verb is what the command does, for counting commands: its first two words ("set
+// server", "add map", "show servers"), or its one word. Of a joined Command, the first
+// command's.
+func (c Command) Verb() string {
+	n := min(len(c.words), 2)
+	if n == 2 && c.words[1] == ";" {
+		n = 1
+	}
+	return strings.Join(c.words[:n], " ")
+}
+
 // String is the escaped command line, without the trailing newline.
 func (c Command) String() string { return c.line }
 

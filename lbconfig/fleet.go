@@ -263,21 +263,6 @@ func (f *Fleet) SetAddr(ctx context.Context, backend, server, ip string, port in
 	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.SetAddr(ctx, backend, server, ip, port) })
 }
 
-// SetHealth forces a server's health on every instance.
-func (f *Fleet) SetHealth(ctx context.Context, backend, server string, h Health) error {
-	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.SetHealth(ctx, backend, server, h) })
-}
-
-// EnableHealth turns a server's checks on, on every instance.
-func (f *Fleet) EnableHealth(ctx context.Context, backend, server string) error {
-	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.EnableHealth(ctx, backend, server) })
-}
-
-// DisableHealth turns a server's checks off, on every instance.
-func (f *Fleet) DisableHealth(ctx context.Context, backend, server string) error {
-	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.DisableHealth(ctx, backend, server) })
-}
-
 // ShutdownSessions closes a server's sessions on every instance (nothing to persist).
 func (f *Fleet) ShutdownSessions(ctx context.Context, backend, server string) error {
 	return f.each(ctx, func(ctx context.Context, c *Client) error { return c.ShutdownSessions(ctx, backend, server) })

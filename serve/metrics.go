@@ -12,9 +12,11 @@ import (
 	"github.com/swap-dev/swap/switcher"
 )
 
-// metrics are what GET /metrics shows, on a registry of the server's own, fed by the
-// switcher's events and the operations' results.
-type metrics struct {
+// Metrics are what GET /metrics shows, on a registry of their own: fed by the
+// switcher's events and the operations' results (the Server does that), by HAProxy's
+// commands (HAProxyCommand, an lbconfig.Observer) and by the reconcile loop's passes
+// (ReconcilePass, a Reconciler's OnPass).
+type Metrics struct {
 	reg         *prometheus.Registry
 	swaps       *prometheus.CounterVec
 	opSeconds   *prometheus.HistogramVec
@@ -23,10 +25,15 @@ type metrics struct {
 	lockWait    prometheus.Histogram
 	transitions *prometheus.CounterVec
 	stepErrors  *prometheus.CounterVec
+	haproxy     *prometheus.CounterVec
+	passes      *prometheus.CounterVec
+	passErrors  *prometheus.CounterVec
+	lag         prometheus.Histogram
 }
 
-func newMetrics() *metrics {
-	m := &metrics{reg: prometheus.NewRegistry()}
+// NewMetrics makes the metrics, registered with the Go runtime's and the process's.
+func NewMetrics() *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
 	m.swaps = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swap_operations_total",
 		Help: "Operations run by swap serve, by app, operation and outcome (done, rolled back, failed, ...)."},
 		[]string{"app", "op", "outcome"})
@@ -46,17 +53,30 @@ func newMetrics() *metrics {
 	m.stepErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swap_step_failures_total",
 		Help: "Steps that failed, by step (HAProxy, Consul and Docker errors surface here)."},
 		[]string{"step"})
+	m.haproxy = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swap_haproxy_commands_total",
+		Help: "Runtime API commands sent to HAProxy instances, by verb (\"set server\", \"add map\", ...) and result (ok or error)."},
+		[]string{"verb", "result"})
+	m.passes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swap_reconcile_passes_total",
+		Help: "Passes of the reconcile loop, by app (failed ones included)."},
+		[]string{"app"})
+	m.passErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "swap_reconcile_pass_failures_total",
+		Help: "Passes of the reconcile loop that failed (Consul or HAProxy unreachable, a change refused), by app."},
+		[]string{"app"})
+	m.lag = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "swap_reconcile_lag_seconds",
+		Help:    "From a change seen by the loop's Consul blocking query to HAProxy in line after the pass that covered it.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)})
 	m.reg.MustRegister(m.swaps, m.opSeconds, m.stepSeconds, m.cutover, m.lockWait, m.transitions, m.stepErrors,
+		m.haproxy, m.passes, m.passErrors, m.lag,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
-func (m *metrics) handler() http.Handler {
+func (m *Metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
 // event counts what one switcher event says.
-func (m *metrics) event(e switcher.Event) {
+func (m *Metrics) event(e switcher.Event) {
 	switch e.Kind {
 	case switcher.EventDone, switcher.EventFailed:
 		result := "done"
@@ -91,7 +111,7 @@ func (m *metrics) event(e switcher.Event) {
 }
 
 // finished counts one operation's end.
-func (m *metrics) finished(app, op string, res *switcher.Result, err error, took time.Duration) {
+func (m *Metrics) finished(app, op string, res *switcher.Result, err error, took time.Duration) {
 	outcome := switcher.OutcomeFailed
 	if res != nil && res.Outcome != "" {
 		outcome = res.Outcome
@@ -101,4 +121,33 @@ func (m *metrics) finished(app, op string, res *switcher.Result, err error, took
 	}
 	m.swaps.WithLabelValues(app, op, outcome).Inc()
 	m.opSeconds.WithLabelValues(app, op).Observe(took.Seconds())
+}
+
+// HAProxyCommand counts one Runtime API command (an lbconfig.Observer).
+func (m *Metrics) HAProxyCommand(_, verb string, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.haproxy.WithLabelValues(verb, result).Inc()
+}
+
+// loopApps makes the reconcile loop's counters of apps show 0 before any pass.
+func (m *Metrics) loopApps(apps []string) {
+	for _, app := range apps {
+		m.passes.WithLabelValues(app)
+		m.passErrors.WithLabelValues(app)
+	}
+}
+
+// ReconcilePass counts one pass of the reconcile loop and its lag (a Reconciler's
+// OnPass).
+func (m *Metrics) ReconcilePass(p switcher.PassReport) {
+	m.passes.WithLabelValues(p.App).Inc()
+	if p.Err != nil {
+		m.passErrors.WithLabelValues(p.App).Inc()
+	}
+	if p.Lag > 0 {
+		m.lag.Observe(p.Lag.Seconds())
+	}
 }

@@ -158,14 +158,39 @@ func writeSSE(w http.ResponseWriter, event string, v any) error {
 	return err
 }
 
-// ready is GET /readyz: 200 when Docker, Consul and every HAProxy answer, else 503
-// naming those that do not.
+// Readiness is GET /readyz's answer.
+type Readiness struct {
+	Status string `json:"status"` // "ready" or "not ready"
+	// Error says what is not ready: the dependencies that do not answer, and the
+	// reconcile loop's apps whose last pass failed.
+	Error string `json:"error,omitempty"`
+	// Reconcile is the reconcile loop's state, when it runs.
+	Reconcile *switcher.LoopStatus `json:"reconcile,omitempty"`
+}
+
+// ready is GET /readyz: 200 when Docker, Consul and every HAProxy answer and the
+// reconcile loop (when it runs) is in sync — every app's last pass worked — else 503
+// saying what is not.
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
+	var errs []error
 	if err := s.op.Ping(ctx); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "error": err.Error()})
+		errs = append(errs, err)
+	}
+	var ans Readiness
+	if s.opts.Loop != nil {
+		st := s.opts.Loop.Status()
+		ans.Reconcile = &st
+		if err := st.InSync(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		ans.Status, ans.Error = "not ready", err.Error()
+		writeJSON(w, http.StatusServiceUnavailable, ans)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	ans.Status = "ready"
+	writeJSON(w, http.StatusOK, ans)
 }

@@ -39,6 +39,13 @@ type Operator interface {
 
 var _ Operator = (*switcher.Switcher)(nil)
 
+// ReconcileLoop is the reconcile loop's state: *switcher.Reconciler.
+type ReconcileLoop interface {
+	Status() switcher.LoopStatus
+}
+
+var _ ReconcileLoop = (*switcher.Reconciler)(nil)
+
 // Options configure a Server.
 type Options struct {
 	// Apps are the configured apps' names.
@@ -47,6 +54,13 @@ type Options struct {
 	Token string
 	// Metrics serves /metrics.
 	Metrics bool
+	// Meter is what /metrics shows and the server counts into (nil: a set of its
+	// own). Make it first (NewMetrics) to feed it what the server does not see itself:
+	// HAProxy's commands (Metrics.HAProxyCommand) and the reconcile loop's passes
+	// (Metrics.ReconcilePass).
+	Meter *Metrics
+	// Loop is the reconcile loop /readyz reports on (nil: none runs).
+	Loop ReconcileLoop
 	// ExitCode classifies an operation's error the way the CLI's exit code does
 	// (0 done, 1 failed, 2 bad input, 3 busy, 4 unreachable).
 	ExitCode func(error) int
@@ -60,7 +74,7 @@ type Server struct {
 	opts Options
 	log  *zap.Logger
 	mux  *http.ServeMux
-	met  *metrics
+	met  *Metrics
 
 	// base is the context of every swap the server runs: cancelled by Drain when its
 	// wait is over.
@@ -95,7 +109,13 @@ func New(op Operator, opts Options) *Server {
 	s := &Server{op: op, opts: opts, log: opts.Log, mux: http.NewServeMux(),
 		deploys: map[string]*deploy{}, running: map[string][]*deploy{}, idem: map[string]*deploy{}}
 	s.base, s.cancel = context.WithCancel(context.Background())
-	s.met = newMetrics()
+	s.met = opts.Meter
+	if s.met == nil {
+		s.met = NewMetrics()
+	}
+	if opts.Loop != nil {
+		s.met.loopApps(opts.Apps)
+	}
 	s.routes()
 	return s
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -47,6 +48,12 @@ type Reconciler struct {
 	// HAProxy instances.
 	Host string
 	Log  *zap.Logger
+	// OnPass, when set, hears each pass of Run as it ends (swap serve's metrics). It
+	// runs on the app's loop goroutine: it must be quick.
+	OnPass func(PassReport)
+
+	statusMu sync.Mutex
+	status   map[string]AppLoopStatus // by app: Status
 }
 
 // RotationKey is where the loop of host records the servers of app it took out of

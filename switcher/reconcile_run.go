@@ -12,8 +12,9 @@ import (
 // instances' Consul health, its state, journal or lock in KV.
 type ChangeFeed interface {
 	// WatchApp calls changed on every such change (it may call it more often) until ctx
-	// ends, retrying Consul failures itself; it returns ctx.Err().
-	WatchApp(ctx context.Context, app string, changed func()) error
+	// ends, retrying Consul failures itself and calling failed on each (so the loop runs
+	// a pass that finds Consul away, and says so); it returns ctx.Err().
+	WatchApp(ctx context.Context, app string, changed func(), failed func(error)) error
 }
 
 // Loop defaults.
@@ -48,21 +49,34 @@ func (r *Reconciler) Run(ctx context.Context, feed ChangeFeed, resync time.Durat
 }
 
 // runApp is one app's loop: a one-slot channel merges bursts of changes into one pass.
+// Each pass is recorded (Status, OnPass), with its lag when a change reported by feed
+// led to it: from the first change seen that the pass covers to its end.
 func (r *Reconciler) runApp(ctx context.Context, feed ChangeFeed, app string, resync time.Duration) {
 	log := r.log().With(zap.String("app", app))
 	kick := make(chan struct{}, 1)
-	changed := func() {
+	var seenMu sync.Mutex
+	var seen time.Time // the first change not yet covered by a pass that worked
+	poke := func() {
 		select {
 		case kick <- struct{}{}:
 		default:
 		}
 	}
+	changed := func() {
+		seenMu.Lock()
+		if seen.IsZero() {
+			seen = time.Now()
+		}
+		seenMu.Unlock()
+		poke()
+	}
+	failed := func(error) { poke() } // not a change seen: no lag starts
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_ = feed.WatchApp(ctx, app, changed)
+		_ = feed.WatchApp(ctx, app, changed, failed)
 	}()
 	timer := time.NewTimer(0) // the first pass at once
 	defer timer.Stop()
@@ -78,10 +92,29 @@ func (r *Reconciler) runApp(ctx context.Context, feed ChangeFeed, app string, re
 			}
 		case <-timer.C:
 		}
+		// The pass covers the changes seen so far; those seen during it lead to the next.
+		seenMu.Lock()
+		covers := seen
+		seen = time.Time{}
+		seenMu.Unlock()
+		start := time.Now()
 		res, err := r.Settle(ctx, app)
 		if ctx.Err() != nil {
 			return
 		}
+		end := time.Now()
+		rep := PassReport{App: app, Result: res, Err: err, Took: end.Sub(start)}
+		if err == nil && !covers.IsZero() {
+			rep.Lag = end.Sub(covers)
+		}
+		if err != nil && !covers.IsZero() {
+			seenMu.Lock() // not in line yet: the next pass covers it still
+			if seen.IsZero() || covers.Before(seen) {
+				seen = covers
+			}
+			seenMu.Unlock()
+		}
+		r.recordPass(rep, end)
 		next := resync
 		switch {
 		case err != nil:

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -256,7 +258,7 @@ func (f flipOnSet) SetAdmin(ctx context.Context, backend string, servers []strin
 // chanFeed reports a change whenever the test sends on it.
 type chanFeed chan struct{}
 
-func (c chanFeed) WatchApp(ctx context.Context, _ string, changed func()) error {
+func (c chanFeed) WatchApp(ctx context.Context, _ string, changed func(), _ func(error)) error {
 	for {
 		select {
 		case <-ctx.Done():
@@ -322,5 +324,128 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// outageRegistry fails every read while down is set: Consul is away.
+type outageRegistry struct {
+	*fakeRegistry
+	down atomic.Bool
+}
+
+func (o *outageRegistry) Instances(ctx context.Context, app string) ([]RegisteredInstance, error) {
+	if o.down.Load() {
+		return nil, errors.New("consul: connection refused")
+	}
+	return o.fakeRegistry.Instances(ctx, app)
+}
+
+// outageLoop runs the loop of a deployed harness on feed, with a registry that fails
+// while its down flag is set, until the test ends. Every pass is sent on reports; the
+// first has run and followed no change.
+func outageLoop(t *testing.T, feed ChangeFeed) (*harness, *Reconciler, *outageRegistry, chan PassReport) {
+	t.Helper()
+	h := newHarness(t, twoReplicas)
+	h.deploy(t, "web:v1")
+	r := h.reconciler()
+	reg := &outageRegistry{fakeRegistry: h.reg}
+	r.Registry = reg
+	reports := make(chan PassReport, 100)
+	r.OnPass = func(p PassReport) { reports <- p }
+	if err := r.Status().InSync(); !errors.Is(err, ErrLoopNotInSync) || !strings.Contains(err.Error(), "web: no pass yet") {
+		t.Fatalf("before any pass: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, feed, time.Hour) }()
+	t.Cleanup(func() { cancel(); <-done })
+	if p := <-reports; p.Err != nil || p.Lag != 0 {
+		t.Fatalf("the first pass: %+v (it follows no change: no lag)", p)
+	}
+	return h, r, reg, reports
+}
+
+// The loop's Status says whether every app's last pass worked: not in sync while Consul
+// is away, with the error, and in sync again once a pass works; OnPass hears each pass,
+// with the lag from the change seen to HAProxy in line.
+func TestReconcilerRun_StatusFollowsOutagesAndPassesReportTheirLag(t *testing.T) {
+	feed := make(chanFeed)
+	h, r, reg, reports := outageLoop(t, feed)
+	if err := r.Status().InSync(); err != nil {
+		t.Fatalf("after a pass that worked: %v", err)
+	}
+
+	// A change is seen, but Consul is away: the pass fails, the status says so.
+	reg.down.Store(true)
+	h.reg.mu.Lock()
+	h.reg.failing["web-blue-1"] = true
+	h.reg.mu.Unlock()
+	feed <- struct{}{}
+	if p := <-reports; p.Err == nil || p.Lag != 0 {
+		t.Fatalf("a pass while Consul is away: %+v", p)
+	}
+	err := r.Status().InSync()
+	if !errors.Is(err, ErrLoopNotInSync) || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("while Consul is away: %v", err)
+	}
+	st := r.Status().Apps[0]
+	if st.Failures < 1 || st.LastSuccess.IsZero() || st.Passes < 2 {
+		t.Fatalf("status while Consul is away: %+v", st)
+	}
+
+	// Consul is back: the backoff's pass brings HAProxy in line, with the lag since
+	// the change was seen.
+	reg.down.Store(false)
+	var p PassReport
+	for p = range reports {
+		if p.Err == nil {
+			break
+		}
+	}
+	if p.Lag <= 0 || len(p.Result.Applied) == 0 {
+		t.Fatalf("the pass after the outage: %+v, want the take-out with its lag", p)
+	}
+	if h.status("web_blue", "web-blue-1") != "DRAIN" {
+		t.Fatal("web-blue-1 was not taken out")
+	}
+	if err := r.Status().InSync(); err != nil {
+		t.Fatalf("after Consul came back: %v", err)
+	}
+}
+
+// failFeed reports a failed query whenever the test sends on it, and no change.
+type failFeed chan error
+
+func (f failFeed) WatchApp(ctx context.Context, _ string, _ func(), failed func(error)) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-f:
+			failed(err)
+		}
+	}
+}
+
+// A failed Consul query the feed reports makes the loop run a pass at once — no change
+// and no resync needed — so its status says it is not in sync; no lag is counted for it.
+func TestReconcilerRun_AFailedWatchQueryLeadsToAPassThatSaysConsulIsAway(t *testing.T) {
+	feed := make(failFeed)
+	_, r, reg, reports := outageLoop(t, feed)
+	reg.down.Store(true)
+	feed <- errors.New("consul: connection refused")
+	p := <-reports
+	if p.Err == nil || p.Lag != 0 {
+		t.Fatalf("the pass after a failed query: %+v", p)
+	}
+	if err := r.Status().InSync(); !errors.Is(err, ErrLoopNotInSync) {
+		t.Fatalf("status after a failed query: %v", err)
+	}
+	reg.down.Store(false)
+	if p := <-reports; p.Err != nil || p.Lag != 0 {
+		t.Fatalf("the backoff's pass once Consul answers: %+v (no change was seen: no lag)", p)
+	}
+	if err := r.Status().InSync(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -24,7 +24,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -88,29 +87,21 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, n, replicas, workers int, delay time.Duration, dir, app, swapBin, consul, demoapp, check string) (err error) {
+func run(ctx context.Context, n, replicas, workers int, delay time.Duration, dir, app, swapBin, consul, demoapp, check string) error {
 	bin, err := os.ReadFile(demoapp)
 	if err != nil {
 		return fmt.Errorf("%w: run `make build` first", err)
 	}
-	if _, err := os.Stat(dir); err == nil {
-		if err := stack.Down(ctx, dir, os.Stderr); err != nil {
-			return err
-		}
-	}
 	v1, v2 := "swap-bench/"+app+":v1", "swap-bench/"+app+":v2"
-	st, err := stack.Up(ctx, stack.Options{Dir: dir, Swap: swapBin, Consul: consul, Log: os.Stderr, CheckBinary: check,
-		Apps: fmt.Sprintf(appYAML, app, v1, replicas, delay)})
-	if st != nil {
-		defer func() {
-			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			err = errors.Join(err, st.Down(cctx))
-		}()
-	}
-	if err != nil {
-		return err
-	}
+	opts := stack.Options{Dir: dir, Swap: swapBin, Consul: consul, Log: os.Stderr, CheckBinary: check,
+		Apps: fmt.Sprintf(appYAML, app, v1, replicas, delay)}
+	return stack.With(ctx, opts, func(st *stack.Stack) error {
+		return measureSwaps(ctx, st, bin, n, replicas, workers, delay, app, v1, v2, check)
+	})
+}
+
+// measureSwaps deploys v1, then measures n swaps between v2 and v1 on st.
+func measureSwaps(ctx context.Context, st *stack.Stack, bin []byte, n, replicas, workers int, delay time.Duration, app, v1, v2, check string) error {
 	if insts, err := st.Docker.List(ctx, app); err != nil || len(insts) > 0 {
 		return fmt.Errorf("docker already runs swap containers of app %s (%d, %v): pick another -app", app, len(insts), err)
 	}
@@ -124,6 +115,7 @@ func run(ctx context.Context, n, replicas, workers int, delay time.Duration, dir
 	}
 	var load *stack.Load
 	if workers > 0 {
+		var err error
 		if load, err = stack.StartLoad(st.Frontend, app+".bench", workers, 5*time.Millisecond, time.Duration(n+1)*2*time.Minute); err != nil {
 			return err
 		}

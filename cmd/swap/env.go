@@ -25,15 +25,22 @@ type cliEnv struct {
 }
 
 // setup loads the config and wires the switcher for cmd.
-func setup(cmd *cobra.Command) (*cliEnv, error) {
+func setup(cmd *cobra.Command) (*cliEnv, error) { return setupWith(cmd, nil) }
+
+// setupWith is setup with tune, when set, adjusting the wiring's options for the config.
+func setupWith(cmd *cobra.Command, tune func(*deployments.Config, *wire.Options)) (*cliEnv, error) {
 	g, cfg, log, err := configAndLogger(cmd)
 	if err != nil {
 		return nil, err
 	}
-	sw, closeFn, err := wire.New(cfg, log, wire.Options{
+	opts := wire.Options{
 		Command:         strings.Join(os.Args, " "),
 		ContainerLabels: parseLabels(os.Getenv("SWAP_CONTAINER_LABELS")),
-	})
+	}
+	if tune != nil {
+		tune(cfg, &opts)
+	}
+	sw, closeFn, err := wire.New(cfg, log, opts)
 	if err != nil {
 		return nil, classify(err)
 	}

@@ -48,7 +48,13 @@ for swap resume) and exits 0. Between swaps it runs the reconcile loop of swap w
 }
 
 func runServe(cmd *cobra.Command, listen string, reconcile bool) error {
-	env, err := setup(cmd)
+	// The metrics first: the HAProxy clients count their commands into them.
+	met := serve.NewMetrics()
+	env, err := setupWith(cmd, func(cfg *deployments.Config, o *wire.Options) {
+		if cfg.Serve.MetricsOn() {
+			o.HAProxyObserver = met.HAProxyCommand
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -72,8 +78,23 @@ func runServe(cmd *cobra.Command, listen string, reconcile bool) error {
 		return withCode(exitUsage, fmt.Errorf("swap serve on a TCP address needs a token: set SWAP_SERVE_TOKEN or serve.token_file (or listen on a unix socket, mode 0600)"))
 	}
 	log := env.log.Named("serve")
-	srv := serve.New(env.sw, serve.Options{Apps: cfg.AppNames(), Token: token, Metrics: cfg.Serve.MetricsOn(),
-		ExitCode: exitCodeOf, Log: log})
+	// The reconcile loop, on the switcher's own clients: /readyz reports its state.
+	var loop *switcher.Reconciler
+	var feed wire.Feed
+	if reconcile {
+		if loop, feed, err = wire.ReconcilerOf(env.sw, env.log, ""); err != nil {
+			return classify(err)
+		}
+		if cfg.Serve.MetricsOn() {
+			loop.OnPass = met.ReconcilePass
+		}
+	}
+	opts := serve.Options{Apps: cfg.AppNames(), Token: token, Metrics: cfg.Serve.MetricsOn(), Meter: met,
+		ExitCode: exitCodeOf, Log: log}
+	if loop != nil {
+		opts.Loop = loop
+	}
+	srv := serve.New(env.sw, opts)
 	env.sw.OnEvent = srv.Event
 
 	ln, err := listenOn(listen, socket, isUnix)
@@ -87,20 +108,15 @@ func runServe(cmd *cobra.Command, listen string, reconcile bool) error {
 	go func() { served <- hs.Serve(ln) }()
 	loopCtx, stopLoop := context.WithCancel(context.Background())
 	loopDone := make(chan struct{})
-	close(loopDone)
-	if reconcile {
-		r, feed, err := wire.ReconcilerOf(env.sw, env.log, "")
-		if err != nil {
-			stopLoop()
-			return classify(err)
-		}
-		loopDone = make(chan struct{})
+	if loop != nil {
 		go func() {
 			defer close(loopDone)
-			if err := r.Run(loopCtx, feed, switcher.DefaultResync); err != nil && !errors.Is(err, context.Canceled) {
+			if err := loop.Run(loopCtx, feed, switcher.DefaultResync); err != nil && !errors.Is(err, context.Canceled) {
 				log.Error("the reconcile loop stopped", zap.Error(err))
 			}
 		}()
+	} else {
+		close(loopDone)
 	}
 	defer func() { stopLoop(); <-loopDone }()
 	log.Info("swap serve is listening", zap.String("listen", listen), zap.Strings("apps", cfg.AppNames()),

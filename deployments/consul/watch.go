@@ -26,6 +26,10 @@ type WatchOptions struct {
 	MinInterval time.Duration // default DefaultWatchMinInterval; jitter of up to half of it is added
 	MaxBackoff  time.Duration // default DefaultWatchMaxBackoff
 	Log         *zap.Logger   // errors and recoveries; default none
+	// OnError, if set, hears every failed query, on Watch's goroutine, before its
+	// backoff: a follower can tell that Consul stopped answering (nothing else says so,
+	// onChange is not called).
+	OnError func(error)
 }
 
 // Fetch is one blocking query: it returns the data and Consul's index (X-Consul-Index)
@@ -94,6 +98,9 @@ func Watch[T any](ctx context.Context, opts WatchOptions, fetch Fetch[T], onChan
 			} else {
 				log.Debug("watch query failed again", zap.Int("failures", failures), zap.Duration("backoff", backoff), zap.Error(err))
 			}
+			if opts.OnError != nil {
+				opts.OnError(err)
+			}
 			continue
 		}
 		if failures > 0 {
@@ -129,8 +136,9 @@ func jitter(d time.Duration) time.Duration {
 // WatchService calls onChange with app's instances (as Instances lists them, with
 // check outputs left out so that only changes of membership, address, tags, meta or
 // check status count) first and on every change, until ctx ends. It returns ctx.Err().
-func (r *Registry) WatchService(ctx context.Context, app string, onChange func([]ServiceInstance)) error {
-	return Watch(ctx, WatchOptions{Log: r.log.With(zap.String("watch", "service"), zap.String("app", app))},
+// onError, when not nil, hears each failed query (WatchOptions.OnError).
+func (r *Registry) WatchService(ctx context.Context, app string, onChange func([]ServiceInstance), onError func(error)) error {
+	return Watch(ctx, WatchOptions{Log: r.log.With(zap.String("watch", "service"), zap.String("app", app)), OnError: onError},
 		r.serviceFetch(app), onChange)
 }
 

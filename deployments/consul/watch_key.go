@@ -17,8 +17,9 @@ type KeyVersion struct {
 
 // WatchKey calls onChange with key (relative to the KV prefix) first and on every change
 // of its value, index or holding session, with Watch's rules (blocking queries, backoff,
-// resync after an index reset), until ctx ends. It returns ctx.Err().
-func (r *Registry) WatchKey(ctx context.Context, key string, onChange func(KeyVersion)) error {
+// resync after an index reset), until ctx ends; onError, when not nil, hears each failed
+// query. It returns ctx.Err().
+func (r *Registry) WatchKey(ctx context.Context, key string, onChange func(KeyVersion), onError func(error)) error {
 	full := r.Key(key)
 	fetch := func(ctx context.Context, waitIndex uint64) (KeyVersion, uint64, error) {
 		q := &api.QueryOptions{WaitIndex: waitIndex, WaitTime: DefaultWatchWait}
@@ -31,5 +32,5 @@ func (r *Registry) WatchKey(ctx context.Context, key string, onChange func(KeyVe
 		}
 		return KeyVersion{Value: pair.Value, Index: pair.ModifyIndex, Session: pair.Session}, meta.LastIndex, nil
 	}
-	return Watch(ctx, WatchOptions{Log: r.log.With(zap.String("watch", "key"), zap.String("key", full))}, fetch, onChange)
+	return Watch(ctx, WatchOptions{Log: r.log.With(zap.String("watch", "key"), zap.String("key", full)), OnError: onError}, fetch, onChange)
 }

@@ -24,7 +24,7 @@ func TestWatchKey_ReportsTheKeyFirstThenEachWriteAndDelete(t *testing.T) {
 			mu.Lock()
 			seen = append(seen, string(k.Value))
 			mu.Unlock()
-		})
+		}, nil)
 	}()
 	waitLen := func(n int) {
 		t.Helper()

@@ -253,7 +253,7 @@ func TestWatchService_DeliversTheCurrentInstancesFirst(t *testing.T) {
 	err := r.WatchService(ctx, "api", func(insts []ServiceInstance) {
 		got <- insts
 		cancel()
-	})
+	}, nil)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("WatchService = %v", err)
 	}

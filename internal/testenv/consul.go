@@ -15,12 +15,16 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
-// ConsulAgent is one `consul agent -dev` started by Consul.
+// ConsulAgent is one Consul agent started by Consul (`consul agent -dev`) or
+// ConsulServer (a server that keeps its state on disk).
 type ConsulAgent struct {
 	Addr   string      // HTTP API, "127.0.0.1:<port>"
 	Client *api.Client // a client for Addr
 	Pid    int         // the agent's pid
 
+	bin  string
+	args []string
+	node string
 	cmd  *exec.Cmd
 	exit chan struct{}
 	log  *syncBuffer
@@ -52,9 +56,16 @@ func Consul(t testing.TB) *ConsulAgent {
 	if err != nil {
 		Require(t, "consul", err)
 	}
+	return startRetrying(t, bin, func() []string { return []string{"-dev"} })
+}
+
+// startRetrying is startAgent with the flags mode makes, retried with new ones on new
+// ports when a start lost a port to another process.
+func startRetrying(t testing.TB, bin string, mode func() []string) *ConsulAgent {
+	t.Helper()
 	var last error
 	for attempt := 0; attempt < 3; attempt++ {
-		a, err := startConsul(t, bin)
+		a, err := startAgent(t, bin, mode()...)
 		if err == nil {
 			return a
 		}
@@ -67,10 +78,32 @@ func Consul(t testing.TB) *ConsulAgent {
 	return nil
 }
 
-func startConsul(t testing.TB, bin string) (*ConsulAgent, error) {
+// ConsulServer starts a Consul server agent that keeps its state — KV, catalog, the
+// agent's services and checks — in a data directory of its own, unlike `-dev`, which
+// forgets everything when it stops: Restart brings it back with all of it, on the same
+// ports, as a real agent's restart would. It elects itself (-bootstrap-expect=1) with
+// the dev agent's raft timing.
+func ConsulServer(t testing.TB) *ConsulAgent {
+	t.Helper()
+	bin, err := ConsulBinary(t)
+	if err != nil {
+		Require(t, "consul", err)
+	}
+	return startRetrying(t, bin, func() []string {
+		// A data directory of each attempt's own: a failed start may have left raft
+		// state of its node there.
+		return []string{"-server", "-bootstrap-expect=1", "-data-dir=" + t.TempDir(),
+			"-hcl=performance { raft_multiplier = 1 }"}
+	})
+}
+
+// startAgent starts an agent with mode's flags on free ports and waits until it is
+// ready (start).
+func startAgent(t testing.TB, bin string, mode ...string) (*ConsulAgent, error) {
 	httpPort := FreePort(t)
 	node := "swap-test-" + newRunID()
-	args := []string{"agent", "-dev",
+	args := append([]string{"agent"}, mode...)
+	args = append(args,
 		"-node", node,
 		"-bind", "127.0.0.1", "-client", "127.0.0.1",
 		"-http-port", strconv.Itoa(httpPort),
@@ -79,25 +112,36 @@ func startConsul(t testing.TB, bin string) (*ConsulAgent, error) {
 		"-serf-wan-port", strconv.Itoa(FreePort(t)),
 		"-server-port", strconv.Itoa(FreePort(t)),
 		"-log-level", "warn",
-	}
-	a := &ConsulAgent{Addr: fmt.Sprintf("127.0.0.1:%d", httpPort), log: &syncBuffer{}, exit: make(chan struct{})}
-	a.cmd = exec.Command(bin, args...)
-	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := a.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start consul: %w", err)
-	}
-	a.Pid = a.cmd.Process.Pid
-	go func() { a.cmd.Wait(); close(a.exit) }()
+	)
+	a := &ConsulAgent{Addr: fmt.Sprintf("127.0.0.1:%d", httpPort), bin: bin, args: args, node: node, log: &syncBuffer{}}
 	var err error
 	a.Client, err = api.NewClient(&api.Config{Address: a.Addr})
 	if err != nil {
-		a.Stop()
 		return nil, err
 	}
-	err = Poll(30*time.Second, func() error {
+	if err := a.start(); err != nil {
+		return nil, err
+	}
+	t.Cleanup(a.Stop)
+	return a, nil
+}
+
+// start runs the agent and waits until it has a leader and its node's serfHealth check
+// passes.
+func (a *ConsulAgent) start() error {
+	a.exit = make(chan struct{})
+	a.cmd = exec.Command(a.bin, a.args...)
+	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := a.cmd.Start(); err != nil {
+		return fmt.Errorf("start consul: %w", err)
+	}
+	a.Pid = a.cmd.Process.Pid
+	cmd, exit := a.cmd, a.exit
+	go func() { cmd.Wait(); close(exit) }()
+	err := Poll(60*time.Second, func() error {
 		select {
-		case <-a.exit:
+		case <-exit:
 			return fmt.Errorf("consul exited: %s", a.log.String())
 		default:
 		}
@@ -108,11 +152,11 @@ func startConsul(t testing.TB, bin string) (*ConsulAgent, error) {
 		if leader == "" {
 			return errors.New("no leader yet")
 		}
-		// The dev agent's own node, with its passing serfHealth check, must be in
-		// the catalog before services are registered: the leader adds it a moment
-		// after the election, later still on a loaded machine, and health queries
-		// made before then miss the node check.
-		checks, _, err := a.Client.Health().Node(node, nil)
+		// The agent's own node, with its passing serfHealth check, must be in the
+		// catalog before services are registered: the leader adds it a moment after
+		// the election, later still on a loaded machine, and health queries made
+		// before then miss the node check.
+		checks, _, err := a.Client.Health().Node(a.node, nil)
 		if err != nil {
 			return err
 		}
@@ -121,14 +165,23 @@ func startConsul(t testing.TB, bin string) (*ConsulAgent, error) {
 				return nil
 			}
 		}
-		return fmt.Errorf("node %s has no passing serfHealth check yet", node)
+		return fmt.Errorf("node %s has no passing serfHealth check yet", a.node)
 	})
 	if err != nil {
 		a.Stop()
-		return nil, err
+		return err
 	}
-	t.Cleanup(a.Stop)
-	return a, nil
+	return nil
+}
+
+// Restart stops the agent and starts it again with the same flags and ports, and waits
+// until it is ready. Only a ConsulServer agent keeps its state across it.
+func (a *ConsulAgent) Restart(t testing.TB) {
+	t.Helper()
+	a.Stop()
+	if err := a.start(); err != nil {
+		t.Fatalf("testenv: restart consul: %v", err)
+	}
 }
 
 // Stop ends the agent (SIGINT: graceful leave; SIGKILL after 10s). Safe to call twice.

@@ -153,18 +153,18 @@ type Feed struct{ R *consul.Registry }
 
 var _ switcher.ChangeFeed = Feed{}
 
-// WatchApp runs the four watches until ctx ends.
-func (f Feed) WatchApp(ctx context.Context, app string, changed func()) error {
+// WatchApp runs the four watches until ctx ends; each failed query is reported to failed.
+func (f Feed) WatchApp(ctx context.Context, app string, changed func(), failed func(error)) error {
 	var wg sync.WaitGroup
 	run := func(watch func() error) {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = watch() }()
 	}
 	run(func() error {
-		return f.R.WatchService(ctx, app, func([]consul.ServiceInstance) { changed() })
+		return f.R.WatchService(ctx, app, func([]consul.ServiceInstance) { changed() }, failed)
 	})
 	for _, key := range []string{switcher.StateKey(app), switcher.JournalKey(app), consul.LockKey(app)} {
-		run(func() error { return f.R.WatchKey(ctx, key, func(consul.KeyVersion) { changed() }) })
+		run(func() error { return f.R.WatchKey(ctx, key, func(consul.KeyVersion) { changed() }, failed) })
 	}
 	wg.Wait()
 	return ctx.Err()

@@ -25,6 +25,9 @@ type Options struct {
 	ContainerLabels map[string]string
 	// LockTTL is the Consul session TTL of the app lock (0: the registry's default).
 	LockTTL time.Duration
+	// HAProxyObserver, when set, hears every Runtime API command sent to the HAProxy
+	// instances (swap serve's metrics).
+	HAProxyObserver lbconfig.Observer
 }
 
 // New wires a Switcher for cfg (already defaulted and validated). close releases the
@@ -45,7 +48,11 @@ func New(cfg *deployments.Config, log *zap.Logger, opts Options) (sw *switcher.S
 		drv.Close()
 		return nil, nil, err
 	}
-	fleet, err := Fleet(cfg, drv)
+	var clientOpts []lbconfig.Option
+	if opts.HAProxyObserver != nil {
+		clientOpts = append(clientOpts, lbconfig.WithObserver(opts.HAProxyObserver))
+	}
+	fleet, err := Fleet(cfg, drv, clientOpts...)
 	if err != nil {
 		drv.Close()
 		return nil, nil, err
@@ -69,8 +76,9 @@ func New(cfg *deployments.Config, log *zap.Logger, opts Options) (sw *switcher.S
 // Fleet builds the HAProxy fleet of cfg with the layout the config describes, each
 // instance persisting to its own directory (haproxy.instances[].dir, default
 // haproxy.dir), checking its files as WriteOptions says (with drv, nil: a Docker client
-// of its own when haproxy.check_container needs one).
-func Fleet(cfg *deployments.Config, drv *docker.Driver) (*lbconfig.Fleet, error) {
+// of its own when haproxy.check_container needs one). opts are added to each instance's
+// client.
+func Fleet(cfg *deployments.Config, drv *docker.Driver, opts ...lbconfig.Option) (*lbconfig.Fleet, error) {
 	write, err := WriteOptions(cfg, drv)
 	if err != nil {
 		return nil, err
@@ -85,7 +93,7 @@ func Fleet(cfg *deployments.Config, drv *docker.Driver) (*lbconfig.Fleet, error)
 		if addr == "" {
 			network, addr = "tcp", in.Address
 		}
-		c, err := lbconfig.New(network, addr, lbconfig.WithName(in.Name))
+		c, err := lbconfig.New(network, addr, append([]lbconfig.Option{lbconfig.WithName(in.Name)}, opts...)...)
 		if err != nil {
 			return nil, fmt.Errorf("haproxy instance %s: %w", in.Name, err)
 		}

@@ -406,6 +406,29 @@ func removeLabelled(ctx context.Context, drv *docker.Driver, label string, log i
 	return err
 }
 
+// With runs fn on a world started in opts.Dir — after removing what a killed run left
+// there — and then removes it all, whatever fn returned (the errors are joined). The
+// benchmarks use it.
+func With(ctx context.Context, opts Options, fn func(*Stack) error) (err error) {
+	if _, err := os.Stat(opts.Dir); err == nil {
+		if err := Down(ctx, opts.Dir, opts.Log); err != nil {
+			return err
+		}
+	}
+	st, err := Up(ctx, opts)
+	if st != nil {
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			err = errors.Join(err, st.Down(cctx))
+		}()
+	}
+	if err != nil {
+		return err
+	}
+	return fn(st)
+}
+
 // Down removes what a demo or benchmark left in dir after it was killed: the containers
 // and images labelled with the ID in dir (nothing in Docker when dir has no ID: another
 // run's things carry the same label key), the processes named by its pid files — each only if it still runs the command
