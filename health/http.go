@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/swap-dev/swap/internal/statuscode"
+	"github.com/swap-dev/swap/statuscode"
 )
 
 // DefaultTimeout bounds a probe whose config sets no timeout.

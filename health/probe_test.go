@@ -1,7 +1,7 @@
 package health
 
 import (
-	"github.com/swap-dev/swap/internal/statuscode"
+	"github.com/swap-dev/swap/statuscode"
 
 	"context"
 	"errors"

@@ -1,7 +1,7 @@
 package lbconfig
 
 import (
-	"github.com/swap-dev/swap/internal/statuscode"
+	"github.com/swap-dev/swap/statuscode"
 
 	"bytes"
 	"fmt"

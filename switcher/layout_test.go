@@ -1,7 +1,7 @@
 package switcher
 
 import (
-	"github.com/swap-dev/swap/internal/statuscode"
+	"github.com/swap-dev/swap/statuscode"
 
 	"strings"
 	"testing"

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"github.com/swap-dev/swap/internal/statuscode"
+	"github.com/swap-dev/swap/statuscode"
 
 	"fmt"
 	"io"
