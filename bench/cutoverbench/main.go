@@ -60,7 +60,7 @@ const ctServers = `{{ range service "cutoverbench-%s" }}    server {{ .ID }} {{ 
 func main() {
 	o := benchkit.RegisterFlags(nil, "cutoverbench")
 	var (
-		rounds  = flag.Int("rounds", 0, "flips per method (0: 40, or 8 with -short)")
+		rounds  = flag.Int("rounds", 0, "flips per method (0: 40, or 6 with -short)")
 		dir     = flag.String("dir", ".cutoverbench", "working `directory` (short: HAProxy's sockets live there); removed at the end")
 		swapBin = flag.String("swap", "bin/swap", "the swap `binary`")
 		consul  = flag.String("consul", "bin/consul", "the consul `binary`")
@@ -69,7 +69,7 @@ func main() {
 	)
 	flag.Parse()
 	if *rounds <= 0 {
-		*rounds = benchkit.Pick(o, 40, 8)
+		*rounds = benchkit.Pick(o, 40, 6)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -137,7 +137,7 @@ func run(ctx context.Context, o *benchkit.Options, rounds int, dir, swapBin, con
 			return err
 		}
 		procs = append(procs, p)
-		if err := benchkit.WaitHTTP(ctx, fmt.Sprintf("127.0.0.1:%d", port), "/healthz", 20*time.Second); err != nil {
+		if err := benchkit.WaitHTTP(ctx, fmt.Sprintf("127.0.0.1:%d", port), "", "/healthz", 20*time.Second); err != nil {
 			return fmt.Errorf("demoapp %s: %w", color, err)
 		}
 		ports[color] = port
@@ -205,7 +205,7 @@ func run(ctx context.Context, o *benchkit.Options, rounds int, dir, swapBin, con
 			}},
 	}
 	for _, m := range methods {
-		if err := benchkit.WaitHTTP(ctx, m.Frontend, "/", 20*time.Second); err != nil {
+		if err := benchkit.WaitHTTP(ctx, m.Frontend, host, "/", 20*time.Second); err != nil {
 			return fmt.Errorf("%s frontend: %w", m.Name, err)
 		}
 	}
@@ -415,8 +415,8 @@ func report(o *benchkit.Options, machine benchkit.Machine, end *[3]float64, meth
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
 	sums := map[string][2]benchkit.Summary{}
-	w("| method | to the first new-color answer: %s | to the last old-color answer: %s | flip call median ms | requests | failed | retried |", benchkit.RowHeader, benchkit.RowHeader)
-	w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	type counts struct{ call, req, failed, retried string }
+	cnt := map[string]counts{}
 	for _, m := range methods {
 		var first, last, call []time.Duration
 		req, failed, retried := 0, 0, 0
@@ -424,13 +424,28 @@ func report(o *benchkit.Options, machine benchkit.Machine, end *[3]float64, meth
 			first, last, call = append(first, s.toFirstNew), append(last, s.toLastOld), append(call, s.call)
 			req, failed, retried = req+s.requests, failed+s.failed, retried+s.retried
 		}
-		f, l := benchkit.Summarize(first), benchkit.Summarize(last)
-		sums[m.Name] = [2]benchkit.Summary{f, l}
-		callCell := benchkit.Ms(benchkit.Summarize(call).Median)
+		sums[m.Name] = [2]benchkit.Summary{benchkit.Summarize(first), benchkit.Summarize(last)}
+		c := counts{call: benchkit.Ms(benchkit.Summarize(call).Median), req: fmt.Sprint(req), failed: fmt.Sprint(failed), retried: fmt.Sprint(retried)}
 		if m.Name == "consul-template" {
-			callCell = "– (KV put " + callCell + ")"
+			c.call = "– (the KV put: " + c.call + ")"
 		}
-		w("| %s | %s | %s | %s | %d | %d | %d |", m.Label, f.Row(), l.Row(), callCell, req, failed, retried)
+		cnt[m.Name] = c
+	}
+	for k, title := range []string{"From the change to the first answer by the new color", "From the change to the last answer by the old color"} {
+		w("%s:", title)
+		w("")
+		w("| method | %s |", benchkit.RowHeader)
+		w("|---|---|---|---|---|---|")
+		for _, m := range methods {
+			w("| %s | %s |", m.Label, sums[m.Name][k].Row())
+		}
+		w("")
+	}
+	w("| method | flip call, median ms | requests | failed | retried |")
+	w("|---|---|---|---|---|")
+	for _, m := range methods {
+		c := cnt[m.Name]
+		w("| %s | %s | %s | %s | %s |", m.Label, c.call, c.req, c.failed, c.retried)
 	}
 	w("")
 	w("%s", machine.Line(o.CommandLine(), end))
@@ -455,25 +470,28 @@ func report(o *benchkit.Options, machine benchkit.Machine, end *[3]float64, meth
 	w("- Goal: 0 failed requests with swap — %d failed: %s.", failedSwap, map[bool]string{true: "met", false: "**not met**"}[failedSwap == 0])
 	verdict := "met"
 	if sw[0].P99 > 5*time.Millisecond {
-		verdict = fmt.Sprintf("**not met** at load average %.1f (the machine was saturated: see below)", machine.Load[0])
+		verdict = "**not met**"
+		if machine.Load[0] >= float64(machine.CPUs) {
+			verdict += fmt.Sprintf(" — but the machine was saturated (load average %.1f on %d cores), which the goal excludes", machine.Load[0], machine.CPUs)
+		}
 	}
 	w("- Goal: the flip's p99 to the first new-color answer ≤ 5 ms when the machine is not saturated — %s ms at load average %.2f: %s.",
 		benchkit.Ms(sw[0].P99), machine.Load[0], verdict)
 	if path, link, ok := o.PlotPath("bench-cutover.png"); ok {
-		names := []string{}
+		var series []benchkit.Series
 		for _, m := range methods {
-			names = append(names, m.Name)
-		}
-		groups := []benchkit.Bar{{Label: "first new, median"}, {Label: "first new, p99"}, {Label: "last old, median"}, {Label: "last old, p99"}}
-		for _, m := range methods {
-			s := sums[m.Name]
-			for i, d := range []time.Duration{s[0].Median, s[0].P99, s[1].Median, s[1].P99} {
-				groups[i].Values = append(groups[i].Values, max(0.01, float64(d)/float64(time.Millisecond)))
+			s := benchkit.Series{Name: m.Name}
+			for i, f := range m.samples {
+				s.X = append(s.X, float64(i+1))
+				s.Y = append(s.Y, max(0.01, float64(max(f.toFirstNew, f.toLastOld))/float64(time.Millisecond)))
 			}
+			series = append(series, s)
 		}
-		if err := benchkit.BarPlot(path, "Cutover: change → answers (ms, log scale)", "ms", true, names, groups); err != nil {
+		if err := benchkit.LinePlot(path, "Cutover: change → new color only (ms, log scale)", "flip", "ms", true, series...); err != nil {
 			return err
 		}
+		w("")
+		w("Each flip, from the change until the new color answers and the old one no longer does (the later of the two times):")
 		w("")
 		w("![cutover: swap vs reload vs consul-template](%s)", link)
 	}

@@ -51,7 +51,7 @@ const appYAML = `  %s:
 func main() {
 	o := benchkit.RegisterFlags(nil, "datapathbench")
 	var (
-		dur     = flag.Duration("duration", 0, "each measurement's length (0: 10s, or 3s with -short)")
+		dur     = flag.Duration("duration", 0, "each measurement's length (0: 10s, or 2s with -short)")
 		rounds  = flag.Int("rounds", 0, "rounds of every measurement (0: 2, or 1 with -short)")
 		dir     = flag.String("dir", ".datapathbench", "working `directory`; removed at the end")
 		swapBin = flag.String("swap", "bin/swap", "the swap `binary`")
@@ -60,7 +60,7 @@ func main() {
 	)
 	flag.Parse()
 	if *dur <= 0 {
-		*dur = benchkit.Pick(o, 10*time.Second, 3*time.Second)
+		*dur = benchkit.Pick(o, 10*time.Second, 2*time.Second)
 	}
 	if *rounds <= 0 {
 		*rounds = benchkit.Pick(o, 2, 1)

@@ -68,21 +68,22 @@ const appYAML = `  %s:
 func main() {
 	o := benchkit.RegisterFlags(nil, "reconcilebench")
 	var (
-		rounds  = flag.Int("rounds", 0, "health changes per method (0: 30, or 6 with -short)")
+		rounds  = flag.Int("rounds", 0, "health changes per method (0: 30, or 5 with -short)")
 		dir     = flag.String("dir", ".reconcilebench", "working `directory` (short: HAProxy's sockets live there); removed at the end")
 		swapBin = flag.String("swap", "bin/swap", "the swap `binary`")
 		consul  = flag.String("consul", "bin/consul", "the consul `binary`")
 		demoapp = flag.String("demoapp", "bin/demoapp", "the static demoapp `binary`")
 		cache   = flag.String("cache", "bin", "`directory` where consul-template is built once and kept")
 		logLvl  = flag.String("watch-log-level", "warn", "swap watch's --log-level (debug shows each pass)")
+		keep    = flag.Bool("keep", false, "on failure, leave the stack and its logs in -dir (remove it with go run ./examples/demo -down -dir <dir>)")
 	)
 	flag.Parse()
 	if *rounds <= 0 {
-		*rounds = benchkit.Pick(o, 30, 6)
+		*rounds = benchkit.Pick(o, 30, 5)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, o, *rounds, *dir, *swapBin, *consul, *demoapp, *cache, *logLvl); err != nil {
+	if err := run(ctx, o, *rounds, *dir, *swapBin, *consul, *demoapp, *cache, *logLvl, *keep); err != nil {
 		fmt.Fprintf(os.Stderr, "reconcilebench: %v\n", err)
 		os.Exit(1)
 	}
@@ -102,13 +103,19 @@ type method struct {
 	Name, Label string
 	Frontend    string
 	Host        string
+	Service     string // the Consul service the method follows
 	serviceID   func(instance) string
-	out, back   []time.Duration
-	requests    int
-	failed      int
+	// reload, when set, reloads the method's HAProxy by hand: after a reload that was
+	// lost (see round).
+	reload    func(ctx context.Context) error
+	out, back []time.Duration
+	consul    []time.Duration // the change visible to a blocking query (both methods wait for it)
+	lost      int             // changes HAProxy never followed (a lost reload)
+	requests  int
+	failed    int
 }
 
-func run(ctx context.Context, o *benchkit.Options, rounds int, dir, swapBin, consulBin, demoappBin, cache, logLevel string) (err error) {
+func run(ctx context.Context, o *benchkit.Options, rounds int, dir, swapBin, consulBin, demoappBin, cache, logLevel string, keep bool) (err error) {
 	bin, err := os.ReadFile(demoappBin)
 	if err != nil {
 		return fmt.Errorf("%w: run `make build` first", err)
@@ -127,6 +134,10 @@ func run(ctx context.Context, o *benchkit.Options, rounds int, dir, swapBin, con
 		Apps: fmt.Sprintf(appYAML, app, image, route)})
 	if st != nil {
 		defer func() {
+			if keep && err != nil {
+				fmt.Fprintf(os.Stderr, "-keep: the stack stays in %s\n", dir)
+				return
+			}
 			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			err = errors.Join(err, st.Down(cctx))
@@ -169,7 +180,9 @@ func run(ctx context.Context, o *benchkit.Options, rounds int, dir, swapBin, con
 	}
 	defer func() {
 		stopWatch()
-		if werr := watch.Wait(); werr != nil && !strings.Contains(werr.Error(), "signal") {
+		// Stopped by its context (SIGINT, see stack.Command), swap watch exits 0 and
+		// Wait says the context was canceled.
+		if werr := watch.Wait(); werr != nil && !errors.Is(werr, context.Canceled) {
 			err = errors.Join(err, fmt.Errorf("swap watch: %v (see %s)", werr, watchLog.Name()))
 		}
 	}()
@@ -199,10 +212,10 @@ func run(ctx context.Context, o *benchkit.Options, rounds int, dir, swapBin, con
 	defer hc.Stop()
 
 	methods := []*method{
-		{Name: "swap", Label: "swap watch (reconcile loop, Runtime API)", Frontend: st.Frontend, Host: route,
+		{Name: "swap", Label: "swap watch (reconcile loop, Runtime API)", Frontend: st.Frontend, Host: route, Service: app,
 			serviceID: func(in instance) string { return in.swapID }},
-		{Name: "consul-template", Label: "consul-template " + benchkit.ConsulTemplateVersion + " + reload", Frontend: ctBind, Host: "any",
-			serviceID: func(in instance) string { return in.ctID }},
+		{Name: "consul-template", Label: "consul-template " + benchkit.ConsulTemplateVersion + " + reload", Frontend: ctBind, Host: "any", Service: ctService,
+			serviceID: func(in instance) string { return in.ctID }, reload: hc.Master.Reload},
 	}
 	for _, m := range methods {
 		if err := waitServes(ctx, m, insts); err != nil {
@@ -216,14 +229,23 @@ func run(ctx context.Context, o *benchkit.Options, rounds int, dir, swapBin, con
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			out, back, n, failed, err := round(ctx, cl, m, in)
+			r, err := round(ctx, cl, m, in)
 			if err != nil {
 				return fmt.Errorf("round %d, %s, %s: %w (swap watch's log: %s)", i+1, m.Name, m.serviceID(in), err, watchLog.Name())
 			}
-			m.out, m.back = append(m.out, out), append(m.back, back)
-			m.requests, m.failed = m.requests+n, m.failed+failed
-			fmt.Fprintf(os.Stderr, "round %2d/%d %-16s %s out of rotation after %7s, back after %7s, %d requests, %d failed\n",
-				i+1, rounds, m.Name, m.serviceID(in), benchkit.Ms(out), benchkit.Ms(back), n, failed)
+			if r.out > 0 {
+				m.out = append(m.out, r.out)
+			}
+			if r.back > 0 {
+				m.back = append(m.back, r.back)
+			}
+			if r.consul > 0 {
+				m.consul = append(m.consul, r.consul)
+			}
+			m.lost += r.lost
+			m.requests, m.failed = m.requests+r.requests, m.failed+r.failed
+			fmt.Fprintf(os.Stderr, "round %2d/%d %-16s %s out of rotation after %7s (consul: %s), back after %7s, %d requests, %d failed, %d lost\n",
+				i+1, rounds, m.Name, m.serviceID(in), benchkit.Ms(r.out), benchkit.Ms(r.consul), benchkit.Ms(r.back), r.requests, r.failed, r.lost)
 		}
 	}
 	end := benchkit.LoadAvg()
@@ -287,12 +309,24 @@ func waitServes(ctx context.Context, m *method, insts []instance) error {
 const (
 	warmUp   = 200 * time.Millisecond
 	quietOut = 500 * time.Millisecond // no answer by the instance for this long: it is out
-	maxWait  = 20 * time.Second
+	maxWait  = 10 * time.Second       // then the change counts as lost
 )
+
+// roundResult is one round; a zero duration is a change HAProxy did not follow.
+type roundResult struct {
+	out, back, consul time.Duration
+	lost              int
+	requests, failed  int
+}
 
 // round puts in into Consul maintenance under load on m's frontend, times until HAProxy
 // stops sending it requests, ends the maintenance and times until it answers again.
-func round(ctx context.Context, cl *api.Client, m *method, in instance) (out, back time.Duration, requests, failed int, err error) {
+// It also times when a blocking query on the service sees each change: the part both
+// methods wait for. A change HAProxy has not followed after maxWait is counted lost and
+// the method's HAProxy is reloaded by hand (consul-template renders the file, but a
+// SIGUSR2 that reaches HAProxy's master while it is still re-executing itself for the
+// previous reload is lost).
+func round(ctx context.Context, cl *api.Client, m *method, in instance) (res roundResult, err error) {
 	var lastHit atomic.Int64 // UnixNano of the instance's last answer
 	var backAt atomic.Int64  // UnixNano after which an answer counts as "back"
 	var firstBack atomic.Int64
@@ -307,61 +341,121 @@ func round(ctx context.Context, cl *api.Client, m *method, in instance) (out, ba
 		}
 	}}
 	if err := l.Start(); err != nil {
-		return 0, 0, 0, 0, err
+		return res, err
 	}
 	defer func() {
 		l.Stop()
 		ok, bad := l.Counts()
-		requests, failed = int(ok+bad), int(bad)
+		res.requests, res.failed = int(ok+bad), int(bad)
 	}()
 	time.Sleep(warmUp)
 	if lastHit.Load() == 0 {
-		return 0, 0, 0, 0, fmt.Errorf("instance %s got no request before the change", in.name)
+		return res, fmt.Errorf("instance %s got no request before the change", in.name)
 	}
 	id := m.serviceID(in)
+	_, meta, err := cl.Health().Service(m.Service, "", false, nil)
+	if err != nil {
+		return res, err
+	}
+	seen := watchCritical(ctx, cl, m.Service, id, meta.LastIndex, true)
 	t0 := time.Now()
 	if err := cl.Agent().EnableServiceMaintenance(id, "reconcilebench"); err != nil {
-		return 0, 0, 0, 0, err
+		return res, err
 	}
 	for {
 		now := time.Now()
 		last := time.Unix(0, lastHit.Load())
 		if now.Sub(last) >= quietOut && now.Sub(t0) >= quietOut {
-			out = max(0, last.Sub(t0))
+			res.out = max(time.Microsecond, last.Sub(t0))
 			break
 		}
 		if now.Sub(t0) > maxWait || ctx.Err() != nil {
-			_ = cl.Agent().DisableServiceMaintenance(id)
-			return 0, 0, 0, 0, fmt.Errorf("still in rotation %s after the check went critical", maxWait)
+			res.lost++
+			if m.reload == nil {
+				_ = cl.Agent().DisableServiceMaintenance(id)
+				return res, fmt.Errorf("still in rotation %s after the check went critical", maxWait)
+			}
+			if err := m.reload(ctx); err != nil {
+				return res, err
+			}
+			lastHit.Store(0)
+			t0 = time.Now() // wait for the hand-made reload to take it out
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+	res.consul = max(0, (<-seen).Sub(t0))
+	if res.lost > 0 {
+		res.out, res.consul = 0, 0
 	}
 	t1 := time.Now()
 	backAt.Store(t1.UnixNano())
 	if err := cl.Agent().DisableServiceMaintenance(id); err != nil {
-		return out, 0, 0, 0, err
+		return res, err
 	}
 	for firstBack.Load() == 0 {
 		if time.Since(t1) > maxWait || ctx.Err() != nil {
-			return out, 0, 0, 0, fmt.Errorf("not back in rotation %s after the check passed again", maxWait)
+			if m.reload == nil {
+				return res, fmt.Errorf("not back in rotation %s after the check passed again", maxWait)
+			}
+			res.lost++
+			if err := m.reload(ctx); err != nil {
+				return res, err
+			}
+			backAt.Store(time.Now().UnixNano())
+			t1 = time.Time{}
+			for firstBack.Load() == 0 {
+				if ctx.Err() != nil {
+					return res, ctx.Err()
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			break
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	back = time.Unix(0, firstBack.Load()).Sub(t1)
+	if !t1.IsZero() {
+		res.back = time.Unix(0, firstBack.Load()).Sub(t1)
+	}
 	time.Sleep(100 * time.Millisecond) // a reload's old worker finishing
-	return out, back, 0, 0, nil
+	return res, nil
+}
+
+// watchCritical runs a blocking query on service from index until instance id is (or,
+// with critical false, is no longer) failing, and sends the time it returned.
+func watchCritical(ctx context.Context, cl *api.Client, service, id string, index uint64, critical bool) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	go func() {
+		for ctx.Err() == nil {
+			entries, meta, err := cl.Health().Service(service, "", false, (&api.QueryOptions{WaitIndex: index, WaitTime: 30 * time.Second}).WithContext(ctx))
+			now := time.Now()
+			if err != nil {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			index = meta.LastIndex
+			for _, e := range entries {
+				if e.Service.ID == id && (e.Checks.AggregatedStatus() != api.HealthPassing) == critical {
+					ch <- now
+					return
+				}
+			}
+		}
+		ch <- time.Time{}
+	}()
+	return ch
 }
 
 func report(o *benchkit.Options, machine benchkit.Machine, end *[3]float64, methods []*method) error {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
-	w("| method | check critical → out of rotation: %s | check passing → back: median ms | requests | failed |", benchkit.RowHeader)
-	w("|---|---|---|---|---|---|---|---|---|")
+	w("| method | check critical → out of rotation: %s | of which Consul (blocking query sees it), median ms | check passing → back, median ms | requests | failed | changes not followed |", benchkit.RowHeader)
+	w("|---|---|---|---|---|---|---|---|---|---|---|")
 	sums := map[string]benchkit.Summary{}
 	for _, m := range methods {
 		s := benchkit.Summarize(m.out)
 		sums[m.Name] = s
-		w("| %s | %s | %s | %d | %d |", m.Label, s.Row(), benchkit.Ms(benchkit.Summarize(m.back).Median), m.requests, m.failed)
+		w("| %s | %s | %s | %s | %d | %d | %d |", m.Label, s.Row(), benchkit.Ms(benchkit.Summarize(m.consul).Median),
+			benchkit.Ms(benchkit.Summarize(m.back).Median), m.requests, m.failed, m.lost)
 	}
 	w("")
 	w("%s", machine.Line(o.CommandLine(), end))

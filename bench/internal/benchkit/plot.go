@@ -65,14 +65,14 @@ type Bar struct {
 
 // BarPlot draws grouped bars (one group per label, one bar per series name) and writes a
 // PNG of 16×9 cm to path.
+// Bars start at 0, which a log scale cannot show: logY is an error (gonum/plot panics on it).
 func BarPlot(path, title, yLabel string, logY bool, names []string, groups []Bar) error {
+	if logY {
+		return fmt.Errorf("plot %s: bars start at 0, which a log scale cannot show: use a linear scale or LinePlot", path)
+	}
 	p := plot.New()
 	p.Title.Text = title
 	p.Y.Label.Text = yLabel
-	if logY {
-		p.Y.Scale = plot.LogScale{}
-		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
-	}
 	w := vg.Points(min(40, 240/float64(max(1, len(names)*len(groups)))))
 	labels := make([]string, len(groups))
 	for i, g := range groups {

@@ -82,12 +82,18 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// WaitHTTP polls GET http://addr/path until it answers 200 (or timeout).
-func WaitHTTP(ctx context.Context, addr, path string, timeout time.Duration) error {
+// WaitHTTP polls GET http://addr/path (with Host: host, when not "") until it answers
+// 200 (or timeout).
+func WaitHTTP(ctx context.Context, addr, host, path string, timeout time.Duration) error {
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(timeout)
 	for {
-		resp, err := client.Get("http://" + addr + path)
+		req, err := http.NewRequestWithContext(ctx, "GET", "http://"+addr+path, nil)
+		if err != nil {
+			return err
+		}
+		req.Host = host
+		resp, err := client.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
