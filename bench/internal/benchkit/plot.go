@@ -3,6 +3,7 @@ package benchkit
 import (
 	"fmt"
 	"image/color"
+	"math"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -54,7 +55,18 @@ func LinePlot(path, title, xLabel, yLabel string, logY bool, series ...Series) e
 		p.Legend.Add(s.Name, l, pts)
 	}
 	p.Legend.Top = true
+	headroom(p, logY, len(series))
 	return p.Save(16*vg.Centimeter, 9*vg.Centimeter, path)
+}
+
+// headroom raises the top of the y axis so that the legend (top right, one line per
+// series) does not cover the data.
+func headroom(p *plot.Plot, logY bool, lines int) {
+	if logY {
+		p.Y.Max *= math.Pow(2.5, float64(lines))
+		return
+	}
+	p.Y.Max += (p.Y.Max - min(p.Y.Min, 0)) * 0.12 * float64(lines)
 }
 
 // Bar is one group of a bar plot: a label and one value per series.
@@ -97,6 +109,7 @@ func BarPlot(path, title, yLabel string, logY bool, names []string, groups []Bar
 		p.Legend.Add(name, b)
 	}
 	p.Legend.Top = true
+	headroom(p, false, len(names))
 	p.NominalX(labels...)
 	return p.Save(16*vg.Centimeter, 9*vg.Centimeter, path)
 }
