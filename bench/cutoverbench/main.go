@@ -20,21 +20,17 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 
 	"github.com/swap-dev/swap/bench/internal/benchkit"
-	"github.com/swap-dev/swap/examples/demo/stack"
 	"github.com/swap-dev/swap/lbconfig"
 )
 
@@ -60,23 +56,15 @@ const ctServers = `{{ range service "cutoverbench-%s" }}    server {{ .ID }} {{ 
 func main() {
 	o := benchkit.RegisterFlags(nil, "cutoverbench")
 	var (
-		rounds  = flag.Int("rounds", 0, "flips per method (0: 40, or 6 with -short)")
-		dir     = flag.String("dir", ".cutoverbench", "working `directory` (short: HAProxy's sockets live there); removed at the end")
-		swapBin = flag.String("swap", "bin/swap", "the swap `binary`")
-		consul  = flag.String("consul", "bin/consul", "the consul `binary`")
-		demoapp = flag.String("demoapp", "bin/demoapp", "the static demoapp `binary`")
-		cache   = flag.String("cache", "bin", "`directory` where consul-template is built once and kept")
+		rounds = flag.Int("rounds", 0, "flips per method (0: 40, or 6 with -short)")
+		cache  = flag.String("cache", "bin", "`directory` where consul-template is built once and kept")
 	)
+	sf := benchkit.RegisterStackFlags(nil, "cutoverbench")
 	flag.Parse()
 	if *rounds <= 0 {
 		*rounds = benchkit.Pick(o, 40, 6)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, o, *rounds, *dir, *swapBin, *consul, *demoapp, *cache); err != nil {
-		fmt.Fprintf(os.Stderr, "cutoverbench: %v\n", err)
-		os.Exit(1)
-	}
+	benchkit.Main("cutoverbench", func(ctx context.Context) error { return run(ctx, o, sf, *rounds, *cache) })
 }
 
 // method is one way to flip, with its HAProxy and its current color.
@@ -94,27 +82,16 @@ type sample struct {
 	requests, failed, retried   int
 }
 
-func run(ctx context.Context, o *benchkit.Options, rounds int, dir, swapBin, consulBin, demoappBin, cache string) (err error) {
-	if _, err := os.Stat(demoappBin); err != nil {
+func run(ctx context.Context, o *benchkit.Options, sf *benchkit.StackFlags, rounds int, cache string) (err error) {
+	if _, err := os.Stat(sf.Demoapp); err != nil {
 		return fmt.Errorf("%w: run `make build` first", err)
 	}
 	ctBin, err := benchkit.ConsulTemplate(ctx, cache)
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(dir); err == nil {
-		if err := stack.Down(ctx, dir, os.Stderr); err != nil {
-			return err
-		}
-	}
-	st, err := stack.Up(ctx, stack.Options{Dir: dir, Swap: swapBin, Consul: consulBin, Log: os.Stderr, Apps: idleApp})
-	if st != nil {
-		defer func() {
-			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			err = errors.Join(err, st.Down(cctx))
-		}()
-	}
+	st, down, err := sf.UpStack(ctx, idleApp)
+	defer down(&err)
 	if err != nil {
 		return err
 	}
@@ -132,7 +109,7 @@ func run(ctx context.Context, o *benchkit.Options, rounds int, dir, swapBin, con
 		if err != nil {
 			return err
 		}
-		p, err := benchkit.StartProc(st.Dir, "app-"+color, []string{fmt.Sprintf("PORT=%d", port), "COLOR=" + color, "VERSION=v1"}, mustAbs(demoappBin))
+		p, err := benchkit.StartProc(st.Dir, "app-"+color, []string{fmt.Sprintf("PORT=%d", port), "COLOR=" + color, "VERSION=v1"}, mustAbs(sf.Demoapp))
 		if err != nil {
 			return err
 		}

@@ -12,20 +12,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 
 	"github.com/swap-dev/swap/bench/internal/benchkit"
-	"github.com/swap-dev/swap/examples/demo/stack"
 	"github.com/swap-dev/swap/lbconfig"
 )
 
@@ -51,13 +47,10 @@ const appYAML = `  %s:
 func main() {
 	o := benchkit.RegisterFlags(nil, "datapathbench")
 	var (
-		dur     = flag.Duration("duration", 0, "each measurement's length (0: 10s, or 2s with -short)")
-		rounds  = flag.Int("rounds", 0, "rounds of every measurement (0: 2, or 1 with -short)")
-		dir     = flag.String("dir", ".datapathbench", "working `directory`; removed at the end")
-		swapBin = flag.String("swap", "bin/swap", "the swap `binary`")
-		consul  = flag.String("consul", "bin/consul", "the consul `binary`")
-		demoapp = flag.String("demoapp", "bin/demoapp", "the static demoapp `binary`")
+		dur    = flag.Duration("duration", 0, "each measurement's length (0: 10s, or 2s with -short)")
+		rounds = flag.Int("rounds", 0, "rounds of every measurement (0: 2, or 1 with -short)")
 	)
+	sf := benchkit.RegisterStackFlags(nil, "datapathbench")
 	flag.Parse()
 	if *dur <= 0 {
 		*dur = benchkit.Pick(o, 10*time.Second, 2*time.Second)
@@ -65,12 +58,7 @@ func main() {
 	if *rounds <= 0 {
 		*rounds = benchkit.Pick(o, 2, 1)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, o, *dur, *rounds, *dir, *swapBin, *consul, *demoapp); err != nil {
-		fmt.Fprintf(os.Stderr, "datapathbench: %v\n", err)
-		os.Exit(1)
-	}
+	benchkit.Main("datapathbench", func(ctx context.Context) error { return run(ctx, o, sf, *dur, *rounds) })
 }
 
 // point is one measurement.
@@ -82,36 +70,13 @@ type point struct {
 	connect, reuse int64 // HAProxy's counters over the run (haproxy only)
 }
 
-func run(ctx context.Context, o *benchkit.Options, dur time.Duration, rounds int, dir, swapBin, consulBin, demoappBin string) (err error) {
-	bin, err := os.ReadFile(demoappBin)
-	if err != nil {
-		return fmt.Errorf("%w: run `make build` first", err)
-	}
-	if _, err := os.Stat(dir); err == nil {
-		if err := stack.Down(ctx, dir, os.Stderr); err != nil {
-			return err
-		}
-	}
-	image := "swap-bench/" + app + ":v1"
-	st, err := stack.Up(ctx, stack.Options{Dir: dir, Swap: swapBin, Consul: consulBin, Log: os.Stderr,
-		Apps: fmt.Sprintf(appYAML, app, image, route)})
-	if st != nil {
-		defer func() {
-			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			err = errors.Join(err, st.Down(cctx))
-		}()
-	}
+func run(ctx context.Context, o *benchkit.Options, sf *benchkit.StackFlags, dur time.Duration, rounds int) (err error) {
+	st, down, err := sf.UpStack(ctx, fmt.Sprintf(appYAML, app, "swap-bench/"+app+":v1", route))
+	defer down(&err)
 	if err != nil {
 		return err
 	}
-	if insts, err := st.Docker.List(ctx, app); err != nil || len(insts) > 0 {
-		return fmt.Errorf("docker already runs swap containers of app %s (%d, %v)", app, len(insts), err)
-	}
-	if err := st.DemoImage(ctx, image, "v1", bin); err != nil {
-		return err
-	}
-	if _, err := st.SwapJSON(ctx, "", nil, "deploy", app, "--image", image); err != nil {
+	if err := sf.DeployDemo(ctx, st, app, "swap-bench/"+app+":v1"); err != nil {
 		return err
 	}
 	cl, err := api.NewClient(&api.Config{Address: st.Consul})

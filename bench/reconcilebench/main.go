@@ -26,19 +26,16 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 
 	"github.com/swap-dev/swap/bench/internal/benchkit"
-	"github.com/swap-dev/swap/examples/demo/stack"
 )
 
 const (
@@ -68,25 +65,17 @@ const appYAML = `  %s:
 func main() {
 	o := benchkit.RegisterFlags(nil, "reconcilebench")
 	var (
-		rounds  = flag.Int("rounds", 0, "health changes per method (0: 30, or 5 with -short)")
-		dir     = flag.String("dir", ".reconcilebench", "working `directory` (short: HAProxy's sockets live there); removed at the end")
-		swapBin = flag.String("swap", "bin/swap", "the swap `binary`")
-		consul  = flag.String("consul", "bin/consul", "the consul `binary`")
-		demoapp = flag.String("demoapp", "bin/demoapp", "the static demoapp `binary`")
-		cache   = flag.String("cache", "bin", "`directory` where consul-template is built once and kept")
-		logLvl  = flag.String("watch-log-level", "warn", "swap watch's --log-level (debug shows each pass)")
-		keep    = flag.Bool("keep", false, "on failure, leave the stack and its logs in -dir (remove it with go run ./examples/demo -down -dir <dir>)")
+		rounds = flag.Int("rounds", 0, "health changes per method (0: 30, or 5 with -short)")
+		cache  = flag.String("cache", "bin", "`directory` where consul-template is built once and kept")
+		logLvl = flag.String("watch-log-level", "warn", "swap watch's --log-level (debug shows each pass)")
+		keep   = flag.Bool("keep", false, "on failure, leave the stack and its logs in -dir (remove it with go run ./examples/demo -down -dir <dir>)")
 	)
+	sf := benchkit.RegisterStackFlags(nil, "reconcilebench")
 	flag.Parse()
 	if *rounds <= 0 {
 		*rounds = benchkit.Pick(o, 30, 5)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, o, *rounds, *dir, *swapBin, *consul, *demoapp, *cache, *logLvl, *keep); err != nil {
-		fmt.Fprintf(os.Stderr, "reconcilebench: %v\n", err)
-		os.Exit(1)
-	}
+	benchkit.Main("reconcilebench", func(ctx context.Context) error { return run(ctx, o, sf, *rounds, *cache, *logLvl, *keep) })
 }
 
 // instance is one of the app's two containers as each method knows it.
@@ -115,44 +104,24 @@ type method struct {
 	failed    int
 }
 
-func run(ctx context.Context, o *benchkit.Options, rounds int, dir, swapBin, consulBin, demoappBin, cache, logLevel string, keep bool) (err error) {
-	bin, err := os.ReadFile(demoappBin)
-	if err != nil {
-		return fmt.Errorf("%w: run `make build` first", err)
-	}
+func run(ctx context.Context, o *benchkit.Options, sf *benchkit.StackFlags, rounds int, cache, logLevel string, keep bool) (err error) {
 	ctBin, err := benchkit.ConsulTemplate(ctx, cache)
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(dir); err == nil {
-		if err := stack.Down(ctx, dir, os.Stderr); err != nil {
-			return err
-		}
-	}
 	image := "swap-bench/" + app + ":v1"
-	st, err := stack.Up(ctx, stack.Options{Dir: dir, Swap: swapBin, Consul: consulBin, Log: os.Stderr,
-		Apps: fmt.Sprintf(appYAML, app, image, route)})
-	if st != nil {
-		defer func() {
-			if keep && err != nil {
-				fmt.Fprintf(os.Stderr, "-keep: the stack stays in %s\n", dir)
-				return
-			}
-			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			err = errors.Join(err, st.Down(cctx))
-		}()
-	}
+	st, down, err := sf.UpStack(ctx, fmt.Sprintf(appYAML, app, image, route))
+	defer func() {
+		if keep && err != nil {
+			fmt.Fprintf(os.Stderr, "-keep: the stack stays in %s\n", sf.Dir)
+			return
+		}
+		down(&err)
+	}()
 	if err != nil {
 		return err
 	}
-	if insts, err := st.Docker.List(ctx, app); err != nil || len(insts) > 0 {
-		return fmt.Errorf("docker already runs swap containers of app %s (%d, %v)", app, len(insts), err)
-	}
-	if err := st.DemoImage(ctx, image, "v1", bin); err != nil {
-		return err
-	}
-	if _, err := st.SwapJSON(ctx, "", nil, "deploy", app, "--image", image); err != nil {
+	if err := sf.DeployDemo(ctx, st, app, image); err != nil {
 		return err
 	}
 	cl, err := api.NewClient(&api.Config{Address: st.Consul})

@@ -1,11 +1,14 @@
 package benchkit
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // Options are the flags every program of the suite takes (`make bench` passes them):
@@ -81,4 +84,17 @@ func (o *Options) PlotPath(name string) (path, link string, ok bool) {
 		}
 	}
 	return path, filepath.ToSlash(link), true
+}
+
+// Main runs a benchmark program's body with a context that SIGINT and SIGTERM cancel
+// (the body then removes what it started), and exits 1 with the error, named after the
+// program, when it fails.
+func Main(name string, run func(ctx context.Context) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
 }
