@@ -213,8 +213,8 @@ func run(ctx context.Context, o *benchkit.Options, sf *benchkit.StackFlags, roun
 			}
 			m.lost += r.lost
 			m.requests, m.failed = m.requests+r.requests, m.failed+r.failed
-			fmt.Fprintf(os.Stderr, "round %2d/%d %-16s %s out of rotation after %7s (consul: %s), back after %7s, %d requests, %d failed, %d lost\n",
-				i+1, rounds, m.Name, m.serviceID(in), benchkit.Ms(r.out), benchkit.Ms(r.consul), benchkit.Ms(r.back), r.requests, r.failed, r.lost)
+			fmt.Fprintf(os.Stderr, "round %2d/%d %-16s %s critical at %s, out of rotation after %7s (consul: %s), back after %7s, %d requests, %d failed, %d lost\n",
+				i+1, rounds, m.Name, m.serviceID(in), r.changed.UTC().Format("15:04:05.000"), benchkit.Ms(r.out), benchkit.Ms(r.consul), benchkit.Ms(r.back), r.requests, r.failed, r.lost)
 		}
 	}
 	end := benchkit.LoadAvg()
@@ -284,6 +284,7 @@ const (
 // roundResult is one round; a zero duration is a change HAProxy did not follow.
 type roundResult struct {
 	out, back, consul time.Duration
+	changed           time.Time // when the maintenance call was made (to match with swap watch's log)
 	lost              int
 	requests, failed  int
 }
@@ -328,6 +329,7 @@ func round(ctx context.Context, cl *api.Client, m *method, in instance) (res rou
 	}
 	seen := watchCritical(ctx, cl, m.Service, id, meta.LastIndex, true)
 	t0 := time.Now()
+	res.changed = t0
 	if err := cl.Agent().EnableServiceMaintenance(id, "reconcilebench"); err != nil {
 		return res, err
 	}
