@@ -7,8 +7,9 @@
 //
 // so that it splices its tables into docs/benchmarks.md and writes its plots as
 // docs/img/bench-*.png. After each program the suite checks that it left nothing behind:
-// no process of its process group, no Docker container or image labelled swap.demo that
-// was not there before, no working directory .<name>/ (the programs' default -dir). A
+// no process of its process group, no Docker container or image labelled with the ID of
+// a stack it started (benchkit.StackIDsEnv), no working directory .<name>/ (the
+// programs' default -dir). A
 // program that fails, or leaves something, fails the suite after the others have run.
 package main
 
@@ -115,11 +116,11 @@ func run(ctx context.Context, short bool, doc, img string, progs []string) error
 			args = append([]string{"-short"}, args...)
 		}
 		fmt.Fprintf(os.Stderr, "\nsuite: bench/%s %s (load average %s)\n", p, strings.Join(args, " "), loadText(benchkit.LoadAvg()))
-		before := labelled(ctx)
+		ids := filepath.Join(binDir, p+".stacks")
 		t0 := time.Now()
-		err := runOne(ctx, filepath.Join(binDir, p), args)
+		err := runOne(ctx, filepath.Join(binDir, p), args, benchkit.StackIDsEnv+"="+ids)
 		o := outcome{name: p, took: time.Since(t0).Round(time.Second), err: err}
-		if left := leftovers(ctx, p, before); left != "" {
+		if left := leftovers(ctx, p, ids); left != "" {
 			o.err = errors.Join(o.err, errors.New(left))
 		}
 		results = append(results, o)
@@ -149,8 +150,9 @@ func loadText(l [3]float64) string { return fmt.Sprintf("%.2f %.2f %.2f", l[0], 
 
 // runOne runs a program in its own process group; on ctx's end it gets SIGINT (it
 // cleans up) and, a minute later, its group is killed.
-func runOne(ctx context.Context, bin string, args []string) error {
+func runOne(ctx context.Context, bin string, args []string, env ...string) error {
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -184,31 +186,44 @@ func killGroup(pgid int) {
 	}
 }
 
-// labelled lists the Docker containers and images labelled swap.demo (the stack's
-// label key), as "container <id>" and "image <id>".
-func labelled(ctx context.Context) []string {
+// labelled lists the Docker containers and images labelled swap.demo=<id> (the
+// stack's label), as "container <id>" and "image <id>".
+func labelled(ctx context.Context, id string) []string {
 	var out []string
-	for _, q := range [][]string{{"ps", "-aq", "--filter", "label=swap.demo"}, {"images", "-q", "--filter", "label=swap.demo"}} {
+	filter := "label=swap.demo=" + id
+	for _, q := range [][]string{{"ps", "-aq", "--filter", filter}, {"images", "-q", "--filter", filter}} {
 		b, err := exec.CommandContext(ctx, "docker", q...).Output()
 		if err != nil {
 			continue
 		}
 		kind := map[string]string{"ps": "container", "images": "image"}[q[0]]
 		for _, id := range strings.Fields(string(bytes.TrimSpace(b))) {
-			out = append(out, kind+" "+id)
+			if s := kind + " " + id; !slices.Contains(out, s) {
+				out = append(out, s)
+			}
 		}
 	}
 	return out
 }
 
-// leftovers says what program p left behind: Docker objects not in before, its working
-// directory.
-func leftovers(ctx context.Context, p string, before []string) string {
-	var left []string
-	for _, o := range labelled(ctx) {
-		if !slices.Contains(before, o) {
-			left = append(left, o)
+// StackIDs reads the file the programs record their stacks' IDs in (benchkit.StackIDsEnv).
+func StackIDs(text string) []string {
+	var ids []string
+	for _, l := range strings.Fields(text) {
+		if !slices.Contains(ids, l) {
+			ids = append(ids, l)
 		}
+	}
+	return ids
+}
+
+// leftovers says what program p left behind: Docker objects labelled with the IDs of
+// the stacks it started (recorded in idFile), its working directory.
+func leftovers(ctx context.Context, p, idFile string) string {
+	var left []string
+	b, _ := os.ReadFile(idFile)
+	for _, id := range StackIDs(string(b)) {
+		left = append(left, labelled(ctx, id)...)
 	}
 	if _, err := os.Stat("." + p); err == nil {
 		left = append(left, "directory ."+p+"/")
@@ -216,5 +231,5 @@ func leftovers(ctx context.Context, p string, before []string) string {
 	if len(left) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("left behind: %s (Docker objects labelled swap.demo that appeared during the run: another demo on this Docker would show here too; a killed run's stack is removed by go run ./examples/demo -down -dir .%s)", strings.Join(left, ", "), p)
+	return fmt.Sprintf("left behind: %s (a killed run's stack is removed by go run ./examples/demo -down -dir .%s)", strings.Join(left, ", "), p)
 }

@@ -34,3 +34,12 @@ func TestBudget(t *testing.T) {
 		t.Fatal(Budget(true), Budget(false))
 	}
 }
+
+func TestStackIDs(t *testing.T) {
+	if got := StackIDs("ab12cd34\n\nef56ab78\nab12cd34\n"); strings.Join(got, ",") != "ab12cd34,ef56ab78" {
+		t.Fatal(got)
+	}
+	if got := StackIDs(""); len(got) != 0 {
+		t.Fatal(got)
+	}
+}

@@ -43,6 +43,9 @@ func (f *StackFlags) UpStack(ctx context.Context, apps string) (st *stack.Stack,
 	}
 	st, err = stack.Up(ctx, stack.Options{Dir: f.Dir, Swap: f.Swap, Consul: f.Consul, Log: os.Stderr, Apps: apps})
 	if st != nil {
+		if rerr := recordStackID(st.ID); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
 		down = func(err *error) {
 			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
@@ -67,4 +70,22 @@ func (f *StackFlags) DeployDemo(ctx context.Context, st *stack.Stack, app, image
 	}
 	_, err = st.SwapJSON(ctx, "", nil, "deploy", app, "--image", image)
 	return err
+}
+
+// StackIDsEnv names the file where UpStack appends the ID of every stack it starts (one
+// a line), when set: the suite (bench/suite) checks afterwards that nothing labelled
+// with those IDs is left in Docker, without mistaking another run's demo for a leftover.
+const StackIDsEnv = "SWAP_BENCH_STACK_IDS"
+
+func recordStackID(id string) error {
+	path := os.Getenv(StackIDsEnv)
+	if path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("%s: %w", StackIDsEnv, err)
+	}
+	_, err = fmt.Fprintln(f, id)
+	return errors.Join(err, f.Close())
 }
