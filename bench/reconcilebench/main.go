@@ -419,14 +419,15 @@ func watchCritical(ctx context.Context, cl *api.Client, service, id string, inde
 func report(o *benchkit.Options, machine benchkit.Machine, end *[3]float64, methods []*method) error {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
-	w("| method | check critical → out of rotation: %s | of which Consul (blocking query sees it), median ms | check passing → back, median ms | requests | failed | changes not followed |", benchkit.RowHeader)
+	w("Check critical → HAProxy stops sending to the instance (out), of which Consul's own part (a blocking query sees the check fail), and check passing again → the instance's first answer (back):")
+	w("")
+	w("| method | out: %s | Consul, median ms | back, median ms | requests | failed | changes not followed |", benchkit.RowHeader)
 	w("|---|---|---|---|---|---|---|---|---|---|---|")
 	sums := map[string]benchkit.Summary{}
 	for _, m := range methods {
 		s := benchkit.Summarize(m.out)
 		sums[m.Name] = s
-		w("| %s | %s | %s | %s | %d | %d | %d |", m.Label, s.Row(), benchkit.Ms(benchkit.Summarize(m.consul).Median),
-			benchkit.Ms(benchkit.Summarize(m.back).Median), m.requests, m.failed, m.lost)
+		w("| %s | %s | %s | %s | %d | %d | %d |", m.Label, s.Row(), medianCell(m.consul), medianCell(m.back), m.requests, m.failed, m.lost)
 	}
 	w("")
 	w("%s", machine.Line(o.CommandLine(), end))
@@ -458,6 +459,14 @@ func report(o *benchkit.Options, machine benchkit.Machine, end *[3]float64, meth
 		w("![reconcile lag: swap watch vs consul-template](%s)", link)
 	}
 	return o.Publish("reconcile", b.String())
+}
+
+// medianCell is the median of samples in ms, or "–" without any.
+func medianCell(samples []time.Duration) string {
+	if len(samples) == 0 {
+		return "–"
+	}
+	return benchkit.Ms(benchkit.Summarize(samples).Median)
 }
 
 // nameSet is a set of names safe for concurrent use.
