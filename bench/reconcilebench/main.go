@@ -319,8 +319,12 @@ func round(ctx context.Context, cl *api.Client, m *method, in instance) (res rou
 		res.requests, res.failed = int(ok+bad), int(bad)
 	}()
 	time.Sleep(warmUp)
-	if lastHit.Load() == 0 {
-		return res, fmt.Errorf("instance %s got no request before the change", in.name)
+	// On a saturated machine the first answers can take a while: wait for one by the
+	// instance (it is in rotation: the previous round saw it back).
+	for start := time.Now(); lastHit.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > maxWait || ctx.Err() != nil {
+			return res, fmt.Errorf("instance %s got no request in %s before the change", in.name, maxWait)
+		}
 	}
 	id := m.serviceID(in)
 	_, meta, err := cl.Health().Service(m.Service, "", false, nil)
