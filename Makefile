@@ -9,7 +9,7 @@ COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 CONSUL_SUM := $(BIN)/.consul.go.sum
 
-.PHONY: help deps haproxy consul build image test lint demo demo-down clean
+.PHONY: help deps haproxy consul build image test lint demo demo-down bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -72,6 +72,18 @@ demo: deps build ## the demo: deploy blue, load, swap to green, summary; removes
 demo-down: ## remove everything a killed (or -keep) demo left: containers, images, HAProxy, Consul, .demo/
 	@CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/swap-demo ./examples/demo
 	@$(BIN)/swap-demo -down
+
+# The benchmark suite (bench/suite): the programs below run one after the other on
+# 127.0.0.1, each with -doc docs/benchmarks.md -img docs/img (and -short when
+# BENCH=short). To add a program: a main package in bench/<name>/ that takes those flags
+# (benchkit.RegisterFlags) and works in .<name>/ by default, and one line here.
+BENCH ?= full
+BENCH_SUITE += cutoverbench
+BENCH_SUITE += reconcilebench
+BENCH_SUITE += datapathbench
+
+bench: deps build ## the benchmark suite (BENCH=short: the quick run): tables into docs/benchmarks.md, plots into docs/img/
+	@$(GO) run ./bench/suite -mode $(BENCH) $(BENCH_SUITE)
 
 clean: ## remove build output and the containers/images made by swap's tests
 	rm -rf $(BIN)/swap $(BIN)/demoapp dist

@@ -11,7 +11,9 @@
 //
 // Endpoints:
 //
-//	GET  /                   "color=<c> version=<v>" (or 500 for the share set by /error-rate)
+//	GET  /                   "color=<c> version=<v>" (or 500 for the share set by /error-rate),
+//	                         with headers X-Color, X-Version and X-Instance (the hostname:
+//	                         in a container, its short ID; the benchmarks tell replicas apart by it)
 //	GET  /healthz            200 when healthy, 503 otherwise
 //	GET  /slow?ms=N          holds the request N ms, then answers like /
 //	POST /admin/fail         /healthz answers 503 from now on
@@ -55,10 +57,12 @@ type config struct {
 	startDelay time.Duration
 	healthFail bool
 	errorPct   int
+	instance   string // X-Instance: the hostname (in a container, its short ID)
 }
 
 func configFromEnv(getenv func(string) string) (config, error) {
 	c := config{port: "8080", color: "none", version: "dev"}
+	c.instance, _ = os.Hostname()
 	if v := getenv("PORT"); v != "" {
 		c.port = v
 	}
@@ -163,6 +167,9 @@ func (a *app) root(w http.ResponseWriter, _ *http.Request) {
 func (a *app) answer(w http.ResponseWriter) {
 	w.Header().Set("X-Color", a.cfg.color)
 	w.Header().Set("X-Version", a.cfg.version)
+	if a.cfg.instance != "" {
+		w.Header().Set("X-Instance", a.cfg.instance)
+	}
 	fmt.Fprintf(w, "color=%s version=%s\n", a.cfg.color, a.cfg.version)
 }
 

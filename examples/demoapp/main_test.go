@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,6 +22,19 @@ func do(t *testing.T, h http.Handler, method, target string) (int, string) {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(method, target, nil))
 	return rec.Code, rec.Body.String()
+}
+
+func TestRootNamesTheInstance(t *testing.T) {
+	cfg, err := configFromEnv(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	rec := httptest.NewRecorder()
+	newApp(cfg, time.Now()).routes().ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	if got := rec.Header().Get("X-Instance"); got != host || got == "" {
+		t.Fatalf("X-Instance = %q, want the hostname %q", got, host)
+	}
 }
 
 func TestRootAnswersColorAndVersion(t *testing.T) {

@@ -103,6 +103,9 @@ func TestPlots_WritePNGs(t *testing.T) {
 			t.Fatalf("%s: %v", p, r)
 		}
 	}
+	if err := BarPlot(filepath.Join(dir, "logbar.png"), "t", "ms", true, []string{"a"}, []Bar{{"x", []float64{1}}}); err == nil {
+		t.Fatal("a log-scale bar plot: no error")
+	}
 	if err := LinePlot(filepath.Join(dir, "bad.png"), "t", "x", "y", false, Series{Name: "s", X: []float64{1}, Y: nil}); err == nil {
 		t.Fatal("mismatched series: no error")
 	}

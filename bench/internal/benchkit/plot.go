@@ -3,6 +3,7 @@ package benchkit
 import (
 	"fmt"
 	"image/color"
+	"math"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -54,7 +55,18 @@ func LinePlot(path, title, xLabel, yLabel string, logY bool, series ...Series) e
 		p.Legend.Add(s.Name, l, pts)
 	}
 	p.Legend.Top = true
+	headroom(p, logY, len(series))
 	return p.Save(16*vg.Centimeter, 9*vg.Centimeter, path)
+}
+
+// headroom raises the top of the y axis so that the legend (top right, one line per
+// series) does not cover the data.
+func headroom(p *plot.Plot, logY bool, lines int) {
+	if logY {
+		p.Y.Max *= math.Pow(2.5, float64(lines))
+		return
+	}
+	p.Y.Max += (p.Y.Max - min(p.Y.Min, 0)) * 0.12 * float64(lines)
 }
 
 // Bar is one group of a bar plot: a label and one value per series.
@@ -65,14 +77,14 @@ type Bar struct {
 
 // BarPlot draws grouped bars (one group per label, one bar per series name) and writes a
 // PNG of 16×9 cm to path.
+// Bars start at 0, which a log scale cannot show: logY is an error (gonum/plot panics on it).
 func BarPlot(path, title, yLabel string, logY bool, names []string, groups []Bar) error {
+	if logY {
+		return fmt.Errorf("plot %s: bars start at 0, which a log scale cannot show: use a linear scale or LinePlot", path)
+	}
 	p := plot.New()
 	p.Title.Text = title
 	p.Y.Label.Text = yLabel
-	if logY {
-		p.Y.Scale = plot.LogScale{}
-		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
-	}
 	w := vg.Points(min(40, 240/float64(max(1, len(names)*len(groups)))))
 	labels := make([]string, len(groups))
 	for i, g := range groups {
@@ -97,6 +109,7 @@ func BarPlot(path, title, yLabel string, logY bool, names []string, groups []Bar
 		p.Legend.Add(name, b)
 	}
 	p.Legend.Top = true
+	headroom(p, false, len(names))
 	p.NominalX(labels...)
 	return p.Save(16*vg.Centimeter, 9*vg.Centimeter, path)
 }
