@@ -81,6 +81,27 @@ func New(cfg deployments.DockerConfig, log *zap.Logger) (*Driver, error) {
 	return d, nil
 }
 
+// NewHost connects a Driver to one of docker.hosts: its engine (through its TLS files
+// when it has them), publishing container ports on its address; cfg gives the rest
+// (installation, restart policy, host port range), as for New. DOCKER_* variables are
+// not read: the host says everything. Like New, it does not contact the engine.
+func NewHost(cfg deployments.DockerConfig, h deployments.DockerHost, log *zap.Logger) (*Driver, error) {
+	opts := []client.Opt{client.WithHost(h.Engine), client.WithAPIVersionNegotiation()}
+	if h.TLS.On() {
+		opts = append(opts, client.WithTLSClientConfig(h.TLS.CAFile, h.TLS.CertFile, h.TLS.KeyFile))
+	}
+	cli, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client for host %s (%s): %w; check docker.hosts[].engine and its tls files", h.Name, h.Engine, err)
+	}
+	d := newDriver(cli, h.Address, log)
+	if err := d.configure(cfg); err != nil {
+		cli.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
 // configure applies the installation, restart policy and host port range of cfg.
 func (d *Driver) configure(cfg deployments.DockerConfig) error {
 	d.installation = deployments.Installation(cfg.Installation)
