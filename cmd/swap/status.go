@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -75,6 +76,9 @@ func printStatus(w io.Writer, st *switcher.AppStatus) {
 	if st.InFlight != nil {
 		fmt.Fprintf(w, "  in flight: %s to %s (deploy %s) at %s, %s\n", st.InFlight.Plan.Op, st.InFlight.Plan.To,
 			st.InFlight.Plan.Deploy, st.InFlight.Step, st.InFlight.Status)
+		for _, h := range slices.Sorted(maps.Keys(st.InFlight.Hosts)) {
+			fmt.Fprintf(w, "    started on docker host %s: %s\n", h, strings.Join(st.InFlight.Hosts[h], ", "))
+		}
 	}
 	if len(st.Instances) > 0 {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
