@@ -76,9 +76,11 @@ func (s *Switcher) Status(ctx context.Context, app string) (*AppStatus, error) {
 	out.Routes, err = s.Balancer.Routes(ctx, spec.Route)
 	problems = append(problems, err)
 	insts, err := s.Runtime.List(ctx, app)
-	if err != nil {
+	if err != nil && len(insts) == 0 {
 		return nil, err
 	}
+	// A Docker host that does not answer: the others' instances, and the problem.
+	problems = append(problems, err)
 	regs, err := s.Registry.Instances(ctx, app)
 	problems = append(problems, err)
 	byID := map[string]RegisteredInstance{}

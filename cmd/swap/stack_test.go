@@ -130,6 +130,8 @@ type stackOptions struct {
 	// docker is the content of the docker: mapping, in YAML flow style
 	// ("host_ports: ephemeral").
 	docker string
+	// replicas of the default app (0: appYAML's 2).
+	replicas int
 	// secondLB adds a second HAProxy, lb2, with files of its own in haproxy2/; both
 	// bind the same frontend (HAProxy's SO_REUSEPORT: the kernel spreads connections).
 	secondLB bool
@@ -158,6 +160,9 @@ func newStackWith(t *testing.T, apps string, opts stackOptions) *stack {
 	s.v2 = s.docker.DemoImage(t, "v2")
 	if apps == "" {
 		apps = fmt.Sprintf(appYAML, e2eApp("web"), s.v1)
+		if opts.replicas > 0 {
+			apps = strings.Replace(apps, "replicas: 2", fmt.Sprintf("replicas: %d", opts.replicas), 1)
+		}
 	}
 	hdir := filepath.Join(s.dir, "haproxy")
 	if err := os.MkdirAll(hdir, 0o700); err != nil {
