@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+
+	"github.com/swap-dev/swap/deployments"
 	"github.com/swap-dev/swap/internal/testenv"
 	"github.com/swap-dev/swap/switcher"
 )
@@ -29,9 +34,11 @@ func hostsStack(t *testing.T, replicas int) (*stack, map[string]*testenv.DockerH
 
 // TestE2E_TwoDockerHostsDeploySwitchAndRollbackUnderLoad runs an app with 2 replicas per
 // color on each of 2 Docker hosts: a first deploy, a switch, a rollback and a deploy of
-// a new image under load without a failed request, every instance on the host its
-// placement names and served from that host's address; then, with one host's engine
-// stopped, a deploy exits 4 naming the host and changes nothing.
+// a new image, then a deploy killed (kill -9) before the shift and one killed after it,
+// each repaired by `swap resume` on both hosts, all under load without a failed request,
+// every instance on the host its placement names and served from that host's address;
+// then, with one host's engine stopped, a deploy exits 4 naming the host and changes
+// nothing.
 func TestE2E_TwoDockerHostsDeploySwitchAndRollbackUnderLoad(t *testing.T) {
 	s, hosts := hostsStack(t, 4)
 	app := e2eApp("web")
@@ -51,26 +58,49 @@ func TestE2E_TwoDockerHostsDeploySwitchAndRollbackUnderLoad(t *testing.T) {
 	s.mustSwap("deploy", app, "--image", s.v2)
 	t.Logf("deploy of v2 over 2 hosts: %s", time.Since(start).Round(time.Millisecond))
 	s.waitAnswer("web.test", "color=green version=v2")
-	l.requireNoFailures(t)
-	for _, c := range []string{"blue", "green"} {
-		if l.byColor[c] == 0 {
-			t.Fatalf("no response from %s during the swaps: %v", c, l.byColor)
-		}
-	}
 	s.requireOnHosts(app, "green", hosts)
 	st := s.mustSwap("status", app)
 	if !strings.Contains(st.stdout, "HOST") {
 		t.Fatalf("status has no HOST column:\n%s", st.stdout)
 	}
 
+	// kill -9 after the gate (blue started on both hosts): resume rolls back on both.
+	if r := s.swap([]string{"SWAP_FAULT=gate:after"}, "deploy", app, "--image", s.v1); r.code != -9 {
+		t.Fatalf("the deploy with SWAP_FAULT=gate:after did not die by SIGKILL: %s", r)
+	}
+	if j := s.statusOf(app).InFlight; j == nil || len(j.Hosts["a"]) != 2 || len(j.Hosts["b"]) != 2 {
+		t.Fatalf("the journal of the killed deploy does not record 2 instances started on each host: %+v", j)
+	}
+	s.mustSwap("resume", app)
+	s.requireColorOnHosts(app, "blue", hosts, 0)
+	s.requireOnHosts(app, "green", hosts)
+	// kill -9 after the shift: resume finishes the swap forward on both hosts.
+	if r := s.swap([]string{"SWAP_FAULT=drain:before"}, "deploy", app, "--image", s.v1); r.code != -9 {
+		t.Fatalf("the deploy with SWAP_FAULT=drain:before did not die by SIGKILL: %s", r)
+	}
+	s.mustSwap("resume", app)
+	s.waitAnswer("web.test", "color=blue version=v1")
+	s.requireColorOnHosts(app, "green", hosts, 0)
+	s.requireOnHosts(app, "blue", hosts)
+	if st := s.statusOf(app); st.Live != "blue" || st.InFlight != nil {
+		t.Fatalf("after the resume: live %s, in flight %+v; want blue, none", st.Live, st.InFlight)
+	}
+
+	l.requireNoFailures(t)
+	for _, c := range []string{"blue", "green"} {
+		if l.byColor[c] == 0 {
+			t.Fatalf("no response from %s during the swaps: %v", c, l.byColor)
+		}
+	}
+
 	// One engine down before a deploy: exit 4, the host named, nothing changed.
 	before := s.mustSwap("status", app, "--output", "json").stdout
 	hosts["b"].Stop(t)
-	r := s.swap(nil, "deploy", app, "--image", s.v1)
+	r := s.swap(nil, "deploy", app, "--image", s.v2)
 	if r.code != exitUnreachable || !strings.Contains(r.stderr, "docker host b") {
 		t.Fatalf("deploy with host b's engine stopped: want exit %d naming docker host b, got %s", exitUnreachable, r)
 	}
-	s.waitAnswer("web.test", "color=green version=v2")
+	s.waitAnswer("web.test", "color=blue version=v1")
 	after := s.swap(nil, "status", app, "--output", "json")
 	var b4, af []switcher.AppStatus
 	if err := json.Unmarshal([]byte(before), &b4); err != nil {
@@ -87,7 +117,7 @@ func TestE2E_TwoDockerHostsDeploySwitchAndRollbackUnderLoad(t *testing.T) {
 	for _, in := range af[0].Instances {
 		onA = append(onA, in.ID+"@"+in.DockerHost)
 	}
-	if want := []string{app + "-green-0@a", app + "-green-2@a"}; strings.Join(onA, " ") != strings.Join(want, " ") {
+	if want := []string{app + "-blue-0@a", app + "-blue-2@a"}; strings.Join(onA, " ") != strings.Join(want, " ") {
 		t.Fatalf("instances on the host still up after the refused deploy: %v, want %v", onA, want)
 	}
 }
@@ -96,13 +126,9 @@ func TestE2E_TwoDockerHostsDeploySwitchAndRollbackUnderLoad(t *testing.T) {
 // a (even i) or b (odd i), published on that host's address.
 func (s *stack) requireOnHosts(app, color string, hosts map[string]*testenv.DockerHost) {
 	s.t.Helper()
-	var st []switcher.AppStatus
-	r := s.mustSwap("status", app, "--output", "json")
-	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || len(st) != 1 {
-		s.t.Fatalf("status: %v\n%s", err, r)
-	}
 	n := 0
-	for _, in := range st[0].Instances {
+	st := s.statusOf(app)
+	for _, in := range st.Instances {
 		if string(in.Color) != color {
 			continue
 		}
@@ -115,6 +141,32 @@ func (s *stack) requireOnHosts(app, color string, hosts map[string]*testenv.Dock
 		n++
 	}
 	if n != 4 {
-		s.t.Fatalf("%d %s instances in status, want 4:\n%s", n, color, r.stdout)
+		s.t.Fatalf("%d %s instances in status, want 4: %+v", n, color, st.Instances)
+	}
+}
+
+// statusOf is `swap status app` decoded.
+func (s *stack) statusOf(app string) switcher.AppStatus {
+	s.t.Helper()
+	var st []switcher.AppStatus
+	r := s.mustSwap("status", app, "--output", "json")
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || len(st) != 1 {
+		s.t.Fatalf("status: %v\n%s", err, r)
+	}
+	return st[0]
+}
+
+// requireColorOnHosts checks that each host's engine runs n containers of app's color.
+func (s *stack) requireColorOnHosts(app, color string, hosts map[string]*testenv.DockerHost, n int) {
+	s.t.Helper()
+	for name, h := range hosts {
+		f := filters.NewArgs(filters.Arg("label", deployments.LabelApp+"="+app), filters.Arg("label", deployments.LabelColor+"="+color))
+		cs, err := h.Client.ContainerList(context.Background(), container.ListOptions{All: true, Filters: f})
+		if err != nil {
+			s.t.Fatalf("containers on %s: %v", name, err)
+		}
+		if len(cs) != n {
+			s.t.Fatalf("%d %s containers of %s on host %s, want %d", len(cs), color, app, name, n)
+		}
 	}
 }
