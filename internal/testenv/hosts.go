@@ -71,7 +71,7 @@ func NewDockerHost(t testing.TB) *DockerHost {
 	if os.Geteuid() != 0 {
 		Require(t, "root (network namespaces for a second Docker host)", fmt.Errorf("running as uid %d", os.Geteuid()))
 	}
-	h := &DockerHost{done: make(chan struct{}), log: &syncBuffer{}}
+	h := &DockerHost{log: &syncBuffer{}}
 	h.claim(t)
 	h.Addr = fmt.Sprintf("%s.%d.2", vethNet, h.n)
 	h.Gateway = fmt.Sprintf("%s.%d.1", vethNet, h.n)
@@ -144,7 +144,7 @@ func usedSubnets() map[int]bool {
 	return used
 }
 
-// start runs dockerd in the namespace and waits until it answers.
+// start runs dockerd in the namespace for the first time: stopped in t.Cleanup.
 func (h *DockerHost) start(t testing.TB) {
 	t.Helper()
 	for _, d := range []string{"data", "exec"} {
@@ -152,15 +152,27 @@ func (h *DockerHost) start(t testing.TB) {
 			t.Fatal(err)
 		}
 	}
-	empty := filepath.Join(h.dir, "daemon.json")
-	if err := os.WriteFile(empty, []byte("{}\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(h.dir, "daemon.json"), []byte("{}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sock := filepath.Join(h.dir, "docker.sock")
-	h.Engine = "unix://" + sock
+	h.Engine = "unix://" + filepath.Join(h.dir, "docker.sock")
+	cli, err := client.NewClientWithOpts(client.WithHost(h.Engine), client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Client = cli
+	t.Cleanup(func() { cli.Close() })
+	h.launch(t)
+	t.Cleanup(func() { h.stop(t) })
+}
+
+// launch starts dockerd and waits until it answers.
+func (h *DockerHost) launch(t testing.TB) {
+	t.Helper()
+	h.done = make(chan struct{})
 	// nsenter joins the namespace and execs dockerd: cmd's pid is dockerd's.
 	h.cmd = exec.Command("nsenter", "--net=/var/run/netns/"+h.Name, "dockerd",
-		"--config-file", empty,
+		"--config-file", filepath.Join(h.dir, "daemon.json"),
 		"--data-root", filepath.Join(h.dir, "data"),
 		"--exec-root", filepath.Join(h.dir, "exec"),
 		"-H", h.Engine,
@@ -175,31 +187,37 @@ func (h *DockerHost) start(t testing.TB) {
 	if err := h.cmd.Start(); err != nil {
 		Require(t, "dockerd in a network namespace", err)
 	}
+	cmd, done := h.cmd, h.done
 	go func() {
-		_ = h.cmd.Wait()
-		close(h.done)
+		_ = cmd.Wait()
+		close(done)
 	}()
-	t.Cleanup(func() { h.stop(t) })
-	cli, err := client.NewClientWithOpts(client.WithHost(h.Engine), client.WithAPIVersionNegotiation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.Client = cli
-	t.Cleanup(func() { cli.Close() })
-	err = Poll(60*time.Second, func() error {
+	err := Poll(60*time.Second, func() error {
 		select {
-		case <-h.done:
+		case <-done:
 			return errors.New("dockerd exited")
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_, err := cli.Ping(ctx)
+		_, err := h.Client.Ping(ctx)
 		return err
 	})
 	if err != nil {
 		t.Fatalf("testenv: dockerd of %s does not answer on %s: %v\n%s", h.Name, h.Engine, err, h.Log())
 	}
+}
+
+// Restart starts the engine again after Stop, with its data: its images, and its
+// containers (those with a restart policy start again, as after a host's reboot).
+func (h *DockerHost) Restart(t testing.TB) {
+	t.Helper()
+	select {
+	case <-h.done:
+	default:
+		t.Fatalf("testenv: Restart of %s while its engine runs: Stop it first", h.Name)
+	}
+	h.launch(t)
 }
 
 // Stop stops the engine (SIGTERM by its pid, SIGKILL after 20s) and waits until it has

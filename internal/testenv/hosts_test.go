@@ -18,8 +18,8 @@ import (
 
 // TestDockerHostRunsContainersOnItsAddressAndLeavesNothing makes a Docker host, runs the
 // demo app there from an image copied from the machine's engine (same ID), reaches it
-// on the host's address from the root namespace, stops the engine, and checks that the
-// fixture's cleanup left no namespace, veth, engine process or directory, and that the
+// on the host's address from the root namespace, stops the engine and starts it again
+// with its data, and checks that the fixture's cleanup left no namespace, veth, engine process or directory, and that the
 // machine's own engine and docker0 bridge are untouched.
 func TestDockerHostRunsContainersOnItsAddressAndLeavesNothing(t *testing.T) {
 	d := testenv.Docker(t)
@@ -75,6 +75,10 @@ func TestDockerHostRunsContainersOnItsAddressAndLeavesNothing(t *testing.T) {
 		}
 		if _, err := os.Stat("/var/run/netns/" + h.Name); err != nil {
 			t.Fatalf("Stop removed the namespace: %v", err)
+		}
+		h.Restart(t)
+		if _, err := h.Client.ContainerInspect(ctx, c.ID); err != nil {
+			t.Fatalf("the container is gone after the engine's restart: %v", err)
 		}
 	})
 	if h == nil {
