@@ -33,8 +33,8 @@ func hostsStack(t *testing.T, replicas int) (*stack, map[string]*testenv.DockerH
 }
 
 // TestE2E_TwoDockerHostsDeploySwitchAndRollbackUnderLoad runs an app with 2 replicas per
-// color on each of 2 Docker hosts: a first deploy, a switch, a rollback and a deploy of
-// a new image, then a deploy killed (kill -9) before the shift and one killed after it,
+// color on each of 2 Docker hosts: a first deploy, a switch, a deploy of a new image
+// and a rollback to the previous one, then a deploy killed (kill -9) before the shift and one killed after it,
 // each repaired by `swap resume` on both hosts, all under load without a failed request,
 // every instance on the host its placement names and served from that host's address;
 // then, with one host's engine stopped, a deploy exits 4 naming the host and changes
@@ -52,12 +52,13 @@ func TestE2E_TwoDockerHostsDeploySwitchAndRollbackUnderLoad(t *testing.T) {
 	t.Logf("switch to green over 2 hosts: %s", time.Since(start).Round(time.Millisecond))
 	s.waitAnswer("web.test", "color=green version=v1")
 	s.requireOnHosts(app, "green", hosts)
-	s.mustSwap("rollback", app)
-	s.waitAnswer("web.test", "color=blue version=v1")
 	start = time.Now()
 	s.mustSwap("deploy", app, "--image", s.v2)
 	t.Logf("deploy of v2 over 2 hosts: %s", time.Since(start).Round(time.Millisecond))
-	s.waitAnswer("web.test", "color=green version=v2")
+	s.waitAnswer("web.test", "color=blue version=v2")
+	s.requireOnHosts(app, "blue", hosts)
+	s.mustSwap("rollback", app)
+	s.waitAnswer("web.test", "color=green version=v1")
 	s.requireOnHosts(app, "green", hosts)
 	st := s.mustSwap("status", app)
 	if !strings.Contains(st.stdout, "HOST") {
@@ -65,7 +66,7 @@ func TestE2E_TwoDockerHostsDeploySwitchAndRollbackUnderLoad(t *testing.T) {
 	}
 
 	// kill -9 after the gate (blue started on both hosts): resume rolls back on both.
-	if r := s.swap([]string{"SWAP_FAULT=gate:after"}, "deploy", app, "--image", s.v1); r.code != -9 {
+	if r := s.swap([]string{"SWAP_FAULT=gate:after"}, "deploy", app, "--image", s.v2); r.code != -9 {
 		t.Fatalf("the deploy with SWAP_FAULT=gate:after did not die by SIGKILL: %s", r)
 	}
 	if j := s.statusOf(app).InFlight; j == nil || len(j.Hosts["a"]) != 2 || len(j.Hosts["b"]) != 2 {
@@ -75,11 +76,11 @@ func TestE2E_TwoDockerHostsDeploySwitchAndRollbackUnderLoad(t *testing.T) {
 	s.requireColorOnHosts(app, "blue", hosts, 0)
 	s.requireOnHosts(app, "green", hosts)
 	// kill -9 after the shift: resume finishes the swap forward on both hosts.
-	if r := s.swap([]string{"SWAP_FAULT=drain:before"}, "deploy", app, "--image", s.v1); r.code != -9 {
+	if r := s.swap([]string{"SWAP_FAULT=drain:before"}, "deploy", app, "--image", s.v2); r.code != -9 {
 		t.Fatalf("the deploy with SWAP_FAULT=drain:before did not die by SIGKILL: %s", r)
 	}
 	s.mustSwap("resume", app)
-	s.waitAnswer("web.test", "color=blue version=v1")
+	s.waitAnswer("web.test", "color=blue version=v2")
 	s.requireColorOnHosts(app, "green", hosts, 0)
 	s.requireOnHosts(app, "blue", hosts)
 	if st := s.statusOf(app); st.Live != "blue" || st.InFlight != nil {
@@ -96,11 +97,11 @@ func TestE2E_TwoDockerHostsDeploySwitchAndRollbackUnderLoad(t *testing.T) {
 	// One engine down before a deploy: exit 4, the host named, nothing changed.
 	before := s.mustSwap("status", app, "--output", "json").stdout
 	hosts["b"].Stop(t)
-	r := s.swap(nil, "deploy", app, "--image", s.v2)
+	r := s.swap(nil, "deploy", app, "--image", s.v1)
 	if r.code != exitUnreachable || !strings.Contains(r.stderr, "docker host b") {
 		t.Fatalf("deploy with host b's engine stopped: want exit %d naming docker host b, got %s", exitUnreachable, r)
 	}
-	s.waitAnswer("web.test", "color=blue version=v1")
+	s.waitAnswer("web.test", "color=blue version=v2")
 	after := s.swap(nil, "status", app, "--output", "json")
 	var b4, af []switcher.AppStatus
 	if err := json.Unmarshal([]byte(before), &b4); err != nil {
