@@ -141,8 +141,8 @@ func (s *stack) requireOnHosts(app, color string, hosts map[string]*testenv.Dock
 		}
 		n++
 	}
-	if n != 4 {
-		s.t.Fatalf("%d %s instances in status, want 4: %+v", n, color, st.Instances)
+	if n != 2*len(hosts) {
+		s.t.Fatalf("%d %s instances in status, want %d: %+v", n, color, 2*len(hosts), st.Instances)
 	}
 }
 
@@ -170,4 +170,44 @@ func (s *stack) requireColorOnHosts(app, color string, hosts map[string]*testenv
 			s.t.Fatalf("%d %s containers of %s on host %s, want %d", len(cs), color, app, name, n)
 		}
 	}
+}
+
+// TestE2E_ADockerHostLostHalfWayIsRepairedByResumeWhenItIsBack kills a deploy over two
+// Docker hosts after its gate (green started on both), then stops host b's engine: `swap
+// resume` refuses with exit 4 naming the host and changes nothing, the live color keeps
+// serving from host a; once b's engine is back (its containers with it), `swap resume`
+// rolls the deploy back on both hosts, b's leftovers included, and the next deploy
+// works.
+func TestE2E_ADockerHostLostHalfWayIsRepairedByResumeWhenItIsBack(t *testing.T) {
+	s, hosts := hostsStack(t, 2)
+	app := e2eApp("web")
+	s.mustSwap("deploy", app)
+	s.waitAnswer("web.test", "color=blue version=v1")
+
+	if r := s.swap([]string{"SWAP_FAULT=gate:after"}, "deploy", app, "--image", s.v2); r.code != -9 {
+		t.Fatalf("the deploy with SWAP_FAULT=gate:after did not die by SIGKILL: %s", r)
+	}
+	s.requireColorOnHosts(app, "green", hosts, 1)
+	hosts["b"].Stop(t)
+	r := s.swap(nil, "resume", app)
+	if r.code != exitUnreachable || !strings.Contains(r.stderr, "docker host b") {
+		t.Fatalf("resume with host b's engine stopped: want exit %d naming docker host b, got %s", exitUnreachable, r)
+	}
+	if st := s.statusOf(app); st.InFlight == nil || st.Live != "blue" {
+		t.Fatalf("after the refused resume: live %s, in flight %v; want blue and the journal kept", st.Live, st.InFlight)
+	}
+	s.waitAnswer("web.test", "color=blue version=v1") // from host a
+
+	hosts["b"].Restart(t)
+	s.mustSwap("resume", app)
+	s.requireColorOnHosts(app, "green", hosts, 0)
+	s.requireColorOnHosts(app, "blue", hosts, 1)
+	st := s.statusOf(app)
+	if st.Live != "blue" || st.InFlight != nil {
+		t.Fatalf("after the resume: live %s, in flight %+v; want blue, none", st.Live, st.InFlight)
+	}
+	s.mustSwap("deploy", app, "--image", s.v2)
+	s.waitAnswer("web.test", "color=green version=v2")
+	s.requireColorOnHosts(app, "green", hosts, 1)
+	s.requireColorOnHosts(app, "blue", hosts, 0)
 }
