@@ -18,10 +18,11 @@ import (
 
 // hostsStack is a stack whose app runs on two Docker hosts (network namespaces with
 // engines of their own), each with the stack's images loaded.
-func hostsStack(t *testing.T, replicas int) (*stack, map[string]*testenv.DockerHost) {
+// apps is the apps: YAML ("": the default app with replicas).
+func hostsStack(t *testing.T, apps string, replicas int) (*stack, map[string]*testenv.DockerHost) {
 	t.Helper()
 	ha, hb := testenv.NewDockerHost(t), testenv.NewDockerHost(t)
-	s := newStackWith(t, "", stackOptions{
+	s := newStackWith(t, apps, stackOptions{
 		docker: fmt.Sprintf(`hosts: [{name: a, engine: "%s", address: %s}, {name: b, engine: "%s", address: %s}]`,
 			ha.Engine, ha.Addr, hb.Engine, hb.Addr),
 		replicas: replicas,
@@ -40,7 +41,7 @@ func hostsStack(t *testing.T, replicas int) (*stack, map[string]*testenv.DockerH
 // then, with one host's engine stopped, a deploy exits 4 naming the host and changes
 // nothing.
 func TestE2E_TwoDockerHostsDeploySwitchAndRollbackUnderLoad(t *testing.T) {
-	s, hosts := hostsStack(t, 4)
+	s, hosts := hostsStack(t, "", 4)
 	app := e2eApp("web")
 	s.mustSwap("deploy", app)
 	s.waitAnswer("web.test", "color=blue version=v1")
@@ -179,7 +180,7 @@ func (s *stack) requireColorOnHosts(app, color string, hosts map[string]*testenv
 // rolls the deploy back on both hosts, b's leftovers included, and the next deploy
 // works.
 func TestE2E_ADockerHostLostHalfWayIsRepairedByResumeWhenItIsBack(t *testing.T) {
-	s, hosts := hostsStack(t, 2)
+	s, hosts := hostsStack(t, "", 2)
 	app := e2eApp("web")
 	s.mustSwap("deploy", app)
 	s.waitAnswer("web.test", "color=blue version=v1")
@@ -208,6 +209,42 @@ func TestE2E_ADockerHostLostHalfWayIsRepairedByResumeWhenItIsBack(t *testing.T) 
 	}
 	s.mustSwap("deploy", app, "--image", s.v2)
 	s.waitAnswer("web.test", "color=green version=v2")
+	s.requireColorOnHosts(app, "green", hosts, 1)
+	s.requireColorOnHosts(app, "blue", hosts, 0)
+}
+
+// TestE2E_ADockerHostLostDuringADeployRollsItBack stops host b's engine while a deploy
+// holds in its pre_deploy hook, after the preflight found every host up: the start fails
+// on b, what started on a is removed, the live color keeps serving from a, and the swap
+// fails naming the host, its journal kept for `swap resume`. Once b is back, resume
+// finishes the rollback and the next deploy works on both hosts.
+func TestE2E_ADockerHostLostDuringADeployRollsItBack(t *testing.T) {
+	app := e2eApp("lost")
+	s, hosts := hostsStack(t, appConfig(app, holdHooks(app, "pre_deploy")), 0)
+	s.mustSwap("deploy", app, "--image", s.v1)
+	s.waitAnswer(app+".test", "color=blue version=v1")
+
+	h := s.newHold(app)
+	b := s.swapBackground(nil, "deploy", app, "--image", s.v2)
+	h.waitHeld(b)
+	hosts["b"].Stop(t)
+	h.release()
+	r := b.wait(2 * time.Minute)
+	t.Logf("the deploy that lost host b: %s", r)
+	if r.code == 0 || !strings.Contains(r.stderr, "docker host b") {
+		t.Fatalf("the deploy that lost host b: want a failure naming docker host b, got %s", r)
+	}
+	s.requireColorOnHosts(app, "green", map[string]*testenv.DockerHost{"a": hosts["a"]}, 0)
+	s.requireColorOnHosts(app, "blue", map[string]*testenv.DockerHost{"a": hosts["a"]}, 1)
+	s.waitAnswer(app+".test", "color=blue version=v1") // from host a
+
+	hosts["b"].Restart(t)
+	if st := s.statusOf(app); st.InFlight != nil {
+		s.mustSwap("resume", app)
+	}
+	s.requireColorOnHosts(app, "green", hosts, 0)
+	s.mustSwap("deploy", app, "--image", s.v2)
+	s.waitAnswer(app+".test", "color=green version=v2")
 	s.requireColorOnHosts(app, "green", hosts, 1)
 	s.requireColorOnHosts(app, "blue", hosts, 0)
 }

@@ -76,7 +76,7 @@ func cliBinary(t testing.TB) string {
 
 // stack is one app world: Consul, Docker images, a rendered HAProxy, a swap.yaml.
 type stack struct {
-	t        *testing.T
+	t        testing.TB
 	dir      string
 	cfgPath  string
 	consul   *testenv.ConsulAgent
@@ -138,7 +138,7 @@ type stackOptions struct {
 }
 
 // newStackWith is newStack with opts.
-func newStackWith(t *testing.T, apps string, opts stackOptions) *stack {
+func newStackWith(t testing.TB, apps string, opts stackOptions) *stack {
 	t.Helper()
 	// A short directory: a unix socket path must stay under ~100 bytes.
 	dir, err := os.MkdirTemp("", "swap-e2e-")
