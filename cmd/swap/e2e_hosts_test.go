@@ -16,21 +16,33 @@ import (
 	"github.com/swap-dev/swap/switcher"
 )
 
-// hostsStack is a stack whose app runs on two Docker hosts (network namespaces with
-// engines of their own), each with the stack's images loaded.
-// apps is the apps: YAML ("": the default app with replicas).
+// hostsStack is a stack whose app runs on two Docker hosts, a and b (network namespaces
+// with engines of their own), each with the stack's images loaded. apps is the apps:
+// YAML ("": the default app with replicas).
 func hostsStack(t *testing.T, apps string, replicas int) (*stack, map[string]*testenv.DockerHost) {
 	t.Helper()
-	ha, hb := testenv.NewDockerHost(t), testenv.NewDockerHost(t)
+	return hostsStackN(t, 2, apps, replicas)
+}
+
+// hostsStackN is hostsStack with n Docker hosts, named a, b, c...
+func hostsStackN(t testing.TB, n int, apps string, replicas int) (*stack, map[string]*testenv.DockerHost) {
+	t.Helper()
+	hosts := map[string]*testenv.DockerHost{}
+	var list []string
+	for i := range n {
+		name := string(rune('a' + i))
+		h := testenv.NewDockerHost(t)
+		hosts[name] = h
+		list = append(list, fmt.Sprintf(`{name: %s, engine: "%s", address: %s}`, name, h.Engine, h.Addr))
+	}
 	s := newStackWith(t, apps, stackOptions{
-		docker: fmt.Sprintf(`hosts: [{name: a, engine: "%s", address: %s}, {name: b, engine: "%s", address: %s}]`,
-			ha.Engine, ha.Addr, hb.Engine, hb.Addr),
+		docker:   "hosts: [" + strings.Join(list, ", ") + "]",
 		replicas: replicas,
 	})
-	for _, h := range []*testenv.DockerHost{ha, hb} {
+	for _, h := range hosts {
 		h.CopyImages(t, s.docker.Client, s.v1, s.v2)
 	}
-	return s, map[string]*testenv.DockerHost{"a": ha, "b": hb}
+	return s, hosts
 }
 
 // TestE2E_TwoDockerHostsDeploySwitchAndRollbackUnderLoad runs an app with 2 replicas per
