@@ -150,3 +150,31 @@ func containersOf(t *testing.T, h *testenv.DockerHost, app string, c deployments
 	}
 	return len(cs)
 }
+
+func TestHostsPlaceFollowsTheAppsPlacementAndSpreadsOtherCounts(t *testing.T) {
+	cfg := &deployments.Config{
+		Docker: deployments.DockerConfig{Hosts: []deployments.DockerHost{
+			{Name: "a", Engine: "unix:///nonexistent/a.sock", Address: "10.0.0.1"},
+			{Name: "b", Engine: "unix:///nonexistent/b.sock", Address: "10.0.0.2"},
+		}},
+		Apps: map[string]*deployments.App{"web": {Replicas: 3, Placement: deployments.Placement{PerHost: map[string]int{"b": 3}}}},
+	}
+	h, err := NewHosts(cfg, cfg.Docker, nil, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for _, tc := range []struct {
+		app      string
+		replicas int
+		want     string
+	}{
+		{"web", 3, "b b b"},   // per_host
+		{"web", 2, "a b"},     // another count than the config's: spread
+		{"other", 3, "a b a"}, // an app the config does not know: spread
+	} {
+		if got := strings.Join(h.Place(tc.app, tc.replicas), " "); got != tc.want {
+			t.Errorf("Place(%s, %d) = %s, want %s", tc.app, tc.replicas, got, tc.want)
+		}
+	}
+}
