@@ -39,11 +39,13 @@ var _ engine = (*client.Client)(nil)
 
 // Driver talks to one Docker engine. It is safe for concurrent use.
 type Driver struct {
-	cli    engine
-	host   string // the engine's address, for messages and the pull/prune lock
-	hostIP string // default address ports are published on
-	log    *zap.Logger
-	lock   *hostLock
+	cli  engine
+	host string // the engine's address, for messages and the pull/prune lock
+	// hostName is the docker.hosts[].name of the engine (NewHost), "" for docker.host.
+	hostName string
+	hostIP   string // default address ports are published on
+	log      *zap.Logger
+	lock     *hostLock
 	// dockerConfig is Docker's config file, read for registry credentials on a pull.
 	dockerConfig string
 	// installation is the identity of the swap installation this driver acts for: its
@@ -95,6 +97,7 @@ func NewHost(cfg deployments.DockerConfig, h deployments.DockerHost, log *zap.Lo
 		return nil, fmt.Errorf("docker client for host %s (%s): %w; check docker.hosts[].engine and its tls files", h.Name, h.Engine, err)
 	}
 	d := newDriver(cli, h.Address, log)
+	d.hostName = h.Name
 	if err := d.configure(cfg); err != nil {
 		cli.Close()
 		return nil, err
