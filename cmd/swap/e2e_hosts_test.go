@@ -53,6 +53,7 @@ func hostsStackN(t testing.TB, n int, apps string, replicas int) (*stack, map[st
 // then, with one host's engine stopped, a deploy exits 4 naming the host and changes
 // nothing.
 func TestE2E_TwoDockerHostsDeploySwitchAndRollbackUnderLoad(t *testing.T) {
+	t.Parallel()
 	s, hosts := hostsStack(t, "", 4)
 	app := e2eApp("web")
 	s.mustSwap("deploy", app)
@@ -192,6 +193,7 @@ func (s *stack) requireColorOnHosts(app, color string, hosts map[string]*testenv
 // rolls the deploy back on both hosts, b's leftovers included, and the next deploy
 // works.
 func TestE2E_ADockerHostLostHalfWayIsRepairedByResumeWhenItIsBack(t *testing.T) {
+	t.Parallel()
 	s, hosts := hostsStack(t, "", 2)
 	app := e2eApp("web")
 	s.mustSwap("deploy", app)
@@ -231,6 +233,7 @@ func TestE2E_ADockerHostLostHalfWayIsRepairedByResumeWhenItIsBack(t *testing.T) 
 // fails naming the host, its journal kept for `swap resume`. Once b is back, resume
 // finishes the rollback and the next deploy works on both hosts.
 func TestE2E_ADockerHostLostDuringADeployRollsItBack(t *testing.T) {
+	t.Parallel()
 	app := e2eApp("lost")
 	s, hosts := hostsStack(t, appConfig(app, holdHooks(app, "pre_deploy")), 0)
 	s.mustSwap("deploy", app, "--image", s.v1)
