@@ -71,6 +71,7 @@ func NewDockerHost(t testing.TB) *DockerHost {
 	if os.Geteuid() != 0 {
 		Require(t, "root (network namespaces for a second Docker host)", fmt.Errorf("running as uid %d", os.Geteuid()))
 	}
+	sweepDeadHosts(t)
 	h := &DockerHost{log: &syncBuffer{}}
 	h.claim(t)
 	h.Addr = fmt.Sprintf("%s.%d.2", vethNet, h.n)
@@ -100,6 +101,7 @@ func NewDockerHost(t testing.TB) *DockerHost {
 			t.Errorf("testenv: remove %s: %v", dir, err)
 		}
 	})
+	h.own(t)
 	h.start(t)
 	return h
 }
@@ -121,14 +123,64 @@ func (h *DockerHost) claim(t testing.TB) {
 			Require(t, "ip netns add (network namespaces)", err)
 		}
 		h.n, h.Name = n, name
+		h.own(t)
 		t.Cleanup(func() {
-			if err := ipCmd("netns", "del", name); err != nil {
+			if err := ipCmd("netns", "del", name); err != nil && !strings.Contains(err.Error(), "No such file") {
 				t.Errorf("testenv: delete network namespace %s: %v", name, err)
 			}
+			os.Remove(ownerFile(name))
 		})
 		return
 	}
 	t.Fatalf("testenv: no free 10.213.N.0/24 for a Docker host after 100 tries")
+}
+
+// ownerFile records which test process made a host (its pid) and its directory, so that
+// a later fixture can remove a host whose process was killed before its cleanup ran.
+func ownerFile(name string) string {
+	return filepath.Join(os.TempDir(), "swap-dockerhost-owners", name)
+}
+
+// own writes the host's owner file: this process's pid and the host's directory.
+func (h *DockerHost) own(t testing.TB) {
+	t.Helper()
+	f := ownerFile(h.Name)
+	if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f, []byte(fmt.Sprintf("%d\n%s\n", os.Getpid(), h.dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sweepDeadHosts removes the hosts (veth, namespace, directory) of test processes that
+// died before their cleanup ran (a killed test binary: its engines got SIGTERM with it).
+// A host without an owner file is being made by a live process and is left alone.
+func sweepDeadHosts(t testing.TB) {
+	entries, _ := os.ReadDir("/var/run/netns")
+	for _, e := range entries {
+		name := e.Name()
+		n, err := strconv.Atoi(strings.TrimPrefix(name, nsPrefix))
+		if !strings.HasPrefix(name, nsPrefix) || err != nil {
+			continue
+		}
+		b, err := os.ReadFile(ownerFile(name))
+		if err != nil {
+			continue
+		}
+		pidS, dir, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+		pid, err := strconv.Atoi(pidS)
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue // alive (or not ours to judge)
+		}
+		t.Logf("testenv: removing %s, left by test process %d that died before its cleanup", name, pid)
+		_ = ipCmd("link", "del", fmt.Sprintf("swh%da", n))
+		_ = ipCmd("netns", "del", name)
+		if dir != "" && strings.HasPrefix(filepath.Base(dir), "swap-dockerhost-") {
+			_ = removeDir(dir)
+		}
+		os.Remove(ownerFile(name))
+	}
 }
 
 // usedSubnets are the N of 10.213.N.x and 10.214.N.x addresses the root namespace has.
