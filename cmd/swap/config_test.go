@@ -547,4 +547,10 @@ docker:
 			t.Errorf("problem %d = %q, want it about %s", i, got[i], w)
 		}
 	}
+
+	typo := minimalYAML + "docker:\n  hosts: [{name: a, engine: \"unix:///run/a.sock\", adress: 10.0.0.1}]\n"
+	_, err = loadFrom(t, typo, nil, nil)
+	if got := problemLines(t, err); !slices.Contains(got, "docker.hosts[0].adress: unknown key: did you mean address?") {
+		t.Fatalf("a misspelt host key: %q", got)
+	}
 }
