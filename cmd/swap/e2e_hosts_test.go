@@ -46,12 +46,12 @@ func hostsStackN(t testing.TB, n int, apps string, replicas int) (*stack, map[st
 }
 
 // TestE2E_TwoDockerHostsDeploySwitchAndRollbackUnderLoad runs an app with 2 replicas per
-// color on each of 2 Docker hosts: a first deploy, a switch, a deploy of a new image
-// and a rollback to the previous one, then a deploy killed (kill -9) before the shift and one killed after it,
-// each repaired by `swap resume` on both hosts, all under load without a failed request,
-// every instance on the host its placement names and served from that host's address;
-// then, with one host's engine stopped, a deploy exits 4 naming the host and changes
-// nothing.
+// color on each of 2 Docker hosts: a first deploy, a switch, a deploy of a new image and
+// a rollback to the previous one, then a deploy killed (kill -9) before the shift and
+// one killed after it, each repaired by `swap resume` on both hosts, all under load
+// without a failed request, every instance on the host its placement names and served
+// from that host's address; then, with one host's engine stopped, a deploy exits 4
+// naming the host and changes nothing.
 func TestE2E_TwoDockerHostsDeploySwitchAndRollbackUnderLoad(t *testing.T) {
 	t.Parallel()
 	s, hosts := hostsStack(t, "", 4)
