@@ -56,6 +56,10 @@ type DockerConfig struct {
 	// container keeps its port (or fails to start) and never moves onto a port another
 	// container had; or "ephemeral" for a port the engine picks on every start.
 	HostPorts string `yaml:"host_ports" mapstructure:"host_ports"`
+	// Hosts are the Docker hosts the apps run on, when there are several (or one
+	// reached otherwise than docker.host says); see HostList. Without it the one host is
+	// docker.host, publishing on docker.host_ip.
+	Hosts []DockerHost `yaml:"hosts" mapstructure:"hosts"`
 	// Installation is this installation's identity (Installation(consul.kv_prefix)),
 	// set by SetDefaults; not a key of its own.
 	Installation string `yaml:"-" mapstructure:"-"`
@@ -194,6 +198,8 @@ type App struct {
 	EnvFile  string            `yaml:"env_file" mapstructure:"env_file"` // docker run --env-file syntax
 	Labels   map[string]string `yaml:"labels" mapstructure:"labels"`
 	Command  []string          `yaml:"command" mapstructure:"command"`
+	// Placement says how the replicas are spread over docker.hosts.
+	Placement Placement `yaml:"placement" mapstructure:"placement"`
 	// Route is the routes map key: a Host header (routing: host) or a path prefix
 	// starting with "/" (routing: path).
 	Route       string      `yaml:"route" mapstructure:"route"`

@@ -103,6 +103,7 @@ func (c *Config) SetDefaults() {
 // SetDefaults fills the app's zero values; Config.SetDefaults calls it for every app.
 // It does not set Name.
 func (a *App) SetDefaults() {
+	a.setPlacementDefaults()
 	setDefault(&a.Replicas, DefaultReplicas)
 
 	hc := &a.HealthCheck

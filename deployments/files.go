@@ -13,7 +13,7 @@ import (
 // (the config file's directory): haproxy.dir, haproxy.binary when it contains a '/' (and is not a path in
 // haproxy.check_container),
 // haproxy.instances[].socket, dir and master_socket (when not host:port),
-// consul.token_file, consul.tls.*_file and apps.*.env_file. Empty paths stay empty.
+// consul.token_file, consul.tls.*_file, docker.hosts[].tls.*_file and apps.*.env_file. Empty paths stay empty.
 func (c *Config) ResolvePaths(baseDir string) {
 	abs := func(p *string) {
 		if *p != "" && !filepath.IsAbs(*p) {
@@ -38,6 +38,12 @@ func (c *Config) ResolvePaths(baseDir string) {
 	abs(&cs.TLS.CAFile)
 	abs(&cs.TLS.CertFile)
 	abs(&cs.TLS.KeyFile)
+	for i := range c.Docker.Hosts {
+		t := &c.Docker.Hosts[i].TLS
+		abs(&t.CAFile)
+		abs(&t.CertFile)
+		abs(&t.KeyFile)
+	}
 	for _, a := range c.Apps {
 		if a != nil {
 			abs(&a.EnvFile)
@@ -45,8 +51,25 @@ func (c *Config) ResolvePaths(baseDir string) {
 	}
 }
 
+// checkPEM checks that the TLS files under p (ca_file, cert_file, key_file; "" when
+// unset) are readable PEM files.
+func checkPEM(ps *problems, p Path, ca, cert, key string) {
+	for _, f := range []struct {
+		key, path string
+	}{{"ca_file", ca}, {"cert_file", cert}, {"key_file", key}} {
+		if f.path == "" {
+			continue
+		}
+		if b, err := os.ReadFile(f.path); err != nil {
+			ps.add(p.Key(f.key), "%s", fileProblem(f.path, err))
+		} else if !strings.Contains(string(b), "-----BEGIN ") {
+			ps.add(p.Key(f.key), "%s is not PEM: give a PEM file (-----BEGIN ...)", f.path)
+		}
+	}
+}
+
 // CheckFiles checks the files the config names and swap reads: that the Consul token
-// and TLS files are readable, and that every app's env_file is readable and parses. It
+// and TLS files and docker.hosts[].tls files are readable, and that every app's env_file is readable and parses. It
 // reports problems like Validate does (a *ValidationError), with the same paths.
 func (c *Config) CheckFiles() error {
 	var ps problems
@@ -58,17 +81,9 @@ func (c *Config) CheckFiles() error {
 			ps.add("consul.token_file", "%s is empty: put the Consul ACL token in it", cs.TokenFile)
 		}
 	}
-	for _, f := range []struct {
-		key, path string
-	}{{"ca_file", cs.TLS.CAFile}, {"cert_file", cs.TLS.CertFile}, {"key_file", cs.TLS.KeyFile}} {
-		if f.path == "" {
-			continue
-		}
-		if b, err := os.ReadFile(f.path); err != nil {
-			ps.add(Path("consul.tls").Key(f.key), "%s", fileProblem(f.path, err))
-		} else if !strings.Contains(string(b), "-----BEGIN ") {
-			ps.add(Path("consul.tls").Key(f.key), "%s is not PEM: give a PEM file (-----BEGIN ...)", f.path)
-		}
+	checkPEM(&ps, "consul.tls", cs.TLS.CAFile, cs.TLS.CertFile, cs.TLS.KeyFile)
+	for i, h := range c.Docker.Hosts {
+		checkPEM(&ps, Path("docker.hosts").Index(i).Key("tls"), h.TLS.CAFile, h.TLS.CertFile, h.TLS.KeyFile)
 	}
 	for _, name := range c.AppNames() {
 		a := c.Apps[name]

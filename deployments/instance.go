@@ -108,8 +108,11 @@ type Instance struct {
 	ImageID     string // the engine's ID of that image (sha256:...), "" when unknown
 	ContainerID string
 	Host        string // published host IP, 127.0.0.1 by default
-	Port        int    // published host port of the app port
-	State       string // Docker's state: created, running, exited...
+	// DockerHost is the name of the Docker host (docker.hosts[].name) it runs on, ""
+	// when swap runs on one engine (docker.host).
+	DockerHost string
+	Port       int    // published host port of the app port
+	State      string // Docker's state: created, running, exited...
 }
 
 // ID is the instance's name everywhere: container name, Consul service ID, HAProxy

@@ -37,7 +37,7 @@ func TestCheckKeysReportsUnknownKeysWithTheirPath(t *testing.T) {
 		"apps.web.canary[0].bake_time: unknown key: did you mean bake?",
 		"apps.web.healthcheck.intervall: unknown key: did you mean interval?",
 		"apps.web.helthcheck: unknown key: did you mean healthcheck?",
-		"apps.zzz_unknown.xyzzy: unknown key: expected one of image, replicas, port, env, env_file, labels, command, route, healthcheck, min_healthy_time, deploy_timeout, drain_timeout, stop_timeout, scale_down_delay, retain, auto_promote, verify, canary, hooks",
+		"apps.zzz_unknown.xyzzy: unknown key: expected one of image, replicas, port, env, env_file, labels, command, placement, route, healthcheck, min_healthy_time, deploy_timeout, drain_timeout, stop_timeout, scale_down_delay, retain, auto_promote, verify, canary, hooks",
 		"consul.adress: unknown key: did you mean address?",
 		"consul.tls.ca: unknown key: expected one of ca_file, cert_file, key_file, server_name, insecure_skip_verify",
 		"dockr: unknown key: did you mean docker?",

@@ -58,22 +58,11 @@ func ListenProblem(l string) string {
 func (c *Config) validateDocker(ps *problems) {
 	p := Path("docker")
 	if h := c.Docker.Host; h != "" {
-		scheme, rest, ok := strings.Cut(h, "://")
-		switch {
-		case !ok:
-			ps.add(p.Key("host"), "%q is not a URL: use unix:///var/run/docker.sock or tcp://host:2375, or leave it empty for DOCKER_HOST", h)
-		case scheme == "unix" || scheme == "npipe":
-			if rest == "" {
-				ps.add(p.Key("host"), "%q has no socket path: use %s:///var/run/docker.sock", h, scheme)
-			}
-		case scheme == "tcp" || scheme == "http" || scheme == "https":
-			if msg := hostPortProblem(strings.TrimSuffix(rest, "/"), false); msg != "" {
-				ps.add(p.Key("host"), "%s: use %s://host:port", msg, scheme)
-			}
-		default:
-			ps.add(p.Key("host"), "scheme %q is not supported: use unix:///var/run/docker.sock or tcp://host:2375", scheme)
+		if msg := engineProblem(h); msg != "" {
+			ps.add(p.Key("host"), "%s", msg)
 		}
 	}
+	c.validateHosts(ps)
 	if _, err := netip.ParseAddr(c.Docker.HostIP); err != nil {
 		ps.add(p.Key("host_ip"), "%q is not an IP address: use the address container ports are published on, like 127.0.0.1", c.Docker.HostIP)
 	}
@@ -341,6 +330,7 @@ func (c *Config) validateApps(ps *problems) {
 			continue
 		}
 		a.validate(ps, p, c.HAProxy.Routing)
+		c.validatePlacement(ps, p, a)
 		if a.Route != "" {
 			key := a.Route
 			if c.HAProxy.Routing == RoutingHost {

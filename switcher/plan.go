@@ -93,7 +93,7 @@ func (p Plan) String() string {
 	if p.Reuse {
 		step("start: keep %s's running instances (they already run %s)", p.To, p.Image)
 	} else {
-		step("start: %d container(s) %s-%s-<i> from %s, ports on loopback", p.Replicas, p.App, p.To, p.Image)
+		step("start: %d container(s) %s-%s-<i> from %s, ports published on the Docker host address", p.Replicas, p.App, p.To, p.Image)
 	}
 	step("register: Consul service %s, tags [%s, version]", p.App, p.To)
 	step("stage: add them to HAProxy backend %s, DOWN until checks pass", p.ToBackend())

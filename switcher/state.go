@@ -78,6 +78,10 @@ type Journal struct {
 	// RetireAt is when From is retired, when the retire step deferred it
 	// (scale_down_delay): commit records it in From's ColorState.
 	RetireAt time.Time `json:"retire_at,omitzero"`
+	// Hosts are the instances of To the start step started, by Docker host
+	// (docker.hosts[].name), when the app runs on several: what `swap resume` and
+	// `swap status` show of a swap that stopped half way.
+	Hosts map[string][]string `json:"hosts,omitempty"`
 }
 
 // Journal statuses.

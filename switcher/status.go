@@ -22,17 +22,19 @@ type UsageReader interface {
 
 // InstanceStatus is one instance as every view sees it.
 type InstanceStatus struct {
-	ID       string            `json:"id"`
-	Color    deployments.Color `json:"color"`
-	Image    string            `json:"image"`
-	ImageID  string            `json:"image_id,omitempty"`
-	Addr     string            `json:"addr"`
-	State    string            `json:"state"`             // Docker
-	Consul   string            `json:"consul"`            // passing, critical: why, not registered
-	HAProxy  []ServerStat      `json:"haproxy"`           // one per HAProxy instance
-	Sessions int               `json:"sessions"`          // summed over HAProxy instances
-	Usage    *Usage            `json:"usage,omitempty"`   // nil when unknown
-	Problem  string            `json:"problem,omitempty"` // a view that could not be read
+	ID      string            `json:"id"`
+	Color   deployments.Color `json:"color"`
+	Image   string            `json:"image"`
+	ImageID string            `json:"image_id,omitempty"`
+	Addr    string            `json:"addr"`
+	// DockerHost is the Docker host it runs on (docker.hosts[].name), "" with one.
+	DockerHost string       `json:"docker_host,omitempty"`
+	State      string       `json:"state"`             // Docker
+	Consul     string       `json:"consul"`            // passing, critical: why, not registered
+	HAProxy    []ServerStat `json:"haproxy"`           // one per HAProxy instance
+	Sessions   int          `json:"sessions"`          // summed over HAProxy instances
+	Usage      *Usage       `json:"usage,omitempty"`   // nil when unknown
+	Problem    string       `json:"problem,omitempty"` // a view that could not be read
 	// Drift says where HAProxy or Consul send the instance's traffic or checks when
 	// that is not where its container publishes its port now (it restarted on another
 	// host port); `swap resume <app>` or the next swap repairs it.
@@ -77,9 +79,11 @@ func (s *Switcher) Status(ctx context.Context, app string) (*AppStatus, error) {
 	problems = append(problems, err)
 	out.Mesh = s.meshStatus(ctx, app)
 	insts, err := s.Runtime.List(ctx, app)
-	if err != nil {
+	if err != nil && len(insts) == 0 {
 		return nil, err
 	}
+	// A Docker host that does not answer: the others' instances, and the problem.
+	problems = append(problems, err)
 	regs, err := s.Registry.Instances(ctx, app)
 	problems = append(problems, err)
 	byID := map[string]RegisteredInstance{}
@@ -103,7 +107,7 @@ func (s *Switcher) Status(ctx context.Context, app string) (*AppStatus, error) {
 	}
 	usage, _ := s.Runtime.(UsageReader)
 	for _, in := range insts {
-		is := InstanceStatus{ID: in.ID(), Color: in.Color, Image: in.Image, ImageID: in.ImageID, Addr: in.Addr(), State: in.State,
+		is := InstanceStatus{ID: in.ID(), Color: in.Color, Image: in.Image, ImageID: in.ImageID, Addr: in.Addr(), DockerHost: in.DockerHost, State: in.State,
 			HAProxy: stats[in.ID()], Problem: problem}
 		switch reg, ok := byID[in.ID()]; {
 		case !ok:

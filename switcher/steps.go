@@ -79,11 +79,31 @@ func (s *Switcher) start(ctx context.Context, r *run) error {
 		return err
 	}
 	r.insts = insts
+	r.j.Hosts = byDockerHost(insts)
 	for _, in := range insts {
+		where := in.Addr()
+		if in.DockerHost != "" {
+			where = fmt.Sprintf("docker host %s (%s)", in.DockerHost, in.Addr())
+		}
 		s.emit(Event{App: r.plan.App, Deploy: r.plan.Deploy, Step: StepStart, Kind: EventInfo, Instance: in.ID(),
-			Message: fmt.Sprintf("%s running on %s", in.ID(), in.Addr())})
+			Message: fmt.Sprintf("%s running on %s", in.ID(), where)})
 	}
 	return nil
+}
+
+// byDockerHost lists instance IDs by Docker host; nil when none has one (one engine).
+func byDockerHost(insts []deployments.Instance) map[string][]string {
+	var out map[string][]string
+	for _, in := range insts {
+		if in.DockerHost == "" {
+			continue
+		}
+		if out == nil {
+			out = map[string][]string{}
+		}
+		out[in.DockerHost] = append(out[in.DockerHost], in.ID())
+	}
+	return out
 }
 
 // ensureInsts reloads To's instances when a resumed run has none in memory.

@@ -520,3 +520,49 @@ func TestConfigsThatWouldNotWorkAreRefusedAtLoadTimeWithTheirPath(t *testing.T) 
 		t.Fatalf("apps.web-api.image = %q, want api:9 from SWAP_APPS_WEB_API_IMAGE", got)
 	}
 }
+
+func TestDockerHostsAndPlacementLoadFromYAML(t *testing.T) {
+	content := minimalYAML + `    placement: {per_host: {b: 2}}
+docker:
+  hosts:
+    - {name: a, engine: "unix:///run/a.sock", address: 10.0.0.1}
+    - name: b
+      engine: tcp://10.0.0.2:2376
+      tls: {ca_file: ca.pem, cert_file: cert.pem, key_file: key.pem}
+      address: 10.0.0.2
+`
+	pem := "-----BEGIN CERTIFICATE-----\n"
+	cfg, err := loadFrom(t, content, nil, map[string]string{"ca.pem": pem, "cert.pem": pem, "key.pem": pem})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	hosts := cfg.Docker.HostList()
+	if len(hosts) != 2 || hosts[1].Name != "b" || hosts[1].Address != "10.0.0.2" || !filepath.IsAbs(hosts[1].TLS.CAFile) {
+		t.Fatalf("hosts = %+v", hosts)
+	}
+	web, _ := cfg.App("web")
+	if got := cfg.HostsOf(web); !slices.Equal(got, []string{"b", "b"}) {
+		t.Fatalf("web placed on %v, want [b b] (replicas unset: the per_host sum)", got)
+	}
+
+	_, err = loadFrom(t, content, nil, nil)
+	want := []string{}
+	for _, f := range []string{"ca_file", "cert_file", "key_file"} {
+		want = append(want, "docker.hosts[1].tls."+f)
+	}
+	got := problemLines(t, err)
+	if len(got) != 3 {
+		t.Fatalf("without the TLS files: %q", got)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(got[i], w+": ") {
+			t.Errorf("problem %d = %q, want it about %s", i, got[i], w)
+		}
+	}
+
+	typo := minimalYAML + "docker:\n  hosts: [{name: a, engine: \"unix:///run/a.sock\", adress: 10.0.0.1}]\n"
+	_, err = loadFrom(t, typo, nil, nil)
+	if got := problemLines(t, err); !slices.Contains(got, "docker.hosts[0].adress: unknown key: did you mean address?") {
+		t.Fatalf("a misspelt host key: %q", got)
+	}
+}

@@ -67,7 +67,7 @@ func (l *lockedBuffer) String() string {
 
 // bgSwap is a swap CLI process running in the background.
 type bgSwap struct {
-	t        *testing.T
+	t        testing.TB
 	args     []string
 	cmd      *exec.Cmd
 	out, err lockedBuffer
@@ -219,7 +219,7 @@ func holdPath(app string) string { return filepath.Join(os.TempDir(), "swap-e2e-
 
 // hold is one use of holdHooks: how to wait for it and release it.
 type hold struct {
-	t    *testing.T
+	t    testing.TB
 	path string
 }
 

@@ -228,7 +228,7 @@ func (s *stack) runSidecar(img, listen string) string {
 }
 
 // dockerSocket is the unix socket of the test's Docker engine.
-func dockerSocket(t *testing.T, s *stack) string {
+func dockerSocket(t testing.TB, s *stack) string {
 	sock, ok := strings.CutPrefix(s.docker.Client.DaemonHost(), "unix://")
 	if !ok {
 		t.Fatalf("the sidecar test needs the engine on a unix socket, not %s", s.docker.Client.DaemonHost())
@@ -237,7 +237,7 @@ func dockerSocket(t *testing.T, s *stack) string {
 }
 
 // dockerSocketGID is the group of the Docker socket: the group the sidecar is added to.
-func dockerSocketGID(t *testing.T, s *stack) int {
+func dockerSocketGID(t testing.TB, s *stack) int {
 	fi, err := os.Stat(dockerSocket(t, s))
 	if err != nil {
 		t.Fatal(err)

@@ -76,7 +76,7 @@ func cliBinary(t testing.TB) string {
 
 // stack is one app world: Consul, Docker images, a rendered HAProxy, a swap.yaml.
 type stack struct {
-	t        *testing.T
+	t        testing.TB
 	dir      string
 	cfgPath  string
 	consul   *testenv.ConsulAgent
@@ -132,6 +132,8 @@ type stackOptions struct {
 	// docker is the content of the docker: mapping, in YAML flow style
 	// ("host_ports: ephemeral").
 	docker string
+	// replicas of the default app (0: appYAML's 2).
+	replicas int
 	// secondLB adds a second HAProxy, lb2, with files of its own in haproxy2/; both
 	// bind the same frontend (HAProxy's SO_REUSEPORT: the kernel spreads connections).
 	secondLB bool
@@ -149,7 +151,7 @@ type stackOptions struct {
 const sidecarUID = 65532
 
 // newStackWith is newStack with opts.
-func newStackWith(t *testing.T, apps string, opts stackOptions) *stack {
+func newStackWith(t testing.TB, apps string, opts stackOptions) *stack {
 	t.Helper()
 	// A short directory: a unix socket path must stay under ~100 bytes.
 	dir, err := os.MkdirTemp("", "swap-e2e-")
@@ -171,6 +173,9 @@ func newStackWith(t *testing.T, apps string, opts stackOptions) *stack {
 	s.v2 = s.docker.DemoImage(t, "v2")
 	if apps == "" {
 		apps = fmt.Sprintf(appYAML, e2eApp("web"), s.v1)
+		if opts.replicas > 0 {
+			apps = strings.Replace(apps, "replicas: 2", fmt.Sprintf("replicas: %d", opts.replicas), 1)
+		}
 	}
 	hdir := filepath.Join(s.dir, "haproxy")
 	if err := os.MkdirAll(hdir, 0o700); err != nil {

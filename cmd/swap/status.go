@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -81,10 +83,25 @@ func printStatus(w io.Writer, st *switcher.AppStatus) {
 	if st.InFlight != nil {
 		fmt.Fprintf(w, "  in flight: %s to %s (deploy %s) at %s, %s\n", st.InFlight.Plan.Op, st.InFlight.Plan.To,
 			st.InFlight.Plan.Deploy, st.InFlight.Step, st.InFlight.Status)
+		for _, h := range slices.Sorted(maps.Keys(st.InFlight.Hosts)) {
+			fmt.Fprintf(w, "    started on docker host %s: %s\n", h, strings.Join(st.InFlight.Hosts[h], ", "))
+		}
 	}
 	if len(st.Instances) > 0 {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  INSTANCE\tIMAGE\tIMAGE ID\tADDR\tDOCKER\tCONSUL\tHAPROXY\tSESSIONS\tCPU\tMEM")
+		// The HOST column only when the instances run on several Docker hosts.
+		hosts := slices.ContainsFunc(st.Instances, func(in switcher.InstanceStatus) bool { return in.DockerHost != "" })
+		host := func(in switcher.InstanceStatus) string {
+			if hosts {
+				return in.ID + "\t" + orDash(in.DockerHost)
+			}
+			return in.ID
+		}
+		head := "INSTANCE"
+		if hosts {
+			head += "\tHOST"
+		}
+		fmt.Fprintln(tw, "  "+head+"\tIMAGE\tIMAGE ID\tADDR\tDOCKER\tCONSUL\tHAPROXY\tSESSIONS\tCPU\tMEM")
 		for _, in := range st.Instances {
 			var lbs []string
 			for _, s := range in.HAProxy {
@@ -95,7 +112,7 @@ func printStatus(w io.Writer, st *switcher.AppStatus) {
 				cpu = fmt.Sprintf("%.1f%%", in.Usage.CPUPercent)
 				mem = fmt.Sprintf("%.1fMiB", float64(in.Usage.MemBytes)/(1<<20))
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", in.ID, in.Image, orDash(deployments.ShortID(in.ImageID)), in.Addr, in.State, in.Consul,
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", host(in), in.Image, orDash(deployments.ShortID(in.ImageID)), in.Addr, in.State, in.Consul,
 				orDash(strings.Join(lbs, " ")), in.Sessions, cpu, mem)
 		}
 		tw.Flush()

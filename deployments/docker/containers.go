@@ -44,7 +44,11 @@ type StartSpec struct {
 	Deploy   string // deploy ID, recorded in the swap.deploy label
 	Image    string
 	Replicas int
-	Port     int // the app's port inside the container (TCP)
+	// Indexes are the replica indexes to start, when not 0..Replicas-1: one Docker
+	// host of several runs only its share of an app's replicas (len(Indexes) ==
+	// Replicas).
+	Indexes []int
+	Port    int // the app's port inside the container (TCP)
 	// HostIP is where Port is published (default: the driver's, 127.0.0.1).
 	HostIP string
 	// HostPort fixes the published port (only with Replicas 1); 0 means an ephemeral
@@ -79,6 +83,14 @@ func (s StartSpec) Validate() error {
 	if s.Replicas < 1 {
 		errs = append(errs, fmt.Errorf("replicas %d: must be at least 1", s.Replicas))
 	}
+	if s.Indexes != nil && len(s.Indexes) != s.Replicas {
+		errs = append(errs, fmt.Errorf("%d indexes for %d replicas: give one index per replica", len(s.Indexes), s.Replicas))
+	}
+	for _, i := range s.Indexes {
+		if i < 0 || i >= deployments.MaxReplicas {
+			errs = append(errs, fmt.Errorf("index %d: must be 0..%d", i, deployments.MaxReplicas-1))
+		}
+	}
 	if s.Port < 1 || s.Port > 65535 {
 		errs = append(errs, fmt.Errorf("port %d: must be 1..65535", s.Port))
 	}
@@ -95,6 +107,14 @@ func (s StartSpec) Validate() error {
 		return fmt.Errorf("start spec of %s/%s: %w", s.App, s.Color, err)
 	}
 	return nil
+}
+
+// index is the replica index of the spec's i-th container.
+func (s StartSpec) index(i int) int {
+	if s.Indexes != nil {
+		return s.Indexes[i]
+	}
+	return i
 }
 
 // labels are the container's labels: the spec's, then swap's own.
@@ -177,7 +197,7 @@ func (d *Driver) Start(ctx context.Context, spec StartSpec) ([]deployments.Insta
 	}
 	port := nat.Port(fmt.Sprintf("%d/tcp", spec.Port))
 	for i := 0; i < spec.Replicas; i++ {
-		name := d.name(spec.App, spec.Color, i)
+		name := d.name(spec.App, spec.Color, spec.index(i))
 		labelPort := 0
 		if picked {
 			labelPort = hostPorts[i]
@@ -185,7 +205,7 @@ func (d *Driver) Start(ctx context.Context, spec StartSpec) ([]deployments.Insta
 		cfg := &container.Config{
 			Image:        spec.Image,
 			Env:          spec.Env,
-			Labels:       spec.labels(d.installation, i, labelPort),
+			Labels:       spec.labels(d.installation, spec.index(i), labelPort),
 			ExposedPorts: nat.PortSet{port: struct{}{}},
 			StopSignal:   "SIGTERM",
 		}
@@ -223,7 +243,7 @@ func (d *Driver) Start(ctx context.Context, spec StartSpec) ([]deployments.Insta
 	}
 	for i, id := range created {
 		if err := d.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
-			name := d.name(spec.App, spec.Color, i)
+			name := d.name(spec.App, spec.Color, spec.index(i))
 			switch {
 			case isPortInUse(err) && picked:
 				err = fmt.Errorf("%s: start %s: %w: %s:%d, picked from docker.host_ports, was taken meanwhile (by a connection or another process); starting again picks another: %v",
@@ -254,7 +274,7 @@ func (d *Driver) Start(ctx context.Context, spec StartSpec) ([]deployments.Insta
 func (d *Driver) checkNames(ctx context.Context, spec StartSpec, log *zap.Logger) error {
 	var replace []container.InspectResponse
 	for i := 0; i < spec.Replicas; i++ {
-		name := d.name(spec.App, spec.Color, i)
+		name := d.name(spec.App, spec.Color, spec.index(i))
 		c, err := d.cli.ContainerInspect(ctx, name)
 		if cerrdefs.IsNotFound(err) {
 			continue

@@ -39,11 +39,13 @@ var _ engine = (*client.Client)(nil)
 
 // Driver talks to one Docker engine. It is safe for concurrent use.
 type Driver struct {
-	cli    engine
-	host   string // the engine's address, for messages and the pull/prune lock
-	hostIP string // default address ports are published on
-	log    *zap.Logger
-	lock   *hostLock
+	cli  engine
+	host string // the engine's address, for messages and the pull/prune lock
+	// hostName is the docker.hosts[].name of the engine (NewHost), "" for docker.host.
+	hostName string
+	hostIP   string // default address ports are published on
+	log      *zap.Logger
+	lock     *hostLock
 	// dockerConfig is Docker's config file, read for registry credentials on a pull.
 	dockerConfig string
 	// installation is the identity of the swap installation this driver acts for: its
@@ -74,6 +76,28 @@ func New(cfg deployments.DockerConfig, log *zap.Logger) (*Driver, error) {
 		return nil, fmt.Errorf("docker client for %s: %w; check docker.host (unix:///var/run/docker.sock, tcp://host:2376) and DOCKER_* variables", host, err)
 	}
 	d := newDriver(cli, cfg.HostIP, log)
+	if err := d.configure(cfg); err != nil {
+		cli.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// NewHost connects a Driver to one of docker.hosts: its engine (through its TLS files
+// when it has them), publishing container ports on its address; cfg gives the rest
+// (installation, restart policy, host port range), as for New. DOCKER_* variables are
+// not read: the host says everything. Like New, it does not contact the engine.
+func NewHost(cfg deployments.DockerConfig, h deployments.DockerHost, log *zap.Logger) (*Driver, error) {
+	opts := []client.Opt{client.WithHost(h.Engine), client.WithAPIVersionNegotiation()}
+	if h.TLS.On() {
+		opts = append(opts, client.WithTLSClientConfig(h.TLS.CAFile, h.TLS.CertFile, h.TLS.KeyFile))
+	}
+	cli, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client for host %s (%s): %w; check docker.hosts[].engine and its tls files", h.Name, h.Engine, err)
+	}
+	d := newDriver(cli, h.Address, log)
+	d.hostName = h.Name
 	if err := d.configure(cfg); err != nil {
 		cli.Close()
 		return nil, err

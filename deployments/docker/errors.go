@@ -45,10 +45,18 @@ const unreachableHint = "is the Docker daemon running? Check docker.host in swap
 // do, for the two failures that are about reaching the engine at all. Other errors are
 // wrapped as they are. op says what swap was doing ("list containers of web").
 func (d *Driver) engineError(op string, err error) error {
+	if d.hostName != "" {
+		// One of docker.hosts: its own entry is what to check, not docker.host.
+		return classifyWith(op, d.host, fmt.Sprintf("is docker host %s up and its Docker daemon running? Check its engine in docker.hosts", d.hostName), err)
+	}
 	return classify(op, d.host, err)
 }
 
-func classify(op, host string, err error) error {
+func classify(op, host string, err error) error { return classifyWith(op, host, unreachableHint, err) }
+
+// classifyWith is classify with hint saying what to check when the engine does not
+// answer.
+func classifyWith(op, host, hint string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -59,7 +67,7 @@ func classify(op, host string, err error) error {
 			op, ErrPermissionDenied, host, err)
 	case client.IsErrConnectionFailed(err):
 		return fmt.Errorf("%s: %w at %s: %s (and that this user may use the socket): %v",
-			op, ErrUnreachable, host, unreachableHint, err)
+			op, ErrUnreachable, host, hint, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }

@@ -428,6 +428,9 @@ func TestStartSpec_ValidateNamesEveryProblem(t *testing.T) {
 		{"no port", func(s *StartSpec) { s.Port = 0 }, "port 0"},
 		{"a fixed host port shared by replicas", func(s *StartSpec) { s.HostPort = 9000 }, "cannot share a host port"},
 		{"a negative stop timeout", func(s *StartSpec) { s.StopTimeout = -time.Second }, "stop timeout"},
+		{"one host's share of the indexes", func(s *StartSpec) { s.Indexes = []int{1, 3} }, ""},
+		{"fewer indexes than replicas", func(s *StartSpec) { s.Indexes = []int{1} }, "1 indexes for 2 replicas"},
+		{"an index out of range", func(s *StartSpec) { s.Indexes = []int{1, 64} }, "index 64"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -17,6 +17,9 @@ type Runtime struct {
 	Driver *docker.Driver
 	// Labels are added to every container swap starts (tests add their swap.test label).
 	Labels map[string]string
+	// Name is the Docker host's name (docker.hosts[].name) when it is one of several:
+	// its instances carry it. Empty for the one engine of docker.host.
+	Name string
 }
 
 var (
@@ -38,13 +41,18 @@ func (r *Runtime) InspectImage(ctx context.Context, ref string) (switcher.Image,
 }
 
 func (r *Runtime) Start(ctx context.Context, s switcher.StartSpec) ([]deployments.Instance, error) {
+	return r.start(ctx, s, nil)
+}
+
+// start starts s.Replicas containers with the replica indexes given (nil: 0..Replicas-1).
+func (r *Runtime) start(ctx context.Context, s switcher.StartSpec, indexes []int) ([]deployments.Instance, error) {
 	labels := maps.Clone(s.Labels)
 	if labels == nil {
 		labels = map[string]string{}
 	}
 	maps.Copy(labels, r.Labels)
 	spec := docker.StartSpec{
-		App: s.App, Color: s.Color, Deploy: s.Deploy, Image: s.Image, Replicas: s.Replicas,
+		App: s.App, Color: s.Color, Deploy: s.Deploy, Image: s.Image, Replicas: s.Replicas, Indexes: indexes,
 		Port: s.Port, Env: s.Env, Labels: labels, Command: s.Command, StopTimeout: s.StopTimeout,
 	}
 	if s.ImageID != "" {
@@ -53,7 +61,16 @@ func (r *Runtime) Start(ctx context.Context, s switcher.StartSpec) ([]deployment
 		spec.Image = s.ImageID
 		labels[deployments.LabelImage] = s.Image
 	}
-	return retryPortInUse(ctx, startAttempts, func() ([]deployments.Instance, error) { return r.Driver.Start(ctx, spec) })
+	insts, err := retryPortInUse(ctx, startAttempts, func() ([]deployments.Instance, error) { return r.Driver.Start(ctx, spec) })
+	return r.named(insts), err
+}
+
+// named marks instances with the runtime's host name.
+func (r *Runtime) named(insts []deployments.Instance) []deployments.Instance {
+	for i := range insts {
+		insts[i].DockerHost = r.Name
+	}
+	return insts
 }
 
 // startAttempts bounds the tries of Start when a container's host port turned out to be
@@ -77,7 +94,8 @@ func retryPortInUse(ctx context.Context, attempts int, start func() ([]deploymen
 }
 
 func (r *Runtime) List(ctx context.Context, app string) ([]deployments.Instance, error) {
-	return r.Driver.List(ctx, app)
+	insts, err := r.Driver.List(ctx, app)
+	return r.named(insts), err
 }
 
 func (r *Runtime) Stop(ctx context.Context, inst deployments.Instance, timeout time.Duration) error {

@@ -39,27 +39,33 @@ func New(cfg *deployments.Config, log *zap.Logger, opts Options) (sw *switcher.S
 	dcfg := cfg.Docker
 	// One identity for the containers and the Consul services: the KV prefix's.
 	dcfg.Installation = deployments.Installation(cfg.Consul.KVPrefix)
-	drv, err := docker.New(dcfg, log.Named("docker"))
+	rt, closeRT, err := runtimeOf(cfg, dcfg, log, opts.ContainerLabels)
 	if err != nil {
 		return nil, nil, err
 	}
 	reg, err := consul.New(cfg.Consul, log.Named("consul"))
 	if err != nil {
-		drv.Close()
+		closeRT()
 		return nil, nil, err
 	}
 	var clientOpts []lbconfig.Option
 	if opts.HAProxyObserver != nil {
 		clientOpts = append(clientOpts, lbconfig.WithObserver(opts.HAProxyObserver))
 	}
+	// haproxy.check_container runs in the engine of this host: the single engine's
+	// driver, or (several hosts) a client of the Fleet's own.
+	var drv *docker.Driver
+	if one, ok := rt.(*Runtime); ok {
+		drv = one.Driver
+	}
 	fleet, err := Fleet(cfg, drv, clientOpts...)
 	if err != nil {
-		drv.Close()
+		closeRT()
 		return nil, nil, err
 	}
 	sw = &switcher.Switcher{
 		Config:   cfg,
-		Runtime:  &Runtime{Driver: drv, Labels: opts.ContainerLabels},
+		Runtime:  rt,
 		Registry: Registry{R: reg},
 		Balancer: &Balancer{F: fleet, Log: log.Named("haproxy")},
 		Store:    Store{R: reg},
@@ -70,7 +76,24 @@ func New(cfg *deployments.Config, log *zap.Logger, opts Options) (sw *switcher.S
 	if cfg.Consul.Mesh {
 		sw.Mesh = Mesh{R: reg}
 	}
-	return sw, func() { drv.Close() }, nil
+	return sw, closeRT, nil
+}
+
+// runtimeOf is the Docker runtime of cfg: the one engine of docker.host, or every host
+// of docker.hosts.
+func runtimeOf(cfg *deployments.Config, dcfg deployments.DockerConfig, log *zap.Logger, labels map[string]string) (switcher.Runtime, func(), error) {
+	if len(cfg.Docker.Hosts) > 0 {
+		h, err := NewHosts(cfg, dcfg, labels, log.Named("docker"))
+		if err != nil {
+			return nil, nil, err
+		}
+		return h, h.Close, nil
+	}
+	drv, err := docker.New(dcfg, log.Named("docker"))
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Runtime{Driver: drv, Labels: labels}, func() { drv.Close() }, nil
 }
 
 // Fleet builds the HAProxy fleet of cfg with the layout the config describes, each
