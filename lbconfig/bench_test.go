@@ -35,9 +35,9 @@ func BenchmarkServerChanges1000(b *testing.B) {
 		case 0:
 			cmd, err = SetWeightCmd("app_blue", name, 50+i%100)
 		case 1:
-			cmd, err = SetStateCmd("app_blue", name, StateDrain)
+			cmd, err = setStateCmd("app_blue", name, StateDrain)
 		case 2:
-			cmd, err = SetStateCmd("app_blue", name, StateReady)
+			cmd, err = setStateCmd("app_blue", name, StateReady)
 		case 3:
 			cmd, err = SetWeightCmd("app_blue", name, 100)
 		}
@@ -71,8 +71,8 @@ func BenchmarkAddServers1000(b *testing.B) {
 	for i := range servers {
 		servers[i] = be.server("app-blue-" + strconv.Itoa(i))
 		servers[i].Check.Inter = time.Minute // checks on, but rare
-		maint, _ := SetStateCmd("app_blue", servers[i].Name, StateMaint)
-		d, _ := DelServerCmd("app_blue", servers[i].Name)
+		maint, _ := setStateCmd("app_blue", servers[i].Name, StateMaint)
+		d, _ := delServerCmd("app_blue", servers[i].Name)
 		del = append(del, maint, d)
 	}
 	b.ResetTimer()

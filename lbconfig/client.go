@@ -43,8 +43,8 @@ type Option func(*Client)
 // WithName names the instance in errors (default: its address).
 func WithName(name string) Option { return func(c *Client) { c.name = name } }
 
-// WithMaxConns limits the connections open at once to this instance (default 4).
-func WithMaxConns(n int) Option {
+// withMaxConns limits the connections open at once to this instance (default 4).
+func withMaxConns(n int) Option {
 	return func(c *Client) {
 		if n > 0 {
 			c.sem = make(chan struct{}, n)
@@ -173,15 +173,15 @@ type Version struct {
 	Raw                 string // as HAProxy prints it: "2.6.12-1+deb12u4"
 }
 
-// AtLeast reports whether v is major.minor or later.
-func (v Version) AtLeast(major, minor int) bool {
+// atLeast reports whether v is major.minor or later.
+func (v Version) atLeast(major, minor int) bool {
 	return v.Major > major || (v.Major == major && v.Minor >= minor)
 }
 
 func (v Version) String() string { return v.Raw }
 
-// ParseVersion reads "2.6.12-1+deb12u4", "2.8.0", "3.0-dev5" and the like.
-func ParseVersion(s string) (Version, error) {
+// parseVersion reads "2.6.12-1+deb12u4", "2.8.0", "3.0-dev5" and the like.
+func parseVersion(s string) (Version, error) {
 	v := Version{Raw: strings.TrimSpace(s)}
 	num := v.Raw
 	if i := strings.IndexAny(num, "-+ "); i >= 0 {
@@ -217,16 +217,16 @@ func (c *Client) Version(ctx context.Context) (Version, error) {
 		return Version{}, err
 	}
 	marker, rest, _ := strings.Cut(strings.TrimLeft(out, "\n"), "\n")
-	info, err := ParseInfo(rest)
+	info, err := parseInfo(rest)
 	if err != nil {
 		return Version{}, fmt.Errorf("haproxy %s: show version;show info: %q: %w", c.name, firstLine(out), err)
 	}
-	v, err := ParseVersion(marker)
+	v, err := parseVersion(marker)
 	if err != nil || marker != info.Version {
 		return Version{}, fmt.Errorf("haproxy %s: show version answered %q, show info %q: %w (swap needs HAProxy 2.6 or later)",
 			c.name, marker, info.Version, ErrUnsupported)
 	}
-	if !v.AtLeast(2, 6) {
+	if !v.atLeast(2, 6) {
 		return Version{}, fmt.Errorf("haproxy %s is version %s: %w (swap needs 2.6 or later)", c.name, v.Raw, ErrUnsupported)
 	}
 	c.version = &v
@@ -343,8 +343,8 @@ func otherMarker(out, old string) (Version, bool) {
 	if last == old || last == "" {
 		return Version{}, false
 	}
-	v, err := ParseVersion(last)
-	if err != nil || v.Raw != last || !v.AtLeast(2, 6) {
+	v, err := parseVersion(last)
+	if err != nil || v.Raw != last || !v.atLeast(2, 6) {
 		return Version{}, false
 	}
 	return v, true

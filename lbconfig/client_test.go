@@ -20,7 +20,7 @@ func TestClientRunsEveryOperationAgainstRealHAProxy(t *testing.T) {
 
 	t.Run("version is detected once", func(t *testing.T) {
 		v, err := c.Version(ctx)
-		if err != nil || !v.AtLeast(2, 6) {
+		if err != nil || !v.atLeast(2, 6) {
 			t.Fatalf("%v %v", v, err)
 		}
 	})
@@ -64,20 +64,20 @@ func TestClientRunsEveryOperationAgainstRealHAProxy(t *testing.T) {
 		}{
 			{"a backend without a dynamic algorithm", c.AddServer(ctx, "static_be", Server{Name: "x", Addr: "127.0.0.1", Port: 1}), ErrNotDynamic},
 			{"add to a missing backend", c.AddServer(ctx, "nope", Server{Name: "x", Addr: "127.0.0.1", Port: 1}), ErrNoSuchBackend},
-			{"state of a missing server", c.SetState(ctx, "app_blue", "nope", StateReady), ErrNoSuchServer},
-			{"state in a missing backend", c.SetState(ctx, "nope", "x", StateReady), ErrNoSuchBackend},
-			{"weight of a missing server", c.SetWeight(ctx, "app_blue", "nope", 1), ErrNoSuchServer},
+			{"state of a missing server", c.setState(ctx, "app_blue", "nope", StateReady), ErrNoSuchServer},
+			{"state in a missing backend", c.setState(ctx, "nope", "x", StateReady), ErrNoSuchBackend},
+			{"weight of a missing server", c.setWeight(ctx, "app_blue", "nope", 1), ErrNoSuchServer},
 			{"addr of a missing server", c.SetAddr(ctx, "app_blue", "nope", "127.0.0.1", 1), ErrNoSuchServer},
-			{"health of a missing server", c.SetHealth(ctx, "app_blue", "nope", HealthUp), ErrNoSuchServer},
-			{"enable health of a missing server", c.EnableHealth(ctx, "app_blue", "nope"), ErrNoSuchServer},
-			{"disable health of a missing server", c.DisableHealth(ctx, "app_blue", "nope"), ErrNoSuchServer},
+			{"health of a missing server", c.setHealth(ctx, "app_blue", "nope", HealthUp), ErrNoSuchServer},
+			{"enable health of a missing server", c.enableHealth(ctx, "app_blue", "nope"), ErrNoSuchServer},
+			{"disable health of a missing server", c.disableHealth(ctx, "app_blue", "nope"), ErrNoSuchServer},
 			{"shutdown sessions of a missing server", c.ShutdownSessions(ctx, "app_blue", "nope"), ErrNoSuchServer},
 			{"stat of a missing backend", func() error { _, err := c.Stat(ctx, "nope"); return err }(), ErrNoSuchBackend},
 			{"servers state of a missing backend", func() error { _, err := c.ServersState(ctx, "nope"); return err }(), ErrNoSuchBackend},
 			{"a server stat that is not there", func() error { _, err := c.ServerStat(ctx, "app_blue", "nope"); return err }(), ErrNoSuchServer},
-			{"set map on a missing key", c.SetMap(ctx, routes, "nope.test", "app_blue"), ErrMapKeyNotFound},
-			{"del map on a missing key", c.DelMap(ctx, routes, "nope.test"), ErrMapKeyNotFound},
-			{"a map that is not loaded", c.SetMap(ctx, "/nonexistent.map", "k", "v"), ErrNoSuchMap},
+			{"set map on a missing key", c.setMap(ctx, routes, "nope.test", "app_blue"), ErrMapKeyNotFound},
+			{"del map on a missing key", c.delMap(ctx, routes, "nope.test"), ErrMapKeyNotFound},
+			{"a map that is not loaded", c.setMap(ctx, "/nonexistent.map", "k", "v"), ErrNoSuchMap},
 			{"show of a map that is not loaded", func() error { _, err := c.ShowMap(ctx, "/nonexistent.map"); return err }(), ErrNoSuchMap},
 			{"an unknown command", func() error { _, err := c.Exec(ctx, mustCmd(t, "frobnicate")); return err }(), ErrUnknownCommand},
 		}
@@ -101,7 +101,7 @@ func TestClientRunsEveryOperationAgainstRealHAProxy(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, err := range []error{
-			user.SetState(ctx, "app_blue", "app-blue-0", StateDrain),
+			user.setState(ctx, "app_blue", "app-blue-0", StateDrain),
 			user.AddServer(ctx, "app_blue", Server{Name: "x", Addr: "127.0.0.1", Port: 1}),
 			user.ShutdownSessions(ctx, "app_blue", "app-blue-0"),
 		} {
@@ -113,42 +113,42 @@ func TestClientRunsEveryOperationAgainstRealHAProxy(t *testing.T) {
 
 	t.Run("state, weight, address, health and checks change", func(t *testing.T) {
 		be, s := "app_blue", "app-blue-0"
-		must(t, c.SetState(ctx, be, s, StateDrain))
+		must(t, c.setState(ctx, be, s, StateDrain))
 		if ss := serverState(t, c, be, s); !ss.AdminState.Drain() {
 			t.Fatalf("not draining: %+v", ss)
 		}
-		must(t, c.SetState(ctx, be, s, StateMaint))
+		must(t, c.setState(ctx, be, s, StateMaint))
 		if ss := serverState(t, c, be, s); !ss.AdminState.Maint() {
 			t.Fatalf("not in maint: %+v", ss)
 		}
-		must(t, c.SetState(ctx, be, s, StateReady))
+		must(t, c.setState(ctx, be, s, StateReady))
 		if ss := serverState(t, c, be, s); ss.AdminState != 0 {
 			t.Fatalf("not ready: %+v", ss)
 		}
-		must(t, c.SetWeight(ctx, be, s, 42))
+		must(t, c.setWeight(ctx, be, s, 42))
 		if cur, init, err := c.Weight(ctx, be, s); err != nil || cur != 42 || init != 100 {
 			t.Fatalf("weight %d (initial %d) %v", cur, init, err)
 		}
-		must(t, c.SetWeight(ctx, be, s, 100))
+		must(t, c.setWeight(ctx, be, s, 100))
 		old := serverState(t, c, be, s).Port
 		must(t, c.SetAddr(ctx, be, s, "127.0.0.1", old+1))
 		if ss := serverState(t, c, be, s); ss.Port != old+1 {
 			t.Fatalf("port %d, want %d", ss.Port, old+1)
 		}
 		must(t, c.SetAddr(ctx, be, s, "127.0.0.1", old))
-		must(t, c.DisableHealth(ctx, be, s))
+		must(t, c.disableHealth(ctx, be, s))
 		if ss := serverState(t, c, be, s); ss.CheckState&0x04 != 0 {
 			t.Fatalf("checks still on: %+v", ss)
 		}
-		must(t, c.SetHealth(ctx, be, s, HealthDown))
+		must(t, c.setHealth(ctx, be, s, HealthDown))
 		if ss := serverState(t, c, be, s); ss.OpState != OpStopped {
 			t.Fatalf("health down left it %v", ss.OpState)
 		}
-		must(t, c.SetHealth(ctx, be, s, HealthUp))
+		must(t, c.setHealth(ctx, be, s, HealthUp))
 		if ss := serverState(t, c, be, s); ss.OpState != OpRunning {
 			t.Fatalf("health up left it %v", ss.OpState)
 		}
-		must(t, c.EnableHealth(ctx, be, s))
+		must(t, c.enableHealth(ctx, be, s))
 		if ss := serverState(t, c, be, s); ss.CheckState&0x04 == 0 {
 			t.Fatalf("checks still off: %+v", ss)
 		}
@@ -160,7 +160,7 @@ func TestClientRunsEveryOperationAgainstRealHAProxy(t *testing.T) {
 		must(t, c.AddServer(ctx, "app_green", hb.server("app-green-9")))
 		waitUp(t, c, "app_green", "app-green-9")
 		// Route only to the new server: the others are in maint or down.
-		must(t, c.SetState(ctx, "app_green", "app-green-2", StateMaint))
+		must(t, c.setState(ctx, "app_green", "app-green-2", StateMaint))
 		_, _, err := c.PutMap(ctx, routes, "hold.test", "app_green")
 		must(t, err)
 		done := make(chan error, 1)
@@ -183,11 +183,11 @@ func TestClientRunsEveryOperationAgainstRealHAProxy(t *testing.T) {
 		if err != nil || u.Empty() || u.Sessions != 1 {
 			t.Fatalf("in use: %+v %v", u, err)
 		}
-		if empty, err := c.IsEmpty(ctx, "app_green", "app-green-9"); empty || err != nil {
+		if empty, err := c.isEmpty(ctx, "app_green", "app-green-9"); empty || err != nil {
 			t.Fatalf("IsEmpty = %v, %v while a request runs", empty, err)
 		}
 		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		err = c.WaitEmpty(short, "app_green", "app-green-9", 20*time.Millisecond)
+		err = c.waitEmpty(short, "app_green", "app-green-9", 20*time.Millisecond)
 		cancel()
 		if !errors.Is(err, ErrNotEmpty) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("WaitEmpty on a busy server: %v", err)
@@ -196,7 +196,7 @@ func TestClientRunsEveryOperationAgainstRealHAProxy(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
-		if err := c.WaitEmpty(ctx, "app_green", "app-green-9", 10*time.Millisecond); err != nil {
+		if err := c.waitEmpty(ctx, "app_green", "app-green-9", 10*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -204,17 +204,17 @@ func TestClientRunsEveryOperationAgainstRealHAProxy(t *testing.T) {
 	t.Run("del server retries until removable or the deadline", func(t *testing.T) {
 		// A bound generous enough for a loaded machine to get a few answers in.
 		short, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := c.DelServer(short, "app_green", "app-green-9")
+		err := c.delServer(short, "app_green", "app-green-9")
 		cancel()
 		if !errors.Is(err, ErrNotRemovable) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("deleting a ready server: %v, want ErrNotRemovable and the deadline", err)
 		}
-		must(t, c.SetState(ctx, "app_green", "app-green-9", StateMaint))
-		must(t, c.DelServer(ctx, "app_green", "app-green-9"))
-		if err := c.DelServer(ctx, "app_green", "app-green-9"); !errors.Is(err, ErrNoSuchServer) {
+		must(t, c.setState(ctx, "app_green", "app-green-9", StateMaint))
+		must(t, c.delServer(ctx, "app_green", "app-green-9"))
+		if err := c.delServer(ctx, "app_green", "app-green-9"); !errors.Is(err, ErrNoSuchServer) {
 			t.Fatalf("deleting it again: %v", err)
 		}
-		if err := c.DelServer(ctx, "nope", "x"); !errors.Is(err, ErrNoSuchBackend) {
+		if err := c.delServer(ctx, "nope", "x"); !errors.Is(err, ErrNoSuchBackend) {
 			t.Fatalf("deleting from a missing backend: %v", err)
 		}
 	})
@@ -252,9 +252,9 @@ func TestClientRunsEveryOperationAgainstRealHAProxy(t *testing.T) {
 		if err != nil || !ok || v != "app_blue" {
 			t.Fatalf("get: %q %v %v", v, ok, err)
 		}
-		must(t, c.SetMap(ctx, routes, "app.test", "app_green"))
-		must(t, c.AddMap(ctx, routes, "new.test", "app_blue"))
-		must(t, c.DelMap(ctx, routes, "new.test"))
+		must(t, c.setMap(ctx, routes, "app.test", "app_green"))
+		must(t, c.addMap(ctx, routes, "new.test", "app_blue"))
+		must(t, c.delMap(ctx, routes, "new.test"))
 		prev, existed, err := c.PutMap(ctx, routes, "app.test", "app_blue")
 		if err != nil || !existed || prev != "app_green" {
 			t.Fatalf("put: %q %v %v", prev, existed, err)
@@ -263,12 +263,12 @@ func TestClientRunsEveryOperationAgainstRealHAProxy(t *testing.T) {
 		if err != nil || existed || prev != "" {
 			t.Fatalf("put a new key: %q %v %v", prev, existed, err)
 		}
-		must(t, c.RestoreMap(ctx, routes, "put.test", prev, existed))
+		must(t, c.restoreMap(ctx, routes, "put.test", prev, existed))
 		if _, ok, _ := c.GetMap(ctx, routes, "put.test"); ok {
 			t.Fatal("restore left the new key")
 		}
 		want := []MapEntry{{"a.test", "app_blue"}, {"app.test", "app_blue"}, {"b.test", "app_green"}}
-		must(t, c.ReplaceMap(ctx, routes, want))
+		must(t, c.replaceMap(ctx, routes, want))
 		got, err := c.ShowMap(ctx, routes)
 		if err != nil || len(got) != len(want) {
 			t.Fatalf("after replace: %v %v", got, err)
@@ -278,7 +278,7 @@ func TestClientRunsEveryOperationAgainstRealHAProxy(t *testing.T) {
 				t.Fatalf("after replace: %v, want %v", got, want)
 			}
 		}
-		if err := c.ReplaceMap(ctx, "/nonexistent.map", want); !errors.Is(err, ErrNoSuchMap) {
+		if err := c.replaceMap(ctx, "/nonexistent.map", want); !errors.Is(err, ErrNoSuchMap) {
 			t.Fatalf("replace of a missing map: %v", err)
 		}
 	})
@@ -339,7 +339,7 @@ func TestClientBatchesInChunksThatFitTheCLIBuffer(t *testing.T) {
 
 func TestClientHonoursContextDeadlinesAndLimits(t *testing.T) {
 	env := startLayout(t, baseLayout)
-	c, err := New("unix", env.h.AdminSock, WithMaxConns(2))
+	c, err := New("unix", env.h.AdminSock, withMaxConns(2))
 	must(t, err)
 	ctx := testCtx(t)
 	if _, err := c.Version(ctx); err != nil {

@@ -6,8 +6,8 @@ import (
 )
 
 // Command is one Runtime API command: its words, checked and escaped, and what a
-// successful answer looks like. Build one with the constructors (SetStateCmd,
-// AddServerCmds, SetMapCmd, ...) or NewCommand; run one or many with Client.Do.
+// successful answer looks like. Build one with the constructors (setStateCmd,
+// AddServerCmds, setMapCmd, ...) or NewCommand; run one or many with Client.Do.
 type Command struct {
 	words  []string
 	line   string // escaped words joined by spaces
@@ -30,7 +30,7 @@ const (
 )
 
 // NewCommand checks and escapes words into a Command whose success is any answer that
-// is not a recognised error. Every word is checked with CheckArg.
+// is not a recognised error. Every word is checked with checkArg.
 func NewCommand(words ...string) (Command, error) {
 	return newCommand(expectation{kind: expectAny}, words...)
 }
@@ -44,10 +44,10 @@ func newCommand(exp expectation, words ...string) (Command, error) {
 	}
 	esc := make([]string, len(words))
 	for i, w := range words {
-		if err := CheckArg(w); err != nil {
+		if err := checkArg(w); err != nil {
 			return Command{}, err
 		}
-		esc[i] = Escape(w)
+		esc[i] = escape(w)
 	}
 	line := strings.Join(esc, " ")
 	// Room for the line's "\n" and the marker Do puts after every command.

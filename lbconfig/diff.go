@@ -5,9 +5,9 @@ import (
 	"strings"
 )
 
-// UnifiedDiff returns a unified diff (3 lines of context) from a to b, or "" when they
+// unifiedDiff returns a unified diff (3 lines of context) from a to b, or "" when they
 // are equal. It is what `swap lb render --dry-run` prints.
-func UnifiedDiff(nameA, nameB string, a, b []byte) string {
+func unifiedDiff(nameA, nameB string, a, b []byte) string {
 	if string(a) == string(b) {
 		return ""
 	}

@@ -7,7 +7,7 @@
 //
 // A Client talks to one admin socket (`stats socket ... level admin`), unix or TCP, in
 // HAProxy's non-interactive mode: one connection per call, the whole line in one write,
-// the answer read to EOF. It limits its concurrent connections (WithMaxConns), honours
+// the answer read to EOF. It limits its concurrent connections (withMaxConns), honours
 // context deadlines, and detects the HAProxy version once (Version).
 //
 //	c, _ := lbconfig.New("unix", "/etc/swap/haproxy/admin.sock", lbconfig.WithName("edge-1"))
@@ -16,17 +16,17 @@
 // Operations (all take a context first):
 //
 //	AddServer, AddServers        safe activation: starts DOWN, climbs by real checks
-//	DelServer                    retries while the server is not removable, until the deadline
-//	SetState (ready/drain/maint), SetWeight, SetAddr, SetHealth, EnableHealth,
-//	DisableHealth, ShutdownSessions, Weight
+//	delServer                    retries while the server is not removable, until the deadline
+//	setState (ready/drain/maint), setWeight, SetAddr, setHealth, enableHealth,
+//	disableHealth, ShutdownSessions, Weight
 //	Stat, ServerStat, ServersState, ServersConn, Info, Backends
-//	ServerUsage, IsEmpty, WaitEmpty   scur, qcur and used connections
-//	ShowMap, GetMap, SetMap, AddMap, DelMap, PutMap (set or add, returns the old value),
-//	RestoreMap, ReplaceMap (prepare / add @N / commit: atomic)
+//	ServerUsage, isEmpty, waitEmpty   scur, qcur and used connections
+//	ShowMap, GetMap, setMap, addMap, delMap, PutMap (set or add, returns the old value),
+//	restoreMap, replaceMap (prepare / add @N / commit: atomic)
 //	Snapshot, ServerStateFile    what HAProxy serves now, for persistence
 //	Do                           any Commands, batched with ';' in lines under 16 KiB
 //
-// Every command is built by a constructor (SetStateCmd, AddServerCmd, NewCommand, ...)
+// Every command is built by a constructor (setStateCmd, addServerCmd, NewCommand, ...)
 // that checks names against ^[A-Za-z0-9._-]{1,64}$, refuses CR, LF and NUL in any
 // argument, and escapes '\', ';', space, tab and '<', so a value can neither start a
 // second command nor switch the connection to payload mode. HAProxy's refusals come back

@@ -19,22 +19,22 @@ const (
 // reaches the Runtime API. HAProxy itself also allows ':', which swap never uses.
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
-// ValidName reports whether s can name a backend or a server.
-func ValidName(s string) bool { return namePattern.MatchString(s) }
+// validName reports whether s can name a backend or a server.
+func validName(s string) bool { return namePattern.MatchString(s) }
 
 // CheckName returns an error wrapping ErrInvalidName unless s is a valid name. what says
 // what the name is for ("backend", "server").
 func CheckName(what, s string) error {
-	if !ValidName(s) {
+	if !validName(s) {
 		return fmt.Errorf("%s name %q: %w", what, s, ErrInvalidName)
 	}
 	return nil
 }
 
-// CheckArg returns an error wrapping ErrUnsafeArgument when s contains a byte the Runtime
+// checkArg returns an error wrapping ErrUnsafeArgument when s contains a byte the Runtime
 // API cannot carry in any escaping: CR, LF or NUL. An empty argument is refused too: it
 // would vanish from the command line and shift the words after it.
-func CheckArg(s string) error {
+func checkArg(s string) error {
 	if s == "" {
 		return fmt.Errorf("empty argument: %w", ErrUnsafeArgument)
 	}
@@ -44,12 +44,12 @@ func CheckArg(s string) error {
 	return nil
 }
 
-// Escape returns s escaped for one word of a Runtime API command: a backslash before
+// escape returns s escaped for one word of a Runtime API command: a backslash before
 // every '\', ';', space, tab and '<'. HAProxy unescapes "\x" to "x", so the word arrives
 // intact: a ';' cannot start a second command, a space cannot split the word, and a
-// trailing "<<" cannot switch the connection to payload mode. Escape does not check s;
-// Command does (CheckArg), and so must any other caller.
-func Escape(s string) string {
+// trailing "<<" cannot switch the connection to payload mode. escape does not check s;
+// Command does (checkArg), and so must any other caller.
+func escape(s string) string {
 	if !strings.ContainsAny(s, "\\; \t<") {
 		return s
 	}
@@ -67,9 +67,9 @@ func Escape(s string) string {
 	return b.String()
 }
 
-// Unescape undoes Escape the way HAProxy's CLI does: "\x" becomes "x". It is the
-// reference the fuzzer checks Escape against.
-func Unescape(s string) string {
+// unescape undoes escape the way HAProxy's CLI does: "\x" becomes "x". It is the
+// reference the fuzzer checks escape against.
+func unescape(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}

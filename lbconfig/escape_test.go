@@ -22,7 +22,7 @@ func TestEscapeKeepsEveryWordWhole(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := Escape(tt.in)
+			got := escape(tt.in)
 			if got != tt.want {
 				t.Fatalf("Escape(%q) = %q, want %q", tt.in, got, tt.want)
 			}
@@ -41,12 +41,12 @@ func TestEscapeKeepsEveryWordWhole(t *testing.T) {
 
 func TestCheckArgRefusesWhatNoEscapingCanCarry(t *testing.T) {
 	for _, in := range []string{"", "a\nb", "a\rb", "a\x00b", "trailing\n"} {
-		if err := CheckArg(in); !errors.Is(err, ErrUnsafeArgument) {
+		if err := checkArg(in); !errors.Is(err, ErrUnsafeArgument) {
 			t.Errorf("CheckArg(%q) = %v, want ErrUnsafeArgument", in, err)
 		}
 	}
 	for _, in := range []string{"a", "a;b", "x<<", "a b", "é"} {
-		if err := CheckArg(in); err != nil {
+		if err := checkArg(in); err != nil {
 			t.Errorf("CheckArg(%q) = %v, want nil", in, err)
 		}
 	}
@@ -62,7 +62,7 @@ func TestValidNameMatchesTheNamePattern(t *testing.T) {
 		{"a;b", false}, {"a:b", false}, {"é", false}, {"a\n", false},
 	}
 	for _, tt := range tests {
-		if got := ValidName(tt.in); got != tt.want {
+		if got := validName(tt.in); got != tt.want {
 			t.Errorf("ValidName(%q) = %v, want %v", tt.in, got, tt.want)
 		}
 	}
@@ -99,15 +99,15 @@ func TestTypedCommandsRefuseBadNames(t *testing.T) {
 		name string
 		err  error
 	}{
-		{"state", func() error { _, err := SetStateCmd("app_blue", "x;shutdown", StateReady); return err }()},
+		{"state", func() error { _, err := setStateCmd("app_blue", "x;shutdown", StateReady); return err }()},
 		{"weight", func() error { _, err := SetWeightCmd("app blue", "s", 1); return err }()},
-		{"addr", func() error { _, err := SetAddrCmd("b", "s\n", "127.0.0.1", 80); return err }()},
-		{"health", func() error { _, err := SetHealthCmd("b/x", "s", HealthUp); return err }()},
-		{"del", func() error { _, err := DelServerCmd("", "s"); return err }()},
-		{"enable", func() error { _, err := EnableHealthCmd("b", "s<<"); return err }()},
-		{"shutdown", func() error { _, err := ShutdownSessionsCmd("b", "s s"); return err }()},
+		{"addr", func() error { _, err := setAddrCmd("b", "s\n", "127.0.0.1", 80); return err }()},
+		{"health", func() error { _, err := setHealthCmd("b/x", "s", HealthUp); return err }()},
+		{"del", func() error { _, err := delServerCmd("", "s"); return err }()},
+		{"enable", func() error { _, err := enableHealthCmd("b", "s<<"); return err }()},
+		{"shutdown", func() error { _, err := shutdownSessionsCmd("b", "s s"); return err }()},
 		{"add", func() error {
-			_, err := AddServerCmd("b", Server{Name: "s;del server b/x", Addr: "127.0.0.1", Port: 1})
+			_, err := addServerCmd("b", Server{Name: "s;del server b/x", Addr: "127.0.0.1", Port: 1})
 			return err
 		}()},
 	}
@@ -123,12 +123,12 @@ func TestTypedCommandsRefuseBadValues(t *testing.T) {
 		name string
 		err  error
 	}{
-		{"a state that is not one", func() error { _, err := SetStateCmd("b", "s", "up"); return err }()},
+		{"a state that is not one", func() error { _, err := setStateCmd("b", "s", "up"); return err }()},
 		{"a weight over 256", func() error { _, err := SetWeightCmd("b", "s", 257); return err }()},
-		{"a host name for an address", func() error { _, err := SetAddrCmd("b", "s", "localhost", 80); return err }()},
-		{"port 0", func() error { _, err := SetAddrCmd("b", "s", "127.0.0.1", 0); return err }()},
-		{"a health that is not one", func() error { _, err := SetHealthCmd("b", "s", "sick"); return err }()},
-		{"a server without an IP", func() error { _, err := AddServerCmd("b", Server{Name: "s", Addr: "web", Port: 1}); return err }()},
+		{"a host name for an address", func() error { _, err := setAddrCmd("b", "s", "localhost", 80); return err }()},
+		{"port 0", func() error { _, err := setAddrCmd("b", "s", "127.0.0.1", 0); return err }()},
+		{"a health that is not one", func() error { _, err := setHealthCmd("b", "s", "sick"); return err }()},
+		{"a server without an IP", func() error { _, err := addServerCmd("b", Server{Name: "s", Addr: "web", Port: 1}); return err }()},
 	}
 	for _, tt := range tests {
 		if !errors.Is(tt.err, ErrInvalidArgument) {
@@ -138,7 +138,7 @@ func TestTypedCommandsRefuseBadValues(t *testing.T) {
 }
 
 func TestAddServerCmdIsTheSafeActivationOnOneLine(t *testing.T) {
-	c, err := AddServerCmd("web_green", Server{Name: "web-green-0", Addr: "127.0.0.1", Port: 32768})
+	c, err := addServerCmd("web_green", Server{Name: "web-green-0", Addr: "127.0.0.1", Port: 32768})
 	if err != nil {
 		t.Fatal(err)
 	}

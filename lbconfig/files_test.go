@@ -102,7 +102,7 @@ func TestTwoFleetsChangingDifferentAppsLeaveTheNewestFilesOnDisk(t *testing.T) {
 		got, err := os.ReadFile(env.layout.Path(f.Name))
 		must(t, err)
 		if !bytes.Equal(got, f.Data) {
-			t.Errorf("%s on disk is not what HAProxy holds:\n%s", f.Name, UnifiedDiff("runtime", "disk", f.Data, got))
+			t.Errorf("%s on disk is not what HAProxy holds:\n%s", f.Name, unifiedDiff("runtime", "disk", f.Data, got))
 		}
 	}
 	last := fmt.Sprintf("-%s-%d", "green", rounds-1) // round rounds-1 is odd: green

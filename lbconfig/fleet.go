@@ -78,9 +78,9 @@ func NewFleet(layout *Layout, write WriteOptions, instances ...Instance) (*Fleet
 	return f, nil
 }
 
-// InstanceLayout returns the layout of the instance whose client is c: the fleet's
+// instanceLayout returns the layout of the instance whose client is c: the fleet's
 // layout with that instance's Dir (nil without a layout).
-func (f *Fleet) InstanceLayout(c *Client) *Layout { return f.layouts[c] }
+func (f *Fleet) instanceLayout(c *Client) *Layout { return f.layouts[c] }
 
 // mapOf returns c's own path for a map named by its path in the fleet layout's Dir (a
 // map's id in the Runtime API is its path as haproxy.cfg writes it). Other paths are
@@ -196,7 +196,7 @@ func (f *Fleet) Persist(ctx context.Context) (WriteResult, error) {
 	return all, errors.Join(errs...)
 }
 
-// AddServer adds s to backend on every instance (safe activation, see AddServerCmd).
+// AddServer adds s to backend on every instance (safe activation, see addServerCmd).
 func (f *Fleet) AddServer(ctx context.Context, backend string, s Server) error {
 	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.AddServer(ctx, backend, s) })
 }
@@ -206,11 +206,11 @@ func (f *Fleet) AddServers(ctx context.Context, backend string, servers []Server
 	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.AddServers(ctx, backend, servers) })
 }
 
-// DelServer deletes a server on every instance, retrying each until it is removable or
+// delServer deletes a server on every instance, retrying each until it is removable or
 // ctx ends. A server already gone from an instance counts as deleted there.
-func (f *Fleet) DelServer(ctx context.Context, backend, server string) error {
+func (f *Fleet) delServer(ctx context.Context, backend, server string) error {
 	return f.change(ctx, func(ctx context.Context, c *Client) error {
-		err := c.DelServer(ctx, backend, server)
+		err := c.delServer(ctx, backend, server)
 		if errors.Is(err, ErrNoSuchServer) {
 			return nil
 		}
@@ -224,10 +224,10 @@ func (f *Fleet) DelServer(ctx context.Context, backend, server string) error {
 func (f *Fleet) DelServers(ctx context.Context, backend string, servers []string) error {
 	return f.change(ctx, func(ctx context.Context, c *Client) error {
 		for _, srv := range servers {
-			if err := c.SetState(ctx, backend, srv, StateMaint); err != nil && !errors.Is(err, ErrNoSuchServer) {
+			if err := c.setState(ctx, backend, srv, StateMaint); err != nil && !errors.Is(err, ErrNoSuchServer) {
 				return err
 			}
-			if err := c.DelServer(ctx, backend, srv); err != nil && !errors.Is(err, ErrNoSuchServer) {
+			if err := c.delServer(ctx, backend, srv); err != nil && !errors.Is(err, ErrNoSuchServer) {
 				return err
 			}
 		}
@@ -240,7 +240,7 @@ func (f *Fleet) DelServers(ctx context.Context, backend string, servers []string
 func (f *Fleet) SetStates(ctx context.Context, backend string, servers []string, st State) error {
 	return f.change(ctx, func(ctx context.Context, c *Client) error {
 		for _, srv := range servers {
-			if err := c.SetState(ctx, backend, srv, st); err != nil {
+			if err := c.setState(ctx, backend, srv, st); err != nil {
 				return err
 			}
 		}
@@ -248,14 +248,14 @@ func (f *Fleet) SetStates(ctx context.Context, backend string, servers []string,
 	})
 }
 
-// SetState sets a server's admin state on every instance.
-func (f *Fleet) SetState(ctx context.Context, backend, server string, st State) error {
-	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.SetState(ctx, backend, server, st) })
+// setState sets a server's admin state on every instance.
+func (f *Fleet) setState(ctx context.Context, backend, server string, st State) error {
+	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.setState(ctx, backend, server, st) })
 }
 
-// SetWeight sets a server's weight on every instance.
-func (f *Fleet) SetWeight(ctx context.Context, backend, server string, weight int) error {
-	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.SetWeight(ctx, backend, server, weight) })
+// setWeight sets a server's weight on every instance.
+func (f *Fleet) setWeight(ctx context.Context, backend, server string, weight int) error {
+	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.setWeight(ctx, backend, server, weight) })
 }
 
 // SetAddr moves a server on every instance.
@@ -273,10 +273,10 @@ func (f *Fleet) Do(ctx context.Context, cmds ...Command) error {
 	return f.change(ctx, func(ctx context.Context, c *Client) error { _, err := c.Do(ctx, cmds...); return err })
 }
 
-// ReplaceMap replaces a map's content atomically on every instance, then persists. It
+// replaceMap replaces a map's content atomically on every instance, then persists. It
 // is not rolled back across instances; use Flip for a route.
-func (f *Fleet) ReplaceMap(ctx context.Context, file string, entries []MapEntry) error {
-	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.ReplaceMap(ctx, f.mapOf(c, file), entries) })
+func (f *Fleet) replaceMap(ctx context.Context, file string, entries []MapEntry) error {
+	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.replaceMap(ctx, f.mapOf(c, file), entries) })
 }
 
 // Flip points key at value in the map on every instance (value "" removes the key),
@@ -309,7 +309,7 @@ func (f *Fleet) Flip(ctx context.Context, file, key, value string) error {
 		var rerrs []error
 		for i := len(done) - 1; i >= 0; i-- {
 			u := done[i]
-			if rerr := u.c.RestoreMap(rctx, f.mapOf(u.c, file), key, u.prev, u.existed); rerr != nil {
+			if rerr := u.c.restoreMap(rctx, f.mapOf(u.c, file), key, u.prev, u.existed); rerr != nil {
 				rerrs = append(rerrs, nameErr(u.c, rerr))
 			}
 		}
@@ -335,10 +335,10 @@ func (f *Fleet) SetCanary(ctx context.Context, key, backend string, weight int) 
 	}
 	if weight == 0 {
 		return f.change(ctx, func(ctx context.Context, c *Client) error {
-			return c.RestoreMap(ctx, f.mapOf(c, f.layout.CanaryMap()), key, "", false)
+			return c.restoreMap(ctx, f.mapOf(c, f.layout.CanaryMap()), key, "", false)
 		})
 	}
-	return f.Flip(ctx, f.layout.CanaryMap(), key, CanaryValue(backend, weight))
+	return f.Flip(ctx, f.layout.CanaryMap(), key, canaryValue(backend, weight))
 }
 
 // Stat returns `show stat` (for one backend, or all with "") of every instance, by
@@ -370,12 +370,12 @@ func (f *Fleet) ServersState(ctx context.Context, backend string) (map[string][]
 	return out, err
 }
 
-// IsEmpty reports whether the server is empty on every instance.
-func (f *Fleet) IsEmpty(ctx context.Context, backend, server string) (bool, error) {
+// isEmpty reports whether the server is empty on every instance.
+func (f *Fleet) isEmpty(ctx context.Context, backend, server string) (bool, error) {
 	var mu sync.Mutex
 	empty := true
 	err := f.each(ctx, func(ctx context.Context, c *Client) error {
-		e, err := c.IsEmpty(ctx, backend, server)
+		e, err := c.isEmpty(ctx, backend, server)
 		mu.Lock()
 		empty = empty && e
 		mu.Unlock()
@@ -384,9 +384,9 @@ func (f *Fleet) IsEmpty(ctx context.Context, backend, server string) (bool, erro
 	return err == nil && empty, err
 }
 
-// WaitEmpty waits until the server is empty on every instance or ctx ends.
-func (f *Fleet) WaitEmpty(ctx context.Context, backend, server string, every time.Duration) error {
-	return f.each(ctx, func(ctx context.Context, c *Client) error { return c.WaitEmpty(ctx, backend, server, every) })
+// waitEmpty waits until the server is empty on every instance or ctx ends.
+func (f *Fleet) waitEmpty(ctx context.Context, backend, server string, every time.Duration) error {
+	return f.each(ctx, func(ctx context.Context, c *Client) error { return c.waitEmpty(ctx, backend, server, every) })
 }
 
 // GetMap returns key's value in the map of every instance, by instance name ("" and

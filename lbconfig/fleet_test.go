@@ -88,7 +88,7 @@ func TestFleetFlipsEveryInstanceOrNone(t *testing.T) {
 		if got, _ := f.GetMap(ctx, routes, "gone.test"); len(got) != 0 {
 			t.Fatalf("flip to \"\" left %v", got)
 		}
-		must(t, f.ReplaceMap(ctx, env.layout.PreviewMap(), []MapEntry{{"app.test", "app_green"}}))
+		must(t, f.replaceMap(ctx, env.layout.PreviewMap(), []MapEntry{{"app.test", "app_green"}}))
 		if got, _ := f.GetMap(ctx, env.layout.PreviewMap(), "app.test"); got["edge-a"] != "app_green" || got["edge-b"] != "app_green" {
 			t.Fatalf("replace: %v", got)
 		}
@@ -147,7 +147,7 @@ func TestFleetAppliesServerChangesToEveryInstance(t *testing.T) {
 		t.Fatalf("the new server is not in haproxy.cfg:\n%s", cfg)
 	}
 
-	must(t, f.SetState(ctx, "app_blue", "app-blue-0", StateDrain))
+	must(t, f.setState(ctx, "app_blue", "app-blue-0", StateDrain))
 	states, err := f.ServersState(ctx, "app_blue")
 	must(t, err)
 	for _, name := range []string{"edge-a", "edge-b"} {
@@ -159,11 +159,11 @@ func TestFleetAppliesServerChangesToEveryInstance(t *testing.T) {
 	if err != nil || len(stats["edge-a"]) == 0 || len(stats["edge-b"]) == 0 {
 		t.Fatalf("stats %v %v", stats, err)
 	}
-	if empty, err := f.IsEmpty(ctx, "app_blue", "app-blue-0"); !empty || err != nil {
+	if empty, err := f.isEmpty(ctx, "app_blue", "app-blue-0"); !empty || err != nil {
 		t.Fatalf("IsEmpty %v %v", empty, err)
 	}
-	must(t, f.WaitEmpty(ctx, "app_blue", "app-blue-0", 0))
-	must(t, f.SetWeight(ctx, "app_blue", "app-blue-0", 10))
+	must(t, f.waitEmpty(ctx, "app_blue", "app-blue-0", 0))
+	must(t, f.setWeight(ctx, "app_blue", "app-blue-0", 10))
 	must(t, f.SetAddr(ctx, "app_blue", "app-blue-0", "127.0.0.1", blue.port()+1))
 	cmd, err := SetWeightCmd("app_blue", "app-blue-0", 20)
 	must(t, err)
@@ -175,9 +175,9 @@ func TestFleetAppliesServerChangesToEveryInstance(t *testing.T) {
 		}
 	}
 	must(t, f.ShutdownSessions(ctx, "app_blue", "app-blue-0"))
-	must(t, f.SetState(ctx, "app_blue", "app-blue-0", StateMaint))
-	must(t, f.DelServer(ctx, "app_blue", "app-blue-0"))
-	must(t, f.DelServer(ctx, "app_blue", "app-blue-0")) // already gone: not an error
+	must(t, f.setState(ctx, "app_blue", "app-blue-0", StateMaint))
+	must(t, f.delServer(ctx, "app_blue", "app-blue-0"))
+	must(t, f.delServer(ctx, "app_blue", "app-blue-0")) // already gone: not an error
 	for _, c := range []*Client{a, b} {
 		if rows, _ := c.ServersState(ctx, "app_blue"); len(rows) != 0 {
 			t.Fatalf("%s still has %v", c.Name(), rows)
@@ -196,7 +196,7 @@ func TestFleetAppliesServerChangesToEveryInstance(t *testing.T) {
 
 	t.Run("an instance that fails is named", func(t *testing.T) {
 		h2.Stop()
-		err := f.SetState(ctx, "app_green", "app-green-0", StateReady)
+		err := f.setState(ctx, "app_green", "app-green-0", StateReady)
 		var ie *InstanceError
 		if !errors.As(err, &ie) || ie.Instance != "edge-b" || !errors.Is(err, ErrUnreachable) {
 			t.Fatalf("%v", err)
@@ -209,7 +209,7 @@ func TestFleetAppliesServerChangesToEveryInstance(t *testing.T) {
 	t.Run("persist writes the instances that answer and names the one that does not", func(t *testing.T) {
 		rev, err := NewFleet(env.layout, WriteOptions{}, Instance{Client: b, Dir: h2.Dir}, Instance{Client: a})
 		must(t, err)
-		must(t, a.SetState(ctx, "app_green", "app-green-0", StateDrain))
+		must(t, a.setState(ctx, "app_green", "app-green-0", StateDrain))
 		_, err = rev.Persist(ctx)
 		if !errors.Is(err, ErrPersist) || !strings.Contains(err.Error(), "edge-b") || strings.Contains(err.Error(), "edge-a") {
 			t.Fatalf("%v: want ErrPersist naming edge-b only", err)

@@ -59,7 +59,7 @@ func FuzzParseServersState(f *testing.F) {
 func FuzzParseServersConn(f *testing.F) {
 	seedFrom(f, "show-servers-conn.txt")
 	f.Fuzz(func(t *testing.T, s string) {
-		rows, err := ParseServersConn(s)
+		rows, err := parseServersConn(s)
 		if err != nil {
 			return
 		}
@@ -74,14 +74,14 @@ func FuzzParseServersConn(f *testing.F) {
 func FuzzParseInfo(f *testing.F) {
 	seedFrom(f, "show-info.txt")
 	f.Fuzz(func(t *testing.T, s string) {
-		info, err := ParseInfo(s)
+		info, err := parseInfo(s)
 		if err != nil {
 			return
 		}
 		if info.Version == "" {
 			t.Fatal("parsed without a version")
 		}
-		ParseVersion(info.Version)
+		parseVersion(info.Version)
 	})
 }
 
@@ -89,25 +89,25 @@ func FuzzParseMap(f *testing.F) {
 	seedFrom(f, "show-map.txt")
 	f.Add("app.test app_blue\n# c\n/api  app_green:10\n")
 	f.Fuzz(func(t *testing.T, s string) {
-		if entries, err := ParseShowMap(s); err == nil {
+		if entries, err := parseShowMap(s); err == nil {
 			for _, e := range entries {
 				if e.Key == "" || strings.ContainsAny(e.Key, " \n") {
 					t.Fatalf("bad key %q", e.Key)
 				}
 			}
 		}
-		entries, err := ParseMapFile(s)
+		entries, err := parseMapFile(s)
 		if err != nil {
 			return
 		}
 		// What swap writes from these entries reads back the same.
 		var valid []MapEntry
 		for _, e := range entries {
-			if CheckMapEntry(e.Key, e.Value) == nil {
+			if checkMapEntry(e.Key, e.Value) == nil {
 				valid = append(valid, e)
 			}
 		}
-		back, err := ParseMapFile(string(renderMap(valid)))
+		back, err := parseMapFile(string(renderMap(valid)))
 		if err != nil {
 			t.Fatalf("rendered map does not parse: %v", err)
 		}
@@ -131,7 +131,7 @@ func sortEntries(e []MapEntry) {
 func FuzzParseShowProc(f *testing.F) {
 	seedFrom(f, "show-proc.txt")
 	f.Fuzz(func(t *testing.T, s string) {
-		procs, err := ParseShowProc(s)
+		procs, err := parseShowProc(s)
 		if err != nil {
 			return
 		}
@@ -149,8 +149,8 @@ func FuzzParseSmallAnswers(f *testing.F) {
 		f.Add(c.Answer)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		ParseWeight(s)
-		if names, err := ParseBackends(s); err == nil {
+		parseWeight(s)
+		if names, err := parseBackends(s); err == nil {
 			for _, n := range names {
 				if n == "" || strings.ContainsAny(n, " \t\n") {
 					t.Fatalf("bad backend name %q", n)
@@ -158,7 +158,7 @@ func FuzzParseSmallAnswers(f *testing.F) {
 			}
 		}
 		classify(s)
-		ParseCanaryValue(s)
+		parseCanaryValue(s)
 	})
 }
 
@@ -185,13 +185,13 @@ func FuzzEscape(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if CheckArg(s) != nil {
+		if checkArg(s) != nil {
 			if _, err := NewCommand("set", "map", "/m", "k", s); err == nil {
 				t.Fatalf("NewCommand took unsafe %q", s)
 			}
 			return
 		}
-		e := Escape(s)
+		e := escape(s)
 		if words := splitWords(e); len(words) != 1 || words[0] != s {
 			t.Fatalf("%q escaped to %q reads as %q", s, e, words)
 		}
@@ -201,8 +201,8 @@ func FuzzEscape(f *testing.F) {
 		if endsInPayloadPattern(e) {
 			t.Fatalf("%q escaped to %q ends in <<", s, e)
 		}
-		if Unescape(e) != s {
-			t.Fatalf("Unescape(Escape(%q)) = %q", s, Unescape(e))
+		if unescape(e) != s {
+			t.Fatalf("Unescape(Escape(%q)) = %q", s, unescape(e))
 		}
 		cmd, err := NewCommand("set", "map", "/m", "k", s)
 		if err != nil {
@@ -224,7 +224,7 @@ func FuzzParseConfigServers(f *testing.F) {
 	f.Add(string(renderConfig(l)))
 	f.Add("backend x\n    server s [::1]:80 weight 7\n")
 	f.Fuzz(func(t *testing.T, s string) {
-		servers, err := ParseConfigServers(s)
+		servers, err := parseConfigServers(s)
 		if err != nil {
 			return
 		}
@@ -262,7 +262,7 @@ func FuzzUnifiedDiff(f *testing.F) {
 		if !reflect.DeepEqual(gotB, y) && !(len(gotB) == 0 && len(y) == 0) {
 			t.Fatalf("the diff does not hold b")
 		}
-		if d := UnifiedDiff("a", "b", []byte(a), []byte(b)); (d == "") != (a == b) {
+		if d := unifiedDiff("a", "b", []byte(a), []byte(b)); (d == "") != (a == b) {
 			t.Fatalf("diff %q for equal=%v", d, a == b)
 		}
 	})

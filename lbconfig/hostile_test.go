@@ -31,7 +31,7 @@ func TestHostileValuesNeverRunASecondCommandOrHang(t *testing.T) {
 		if ss := serverState(t, c, "app_blue", "app-blue-0"); !ss.AdminState.Maint() {
 			t.Fatal("the raw injection did not run: this test could not see one")
 		}
-		must(t, c.SetState(context.Background(), "app_blue", "app-blue-0", StateReady))
+		must(t, c.setState(context.Background(), "app_blue", "app-blue-0", StateReady))
 		untouched(t)
 	})
 
@@ -82,7 +82,7 @@ func TestHostileValuesNeverRunASecondCommandOrHang(t *testing.T) {
 			if _, err := NewCommand("set", "map", routes, "app.test", v); !errors.Is(err, ErrUnsafeArgument) {
 				t.Fatalf("%q: %v", v, err)
 			}
-			if err := c.SetMap(ctx, routes, "app.test", v); err == nil {
+			if err := c.setMap(ctx, routes, "app.test", v); err == nil {
 				t.Fatalf("SetMap took %q", v)
 			}
 		}
@@ -94,13 +94,13 @@ func TestHostileValuesNeverRunASecondCommandOrHang(t *testing.T) {
 		bad := []string{"app-blue-1;" + victim, "app-blue-1 x", "app-blue-1\n", "app-blue-1<<", "a/b", ""}
 		for _, name := range bad {
 			for _, err := range []error{
-				c.SetState(ctx, "app_blue", name, StateMaint),
-				c.SetState(ctx, name, "app-blue-1", StateMaint),
-				c.SetWeight(ctx, "app_blue", name, 0),
-				c.SetHealth(ctx, "app_blue", name, HealthDown),
-				c.DisableHealth(ctx, "app_blue", name),
+				c.setState(ctx, "app_blue", name, StateMaint),
+				c.setState(ctx, name, "app-blue-1", StateMaint),
+				c.setWeight(ctx, "app_blue", name, 0),
+				c.setHealth(ctx, "app_blue", name, HealthDown),
+				c.disableHealth(ctx, "app_blue", name),
 				c.ShutdownSessions(ctx, "app_blue", name),
-				c.DelServer(ctx, "app_blue", name),
+				c.delServer(ctx, "app_blue", name),
 				c.AddServer(ctx, "app_blue", Server{Name: name, Addr: "127.0.0.1", Port: 1}),
 				func() error {
 					if name == "" {
@@ -124,7 +124,7 @@ func TestHostileValuesNeverRunASecondCommandOrHang(t *testing.T) {
 	t.Run("map entries that would break the map file are refused", func(t *testing.T) {
 		ctx := context.Background()
 		for _, kv := range [][2]string{{"a b", "x"}, {"k", "a b"}, {"#k", "x"}, {"k", ""}, {"k", "x\ty"}} {
-			if err := c.AddMap(ctx, routes, kv[0], kv[1]); !errors.Is(err, ErrMapEntryInvalid) {
+			if err := c.addMap(ctx, routes, kv[0], kv[1]); !errors.Is(err, ErrMapEntryInvalid) {
 				t.Fatalf("%q: %v", kv, err)
 			}
 		}

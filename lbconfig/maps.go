@@ -8,10 +8,10 @@ import (
 	"strings"
 )
 
-// CheckMapEntry checks a key or value for swap's maps: non-empty, no whitespace or control
+// checkMapEntry checks a key or value for swap's maps: non-empty, no whitespace or control
 // characters (the map file is whitespace-separated and `show map` prints raw text), and
 // a key does not start with '#' (a comment in the map file).
-func CheckMapEntry(key, value string) error {
+func checkMapEntry(key, value string) error {
 	for _, s := range []string{key, value} {
 		if s == "" {
 			return fmt.Errorf("map entry %q %q: empty: %w", key, value, ErrMapEntryInvalid)
@@ -29,7 +29,7 @@ func CheckMapEntry(key, value string) error {
 }
 
 func checkMapFile(file string) error {
-	if err := CheckArg(file); err != nil {
+	if err := checkArg(file); err != nil {
 		return fmt.Errorf("map %q: %w", file, err)
 	}
 	return nil
@@ -45,7 +45,7 @@ func (c *Client) ShowMap(ctx context.Context, file string) ([]MapEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	entries, err := ParseShowMap(out)
+	entries, err := parseShowMap(out)
 	if err != nil {
 		return nil, fmt.Errorf("haproxy %s: %w", c.name, err)
 	}
@@ -67,58 +67,58 @@ func (c *Client) GetMap(ctx context.Context, file, key string) (string, bool, er
 	return "", false, nil
 }
 
-// SetMapCmd is `set map <file> <key> <value>`: it changes an existing entry
+// setMapCmd is `set map <file> <key> <value>`: it changes an existing entry
 // (ErrMapKeyNotFound if there is none).
-func SetMapCmd(file, key, value string) (Command, error) {
+func setMapCmd(file, key, value string) (Command, error) {
 	if err := checkMapFile(file); err != nil {
 		return Command{}, err
 	}
-	if err := CheckMapEntry(key, value); err != nil {
+	if err := checkMapEntry(key, value); err != nil {
 		return Command{}, err
 	}
 	return mustCommand(okEmpty, "set", "map", file, key, value), nil
 }
 
-// AddMapCmd is `add map <file> <key> <value>`. HAProxy does not check for duplicates.
-func AddMapCmd(file, key, value string) (Command, error) {
+// addMapCmd is `add map <file> <key> <value>`. HAProxy does not check for duplicates.
+func addMapCmd(file, key, value string) (Command, error) {
 	if err := checkMapFile(file); err != nil {
 		return Command{}, err
 	}
-	if err := CheckMapEntry(key, value); err != nil {
+	if err := checkMapEntry(key, value); err != nil {
 		return Command{}, err
 	}
 	return mustCommand(okEmpty, "add", "map", file, key, value), nil
 }
 
-// DelMapCmd is `del map <file> <key>`.
-func DelMapCmd(file, key string) (Command, error) {
+// delMapCmd is `del map <file> <key>`.
+func delMapCmd(file, key string) (Command, error) {
 	if err := checkMapFile(file); err != nil {
 		return Command{}, err
 	}
-	if err := CheckMapEntry(key, "-"); err != nil {
+	if err := checkMapEntry(key, "-"); err != nil {
 		return Command{}, err
 	}
 	return mustCommand(okEmpty, "del", "map", file, key), nil
 }
 
-// SetMap changes an existing entry; ErrMapKeyNotFound if the key is absent.
-func (c *Client) SetMap(ctx context.Context, file, key, value string) error {
-	return c.run1(ctx, func() (Command, error) { return SetMapCmd(file, key, value) })
+// setMap changes an existing entry; ErrMapKeyNotFound if the key is absent.
+func (c *Client) setMap(ctx context.Context, file, key, value string) error {
+	return c.run1(ctx, func() (Command, error) { return setMapCmd(file, key, value) })
 }
 
-// AddMap adds an entry (HAProxy keeps duplicates: prefer PutMap).
-func (c *Client) AddMap(ctx context.Context, file, key, value string) error {
-	return c.run1(ctx, func() (Command, error) { return AddMapCmd(file, key, value) })
+// addMap adds an entry (HAProxy keeps duplicates: prefer PutMap).
+func (c *Client) addMap(ctx context.Context, file, key, value string) error {
+	return c.run1(ctx, func() (Command, error) { return addMapCmd(file, key, value) })
 }
 
-// DelMap deletes every entry of key; ErrMapKeyNotFound if there is none.
-func (c *Client) DelMap(ctx context.Context, file, key string) error {
-	return c.run1(ctx, func() (Command, error) { return DelMapCmd(file, key) })
+// delMap deletes every entry of key; ErrMapKeyNotFound if there is none.
+func (c *Client) delMap(ctx context.Context, file, key string) error {
+	return c.run1(ctx, func() (Command, error) { return delMapCmd(file, key) })
 }
 
 // PutMap points key at value with one runtime command: `set map` when the key is there,
 // `add map` when it is not; an empty value deletes the key (`del map`). It returns the
-// previous value and whether there was one, so the change can be undone (RestoreMap).
+// previous value and whether there was one, so the change can be undone (restoreMap).
 func (c *Client) PutMap(ctx context.Context, file, key, value string) (prev string, existed bool, err error) {
 	prev, existed, _, err = c.putMap(ctx, file, key, value)
 	return prev, existed, err
@@ -132,7 +132,7 @@ func (c *Client) putMap(ctx context.Context, file, key, value string) (prev stri
 	if value == "" {
 		check = "-"
 	}
-	if err := CheckMapEntry(key, check); err != nil {
+	if err := checkMapEntry(key, check); err != nil {
 		return "", false, false, err
 	}
 	if err := checkMapFile(file); err != nil {
@@ -144,7 +144,7 @@ func (c *Client) putMap(ctx context.Context, file, key, value string) (prev stri
 		if err != nil || !existed {
 			return "", false, err == nil, err
 		}
-		return prev, true, true, c.DelMap(ctx, file, key)
+		return prev, true, true, c.delMap(ctx, file, key)
 	}
 	answers, errs, err := c.doEach(ctx, []Command{show, mustCommand(okEmpty, "set", "map", file, key, value)})
 	if err != nil {
@@ -153,7 +153,7 @@ func (c *Client) putMap(ctx context.Context, file, key, value string) (prev stri
 	if errs[0] != nil {
 		return "", false, false, errs[0]
 	}
-	entries, perr := ParseShowMap(answers[0])
+	entries, perr := parseShowMap(answers[0])
 	if perr != nil {
 		return "", false, false, fmt.Errorf("haproxy %s: %w", c.name, perr)
 	}
@@ -167,18 +167,18 @@ func (c *Client) putMap(ctx context.Context, file, key, value string) (prev stri
 	case errs[1] == nil:
 		return prev, existed, true, nil
 	case !existed && errors.Is(errs[1], ErrMapKeyNotFound):
-		return "", false, true, c.AddMap(ctx, file, key, value)
+		return "", false, true, c.addMap(ctx, file, key, value)
 	}
 	return prev, existed, true, errs[1]
 }
 
-// RestoreMap undoes a PutMap: it sets key back to prev, or deletes it when !existed.
-func (c *Client) RestoreMap(ctx context.Context, file, key, prev string, existed bool) error {
+// restoreMap undoes a PutMap: it sets key back to prev, or deletes it when !existed.
+func (c *Client) restoreMap(ctx context.Context, file, key, prev string, existed bool) error {
 	if existed {
 		_, _, err := c.PutMap(ctx, file, key, prev)
 		return err
 	}
-	err := c.DelMap(ctx, file, key)
+	err := c.delMap(ctx, file, key)
 	if isKeyNotFound(err) {
 		return nil
 	}
@@ -189,15 +189,15 @@ func isKeyNotFound(err error) bool {
 	return errors.Is(err, ErrMapKeyNotFound)
 }
 
-// ReplaceMap replaces a map's whole content atomically: `prepare map` makes an empty
+// replaceMap replaces a map's whole content atomically: `prepare map` makes an empty
 // version, the entries are added to it (batched), and `commit map` switches every
 // lookup to it at once. If anything fails before the commit, the live map is untouched.
-func (c *Client) ReplaceMap(ctx context.Context, file string, entries []MapEntry) error {
+func (c *Client) replaceMap(ctx context.Context, file string, entries []MapEntry) error {
 	if err := checkMapFile(file); err != nil {
 		return err
 	}
 	for _, e := range entries {
-		if err := CheckMapEntry(e.Key, e.Value); err != nil {
+		if err := checkMapEntry(e.Key, e.Value); err != nil {
 			return err
 		}
 	}
@@ -221,16 +221,16 @@ func (c *Client) ReplaceMap(ctx context.Context, file string, entries []MapEntry
 	return err
 }
 
-// CanaryValue is the canary map's value: "<backend>:<weight>". HAProxy's frontend splits
+// canaryValue is the canary map's value: "<backend>:<weight>". HAProxy's frontend splits
 // it with field(1,:) and field(2,:) (see Render).
-func CanaryValue(backend string, weight int) string {
+func canaryValue(backend string, weight int) string {
 	return backend + ":" + strconv.Itoa(weight)
 }
 
-// ParseCanaryValue reads a CanaryValue.
-func ParseCanaryValue(v string) (backend string, weight int, err error) {
+// parseCanaryValue reads a canaryValue.
+func parseCanaryValue(v string) (backend string, weight int, err error) {
 	be, w, ok := strings.Cut(v, ":")
-	if !ok || !ValidName(be) {
+	if !ok || !validName(be) {
 		return "", 0, fmt.Errorf("canary value %q: want <backend>:<weight>: %w", v, ErrParse)
 	}
 	weight, err = strconv.Atoi(w)

@@ -32,7 +32,7 @@ func (m *Master) Version(ctx context.Context) (Version, error) {
 	if err != nil {
 		return Version{}, err
 	}
-	return ParseVersion(strings.TrimSpace(out))
+	return parseVersion(strings.TrimSpace(out))
 }
 
 // ShowProc lists the master and its workers.
@@ -41,7 +41,7 @@ func (m *Master) ShowProc(ctx context.Context) ([]Proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	procs, err := ParseShowProc(out)
+	procs, err := parseShowProc(out)
 	if err != nil {
 		return nil, fmt.Errorf("haproxy master %s: %w", m.c.name, err)
 	}

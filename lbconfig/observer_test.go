@@ -44,7 +44,7 @@ func TestObserverHearsEveryCommandSentWithItsVerbAndOutcome(t *testing.T) {
 	must(t, err)
 	must(t, env.c.AddServer(ctx, "app_blue", Server{Name: "app-blue-0", Addr: "127.0.0.1", Port: 1}))
 
-	must(t, c.SetState(ctx, "app_blue", "app-blue-0", StateDrain))
+	must(t, c.setState(ctx, "app_blue", "app-blue-0", StateDrain))
 	if got := rec.take(); len(got) != 1 || got[0] != (observation{"lb1", "set server", nil}) {
 		t.Fatalf("one set server: heard %+v", got)
 	}
@@ -69,7 +69,7 @@ func TestObserverHearsEveryCommandSentWithItsVerbAndOutcome(t *testing.T) {
 	// Nothing listens: every command of the line is heard failing.
 	bad, err := New("unix", filepath.Join(t.TempDir(), "none.sock"), WithName("lb2"), WithObserver(rec.observe))
 	must(t, err)
-	if err := bad.SetState(ctx, "app_blue", "app-blue-0", StateReady); !errors.Is(err, ErrUnreachable) {
+	if err := bad.setState(ctx, "app_blue", "app-blue-0", StateReady); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("%v, want ErrUnreachable", err)
 	}
 	if got := rec.take(); len(got) != 1 || got[0].instance != "lb2" || got[0].verb != "set server" || !errors.Is(got[0].err, ErrUnreachable) {

@@ -180,7 +180,7 @@ var (
 	okPrepared   = expectation{kind: expectPrefix, prefix: []string{"New version created:"}}
 )
 
-// AddServerCmd is the safe activation of a new server, as one command line:
+// addServerCmd is the safe activation of a new server, as one command line:
 //
 //	add server be/s <addr> check inter .. rise .. fall .. weight ..;enable health be/s;
 //	set server be/s state ready;set server be/s health down
@@ -188,7 +188,7 @@ var (
 // The server starts DOWN and climbs to UP by real checks (rise); `health down` comes
 // after `ready` because leaving maintenance marks a checked server up. A server with
 // checks disabled skips the last step and takes traffic at once.
-func AddServerCmd(backend string, s Server) (Command, error) {
+func addServerCmd(backend string, s Server) (Command, error) {
 	ref, err := serverRef(backend, s.Name)
 	if err != nil {
 		return Command{}, err
@@ -211,7 +211,7 @@ func AddServerCmd(backend string, s Server) (Command, error) {
 	return joinCommands(okRegistered, cmds...), nil
 }
 
-// AddServer adds s to backend with the safe activation sequence (AddServerCmd). A server
+// AddServer adds s to backend with the safe activation sequence (addServerCmd). A server
 // of that name already in the backend is left untouched: the error wraps
 // ErrAlreadyExists.
 func (c *Client) AddServer(ctx context.Context, backend string, s Server) error {
@@ -224,7 +224,7 @@ func (c *Client) AddServer(ctx context.Context, backend string, s Server) error 
 func (c *Client) AddServers(ctx context.Context, backend string, servers []Server) error {
 	cmds := make([]Command, len(servers))
 	for i, s := range servers {
-		cmd, err := AddServerCmd(backend, s)
+		cmd, err := addServerCmd(backend, s)
 		if err != nil {
 			return err
 		}
@@ -252,8 +252,8 @@ func (c *Client) AddServers(ctx context.Context, backend string, servers []Serve
 	return err
 }
 
-// DelServerCmd is `del server be/s`.
-func DelServerCmd(backend, server string) (Command, error) {
+// delServerCmd is `del server be/s`.
+func delServerCmd(backend, server string) (Command, error) {
 	ref, err := serverRef(backend, server)
 	if err != nil {
 		return Command{}, err
@@ -261,12 +261,12 @@ func DelServerCmd(backend, server string) (Command, error) {
 	return mustCommand(okDeleted, "del", "server", ref), nil
 }
 
-// DelServer deletes a server. HAProxy deletes only a server in maintenance without
-// sessions, queue or idle connections; DelServer retries while the answer is
+// delServer deletes a server. HAProxy deletes only a server in maintenance without
+// sessions, queue or idle connections; delServer retries while the answer is
 // ErrNotRemovable, until the context's deadline (10s without one). Put the server in
-// maint first (SetState) and, to hurry it, ShutdownSessions.
-func (c *Client) DelServer(ctx context.Context, backend, server string) error {
-	cmd, err := DelServerCmd(backend, server)
+// maint first (setState) and, to hurry it, ShutdownSessions.
+func (c *Client) delServer(ctx context.Context, backend, server string) error {
+	cmd, err := delServerCmd(backend, server)
 	if err != nil {
 		return err
 	}
@@ -322,8 +322,8 @@ const (
 	StateMaint State = "maint" // gets nothing; checks stop
 )
 
-// SetStateCmd is `set server be/s state <st>`.
-func SetStateCmd(backend, server string, st State) (Command, error) {
+// setStateCmd is `set server be/s state <st>`.
+func setStateCmd(backend, server string, st State) (Command, error) {
 	ref, err := serverRef(backend, server)
 	if err != nil {
 		return Command{}, err
@@ -336,9 +336,9 @@ func SetStateCmd(backend, server string, st State) (Command, error) {
 	return mustCommand(okEmpty, "set", "server", ref, "state", string(st)), nil
 }
 
-// SetState sets a server's administrative state.
-func (c *Client) SetState(ctx context.Context, backend, server string, st State) error {
-	return c.run1(ctx, func() (Command, error) { return SetStateCmd(backend, server, st) })
+// setState sets a server's administrative state.
+func (c *Client) setState(ctx context.Context, backend, server string, st State) error {
+	return c.run1(ctx, func() (Command, error) { return setStateCmd(backend, server, st) })
 }
 
 // SetWeightCmd is `set server be/s weight <w>` (0..256).
@@ -353,13 +353,13 @@ func SetWeightCmd(backend, server string, weight int) (Command, error) {
 	return mustCommand(okEmpty, "set", "server", ref, "weight", strconv.Itoa(weight)), nil
 }
 
-// SetWeight sets a server's weight.
-func (c *Client) SetWeight(ctx context.Context, backend, server string, weight int) error {
+// setWeight sets a server's weight.
+func (c *Client) setWeight(ctx context.Context, backend, server string, weight int) error {
 	return c.run1(ctx, func() (Command, error) { return SetWeightCmd(backend, server, weight) })
 }
 
-// SetAddrCmd is `set server be/s addr <ip> port <port>`.
-func SetAddrCmd(backend, server, ip string, port int) (Command, error) {
+// setAddrCmd is `set server be/s addr <ip> port <port>`.
+func setAddrCmd(backend, server, ip string, port int) (Command, error) {
 	ref, err := serverRef(backend, server)
 	if err != nil {
 		return Command{}, err
@@ -375,7 +375,7 @@ func SetAddrCmd(backend, server, ip string, port int) (Command, error) {
 
 // SetAddr moves a server to another address and port.
 func (c *Client) SetAddr(ctx context.Context, backend, server, ip string, port int) error {
-	return c.run1(ctx, func() (Command, error) { return SetAddrCmd(backend, server, ip, port) })
+	return c.run1(ctx, func() (Command, error) { return setAddrCmd(backend, server, ip, port) })
 }
 
 // Health is a server's forced check health.
@@ -388,8 +388,8 @@ const (
 	HealthDown     Health = "down"
 )
 
-// SetHealthCmd is `set server be/s health <h>`.
-func SetHealthCmd(backend, server string, h Health) (Command, error) {
+// setHealthCmd is `set server be/s health <h>`.
+func setHealthCmd(backend, server string, h Health) (Command, error) {
 	ref, err := serverRef(backend, server)
 	if err != nil {
 		return Command{}, err
@@ -402,13 +402,13 @@ func SetHealthCmd(backend, server string, h Health) (Command, error) {
 	return mustCommand(okEmpty, "set", "server", ref, "health", string(h)), nil
 }
 
-// SetHealth forces a server's health; its checks carry on from there.
-func (c *Client) SetHealth(ctx context.Context, backend, server string, h Health) error {
-	return c.run1(ctx, func() (Command, error) { return SetHealthCmd(backend, server, h) })
+// setHealth forces a server's health; its checks carry on from there.
+func (c *Client) setHealth(ctx context.Context, backend, server string, h Health) error {
+	return c.run1(ctx, func() (Command, error) { return setHealthCmd(backend, server, h) })
 }
 
-// EnableHealthCmd is `enable health be/s`; DisableHealthCmd is `disable health be/s`.
-func EnableHealthCmd(backend, server string) (Command, error) {
+// enableHealthCmd is `enable health be/s`; disableHealthCmd is `disable health be/s`.
+func enableHealthCmd(backend, server string) (Command, error) {
 	ref, err := serverRef(backend, server)
 	if err != nil {
 		return Command{}, err
@@ -416,8 +416,8 @@ func EnableHealthCmd(backend, server string) (Command, error) {
 	return mustCommand(okEmpty, "enable", "health", ref), nil
 }
 
-// DisableHealthCmd is `disable health be/s`.
-func DisableHealthCmd(backend, server string) (Command, error) {
+// disableHealthCmd is `disable health be/s`.
+func disableHealthCmd(backend, server string) (Command, error) {
 	ref, err := serverRef(backend, server)
 	if err != nil {
 		return Command{}, err
@@ -425,18 +425,18 @@ func DisableHealthCmd(backend, server string) (Command, error) {
 	return mustCommand(okEmpty, "disable", "health", ref), nil
 }
 
-// EnableHealth turns a server's health checks on.
-func (c *Client) EnableHealth(ctx context.Context, backend, server string) error {
-	return c.run1(ctx, func() (Command, error) { return EnableHealthCmd(backend, server) })
+// enableHealth turns a server's health checks on.
+func (c *Client) enableHealth(ctx context.Context, backend, server string) error {
+	return c.run1(ctx, func() (Command, error) { return enableHealthCmd(backend, server) })
 }
 
-// DisableHealth turns a server's health checks off.
-func (c *Client) DisableHealth(ctx context.Context, backend, server string) error {
-	return c.run1(ctx, func() (Command, error) { return DisableHealthCmd(backend, server) })
+// disableHealth turns a server's health checks off.
+func (c *Client) disableHealth(ctx context.Context, backend, server string) error {
+	return c.run1(ctx, func() (Command, error) { return disableHealthCmd(backend, server) })
 }
 
-// ShutdownSessionsCmd is `shutdown sessions server be/s`.
-func ShutdownSessionsCmd(backend, server string) (Command, error) {
+// shutdownSessionsCmd is `shutdown sessions server be/s`.
+func shutdownSessionsCmd(backend, server string) (Command, error) {
 	ref, err := serverRef(backend, server)
 	if err != nil {
 		return Command{}, err
@@ -445,9 +445,9 @@ func ShutdownSessionsCmd(backend, server string) (Command, error) {
 }
 
 // ShutdownSessions closes every session on a server. HAProxy does it asynchronously:
-// poll IsEmpty (or retry DelServer) afterwards.
+// poll isEmpty (or retry delServer) afterwards.
 func (c *Client) ShutdownSessions(ctx context.Context, backend, server string) error {
-	return c.run1(ctx, func() (Command, error) { return ShutdownSessionsCmd(backend, server) })
+	return c.run1(ctx, func() (Command, error) { return shutdownSessionsCmd(backend, server) })
 }
 
 func (c *Client) run1(ctx context.Context, build func() (Command, error)) error {
@@ -469,7 +469,7 @@ func (c *Client) Weight(ctx context.Context, backend, server string) (current, i
 	if err != nil {
 		return 0, 0, err
 	}
-	return ParseWeight(out)
+	return parseWeight(out)
 }
 
 // Stat returns `show stat` parsed: every row, or with backend set, the backend's own row
@@ -550,7 +550,7 @@ func (c *Client) ServersConn(ctx context.Context, backend string) ([]ServerConn,
 	if err != nil {
 		return nil, err
 	}
-	rows, err := ParseServersConn(out)
+	rows, err := parseServersConn(out)
 	if err != nil {
 		return nil, fmt.Errorf("haproxy %s: %w", c.name, err)
 	}
@@ -563,7 +563,7 @@ func (c *Client) Info(ctx context.Context) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	info, err := ParseInfo(out)
+	info, err := parseInfo(out)
 	if err != nil {
 		return Info{}, fmt.Errorf("haproxy %s: %w", c.name, err)
 	}
@@ -576,7 +576,7 @@ func (c *Client) Backends(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	names, err := ParseBackends(out)
+	names, err := parseBackends(out)
 	if err != nil {
 		return nil, fmt.Errorf("haproxy %s: %w", c.name, err)
 	}
@@ -603,15 +603,15 @@ func (c *Client) ServerUsage(ctx context.Context, backend, server string) (Usage
 	return Usage{Sessions: st.Scur, Queued: st.Qcur, UsedConn: st.UsedConnCur}, nil
 }
 
-// IsEmpty reports whether a server has no sessions, no queue and no connections in use.
-func (c *Client) IsEmpty(ctx context.Context, backend, server string) (bool, error) {
+// isEmpty reports whether a server has no sessions, no queue and no connections in use.
+func (c *Client) isEmpty(ctx context.Context, backend, server string) (bool, error) {
 	u, err := c.ServerUsage(ctx, backend, server)
 	return err == nil && u.Empty(), err
 }
 
-// WaitEmpty polls IsEmpty every interval until the server is empty or ctx ends; the
+// waitEmpty polls isEmpty every interval until the server is empty or ctx ends; the
 // error then wraps ErrNotEmpty and says what was left.
-func (c *Client) WaitEmpty(ctx context.Context, backend, server string, every time.Duration) error {
+func (c *Client) waitEmpty(ctx context.Context, backend, server string, every time.Duration) error {
 	if every <= 0 {
 		every = 100 * time.Millisecond
 	}

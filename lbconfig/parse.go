@@ -317,9 +317,9 @@ type ServerConn struct {
 	Fields        map[string]string
 }
 
-// ParseServersConn reads `show servers conn`: a "# " header, then one row per server
+// parseServersConn reads `show servers conn`: a "# " header, then one row per server
 // whose first field is "backend/server".
-func ParseServersConn(out string) ([]ServerConn, error) {
+func parseServersConn(out string) ([]ServerConn, error) {
 	lines := strings.Split(strings.Trim(out, "\n"), "\n")
 	if len(lines) == 1 && lines[0] == "" {
 		return nil, nil
@@ -400,8 +400,8 @@ type Info struct {
 	Fields    map[string]string
 }
 
-// ParseInfo reads `show info`.
-func ParseInfo(out string) (Info, error) {
+// parseInfo reads `show info`.
+func parseInfo(out string) (Info, error) {
 	info := Info{Fields: map[string]string{}}
 	for _, line := range strings.Split(out, "\n") {
 		if strings.TrimSpace(line) == "" {
@@ -435,10 +435,10 @@ type MapEntry struct {
 	Value string
 }
 
-// ParseShowMap reads `show map <file>`: "<ref> <key> <value>" per line. Keys never hold
-// whitespace in swap's maps (CheckMapEntry), so the key is the second field and the value
+// parseShowMap reads `show map <file>`: "<ref> <key> <value>" per line. Keys never hold
+// whitespace in swap's maps (checkMapEntry), so the key is the second field and the value
 // the rest of the line.
-func ParseShowMap(out string) ([]MapEntry, error) {
+func parseShowMap(out string) ([]MapEntry, error) {
 	var entries []MapEntry
 	for n, line := range strings.Split(out, "\n") {
 		if strings.TrimSpace(line) == "" {
@@ -457,10 +457,10 @@ func ParseShowMap(out string) ([]MapEntry, error) {
 	return entries, nil
 }
 
-// ParseMapFile reads a map file as HAProxy loads it: "<key> <value>" per line, blank
+// parseMapFile reads a map file as HAProxy loads it: "<key> <value>" per line, blank
 // lines and lines starting with '#' ignored, the key ends at the first space or tab and
 // the value is the rest of the line, trimmed.
-func ParseMapFile(data string) ([]MapEntry, error) {
+func parseMapFile(data string) ([]MapEntry, error) {
 	var entries []MapEntry
 	for n, line := range strings.Split(data, "\n") {
 		line = strings.TrimRight(line, "\r")
@@ -481,8 +481,8 @@ func ParseMapFile(data string) ([]MapEntry, error) {
 	return entries, nil
 }
 
-// ParseWeight reads `get weight be/srv`: "50 (initial 100)".
-func ParseWeight(out string) (current, initial int, err error) {
+// parseWeight reads `get weight be/srv`: "50 (initial 100)".
+func parseWeight(out string) (current, initial int, err error) {
 	out = strings.TrimSpace(out)
 	a, b, ok := strings.Cut(out, " (initial ")
 	if !ok || !strings.HasSuffix(b, ")") {
@@ -496,8 +496,8 @@ func ParseWeight(out string) (current, initial int, err error) {
 	return current, initial, nil
 }
 
-// ParseBackends reads `show backend`: a "# name" header and one name per line.
-func ParseBackends(out string) ([]string, error) {
+// parseBackends reads `show backend`: a "# name" header and one name per line.
+func parseBackends(out string) ([]string, error) {
 	var names []string
 	for n, line := range strings.Split(out, "\n") {
 		line = strings.TrimSpace(line)
@@ -527,10 +527,10 @@ type Proc struct {
 	Version string
 }
 
-// ParseShowProc reads the master CLI's `show proc`. The current worker comes first among
+// parseShowProc reads the master CLI's `show proc`. The current worker comes first among
 // the workers; old workers (still finishing connections after a reload) follow, marked
 // with a "# old workers" section in some versions.
-func ParseShowProc(out string) ([]Proc, error) {
+func parseShowProc(out string) ([]Proc, error) {
 	var procs []Proc
 	for n, line := range strings.Split(out, "\n") {
 		line = strings.TrimSpace(line)

@@ -103,7 +103,7 @@ func TestParseServersStateReadsStatesAndWeights(t *testing.T) {
 }
 
 func TestParseServersConnSplitsBackendAndServer(t *testing.T) {
-	rows, err := ParseServersConn(readTestdata(t, "show-servers-conn.txt"))
+	rows, err := parseServersConn(readTestdata(t, "show-servers-conn.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,11 +113,11 @@ func TestParseServersConnSplitsBackendAndServer(t *testing.T) {
 }
 
 func TestParseInfoReadsVersionAndPid(t *testing.T) {
-	info, err := ParseInfo(readTestdata(t, "show-info.txt"))
+	info, err := parseInfo(readTestdata(t, "show-info.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := ParseVersion(info.Version)
+	v, err := parseVersion(info.Version)
 	if err != nil || v.Major != 2 || v.Minor != 6 || v.Patch != 12 || info.Pid == 0 {
 		t.Fatalf("info %+v version %+v %v", info, v, err)
 	}
@@ -137,18 +137,18 @@ func TestParseVersionReadsReleaseAndDevVersions(t *testing.T) {
 		{"2", 0, 0, 0, false},
 	}
 	for _, tt := range tests {
-		v, err := ParseVersion(tt.in)
+		v, err := parseVersion(tt.in)
 		if (err == nil) != tt.ok || (tt.ok && (v.Major != tt.maj || v.Minor != tt.min || v.Patch != tt.pt)) {
 			t.Errorf("ParseVersion(%q) = %+v, %v", tt.in, v, err)
 		}
 	}
-	if !(Version{Major: 2, Minor: 8}).AtLeast(2, 6) || (Version{Major: 2, Minor: 6}).AtLeast(2, 7) {
+	if !(Version{Major: 2, Minor: 8}).atLeast(2, 6) || (Version{Major: 2, Minor: 6}).atLeast(2, 7) {
 		t.Error("AtLeast is wrong")
 	}
 }
 
 func TestParseShowMapAndMapFile(t *testing.T) {
-	entries, err := ParseShowMap(readTestdata(t, "show-map.txt"))
+	entries, err := parseShowMap(readTestdata(t, "show-map.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,25 +156,25 @@ func TestParseShowMapAndMapFile(t *testing.T) {
 	if len(entries) != 2 || entries[0] != want[0] || entries[1] != want[1] {
 		t.Fatalf("%v", entries)
 	}
-	file, err := ParseMapFile("# comment\n\napp.test   app_blue\n\tother.test\tapp_green  \n")
+	file, err := parseMapFile("# comment\n\napp.test   app_blue\n\tother.test\tapp_green  \n")
 	if err != nil || len(file) != 2 || file[0] != want[0] || file[1] != want[1] {
 		t.Fatalf("%v %v", file, err)
 	}
-	if _, err := ParseMapFile("lonely\n"); !errors.Is(err, ErrParse) {
+	if _, err := parseMapFile("lonely\n"); !errors.Is(err, ErrParse) {
 		t.Fatalf("a key without value: %v", err)
 	}
 }
 
 func TestParseWeightBackendsAndShowProc(t *testing.T) {
-	cur, init, err := ParseWeight(readTestdata(t, "get-weight.txt"))
+	cur, init, err := parseWeight(readTestdata(t, "get-weight.txt"))
 	if err != nil || cur != 50 || init != 100 {
 		t.Fatalf("weight %d %d %v", cur, init, err)
 	}
-	names, err := ParseBackends(readTestdata(t, "show-backend.txt"))
+	names, err := parseBackends(readTestdata(t, "show-backend.txt"))
 	if err != nil || len(names) != 4 || names[0] != "swap_fallback" {
 		t.Fatalf("%v %v", names, err)
 	}
-	procs, err := ParseShowProc(readTestdata(t, "show-proc.txt"))
+	procs, err := parseShowProc(readTestdata(t, "show-proc.txt"))
 	if err != nil || len(procs) != 2 || procs[0].Type != "master" || procs[0].Reloads != 2 || procs[1].Type != "worker" || procs[1].Version != "2.6.12-1+deb12u4" {
 		t.Fatalf("%+v %v", procs, err)
 	}
@@ -226,7 +226,7 @@ be/dyn1 2/3 127.0.0.1 9999 - 5000 0 0 0 0 0 0 0
 `
 
 func TestParseServersConnReadsTheIdlePoolLimitAndPerThreadCounts(t *testing.T) {
-	rows, err := ParseServersConn(showServersConnPool)
+	rows, err := parseServersConn(showServersConnPool)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,7 @@ func WriteFiles(ctx context.Context, dir string, files []File, opts WriteOptions
 			continue
 		}
 		res.Changed = append(res.Changed, f.Name)
-		res.Diff += UnifiedDiff(path, path+" (new)", old, f.Data)
+		res.Diff += unifiedDiff(path, path+" (new)", old, f.Data)
 		if opts.DryRun {
 			continue
 		}
@@ -305,8 +305,8 @@ func Persist(ctx context.Context, c *Client, l *Layout, opts WriteOptions) (Writ
 	return res, nil
 }
 
-// LockFile is the lock file in a files' directory (see LockDir).
-const LockFile = ".swap.lock"
+// lockFile is the lock file in a files' directory (see LockDir).
+const lockFile = ".swap.lock"
 
 // LockDir takes an exclusive flock(2) on dir/.swap.lock (creating dir and the file),
 // waiting until it is free or ctx ends, and returns its release. Every swap process that
@@ -317,7 +317,7 @@ func LockDir(ctx context.Context, dir string) (unlock func(), err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
-	path := filepath.Join(dir, LockFile)
+	path := filepath.Join(dir, lockFile)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock %s: %w", path, err)
@@ -350,7 +350,7 @@ func LockDir(ctx context.Context, dir string) (unlock func(), err error) {
 func ReadLayoutFiles(l *Layout) (*Layout, error) {
 	out := l.Clone()
 	if data, err := os.ReadFile(l.Path(ConfigFile)); err == nil {
-		servers, err := ParseConfigServers(string(data))
+		servers, err := parseConfigServers(string(data))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", l.Path(ConfigFile), err)
 		}
@@ -373,7 +373,7 @@ func ReadLayoutFiles(l *Layout) (*Layout, error) {
 		if err != nil {
 			return nil, err
 		}
-		entries, err := ParseMapFile(string(data))
+		entries, err := parseMapFile(string(data))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", l.Path(m.name), err)
 		}
@@ -382,9 +382,9 @@ func ReadLayoutFiles(l *Layout) (*Layout, error) {
 	return out, nil
 }
 
-// ParseConfigServers reads the `server <name> <ip>:<port> ... weight <w> ...` lines of
+// parseConfigServers reads the `server <name> <ip>:<port> ... weight <w> ...` lines of
 // each backend section of a haproxy.cfg.
-func ParseConfigServers(cfg string) (map[string][]Server, error) {
+func parseConfigServers(cfg string) (map[string][]Server, error) {
 	out := map[string][]Server{}
 	backend := ""
 	for n, line := range strings.Split(cfg, "\n") {

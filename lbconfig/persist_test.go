@@ -144,12 +144,12 @@ func TestPersistedFilesReproduceRuntimeChangesAfterReloadAndRestart(t *testing.T
 	must(t, err)
 	_, _, err = c.PutMap(ctx, l.PreviewMap(), "app.test", "app_blue")
 	must(t, err)
-	_, _, err = c.PutMap(ctx, l.CanaryMap(), "other.test", CanaryValue("app_blue", 5))
+	_, _, err = c.PutMap(ctx, l.CanaryMap(), "other.test", canaryValue("app_blue", 5))
 	must(t, err)
-	must(t, c.SetState(ctx, "app_green", "app-green-2", StateDrain))
-	must(t, c.SetState(ctx, "app_blue", "app-blue-1", StateMaint))
-	must(t, c.DelServer(ctx, "app_blue", "app-blue-1"))
-	must(t, c.SetWeight(ctx, "app_green", "app-green-0", 60))
+	must(t, c.setState(ctx, "app_green", "app-green-2", StateDrain))
+	must(t, c.setState(ctx, "app_blue", "app-blue-1", StateMaint))
+	must(t, c.delServer(ctx, "app_blue", "app-blue-1"))
+	must(t, c.setWeight(ctx, "app_green", "app-green-0", 60))
 	want := liveView(t, c, l)
 
 	t.Run("without Persist a reload loses the changes", func(t *testing.T) {
@@ -169,12 +169,12 @@ func TestPersistedFilesReproduceRuntimeChangesAfterReloadAndRestart(t *testing.T
 		must(t, err)
 		_, _, err = c.PutMap(ctx, l.PreviewMap(), "app.test", "app_blue")
 		must(t, err)
-		_, _, err = c.PutMap(ctx, l.CanaryMap(), "other.test", CanaryValue("app_blue", 5))
+		_, _, err = c.PutMap(ctx, l.CanaryMap(), "other.test", canaryValue("app_blue", 5))
 		must(t, err)
-		must(t, c.SetState(ctx, "app_green", "app-green-2", StateDrain))
-		must(t, c.SetState(ctx, "app_blue", "app-blue-1", StateMaint))
-		must(t, c.DelServer(ctx, "app_blue", "app-blue-1"))
-		must(t, c.SetWeight(ctx, "app_green", "app-green-0", 60))
+		must(t, c.setState(ctx, "app_green", "app-green-2", StateDrain))
+		must(t, c.setState(ctx, "app_blue", "app-blue-1", StateMaint))
+		must(t, c.delServer(ctx, "app_blue", "app-blue-1"))
+		must(t, c.setWeight(ctx, "app_green", "app-green-0", 60))
 		if got := liveView(t, c, l); got != want {
 			t.Fatalf("redoing the changes gave\n%s\nwant\n%s", got, want)
 		}
@@ -192,7 +192,7 @@ func TestPersistedFilesReproduceRuntimeChangesAfterReloadAndRestart(t *testing.T
 	check := func(t *testing.T) {
 		t.Helper()
 		if got := liveView(t, c, l); got != want {
-			t.Fatalf("HAProxy serves\n%s\nwant\n%s\n\n%s", got, want, UnifiedDiff("want", "got", []byte(want+"\n"), []byte(got+"\n")))
+			t.Fatalf("HAProxy serves\n%s\nwant\n%s\n\n%s", got, want, unifiedDiff("want", "got", []byte(want+"\n"), []byte(got+"\n")))
 		}
 		for i := 0; i < 20; i++ {
 			if code, color := get(t, http.DefaultClient, l.Frontend.Bind, "app.test"); code != 200 || color != "green" {
@@ -207,7 +207,7 @@ func TestPersistedFilesReproduceRuntimeChangesAfterReloadAndRestart(t *testing.T
 	t.Run("a reload through the master CLI serves the same", func(t *testing.T) {
 		m, err := NewMaster(env.h.MasterSock)
 		must(t, err)
-		if v, err := m.Version(ctx); err != nil || !v.AtLeast(2, 6) {
+		if v, err := m.Version(ctx); err != nil || !v.atLeast(2, 6) {
 			t.Fatalf("master version %v %v", v, err)
 		}
 		before := env.h.WorkerPid(t)
@@ -256,7 +256,7 @@ func TestReadLayoutFilesRecoversServersAndMapsFromTheFiles(t *testing.T) {
 	must(t, err)
 	for i := range files {
 		if string(files[i].Data) != string(again[i].Data) {
-			t.Fatalf("%s does not survive a round trip:\n%s", files[i].Name, UnifiedDiff("a", "b", files[i].Data, again[i].Data))
+			t.Fatalf("%s does not survive a round trip:\n%s", files[i].Name, unifiedDiff("a", "b", files[i].Data, again[i].Data))
 		}
 	}
 	// No files at all: the layout as it was.

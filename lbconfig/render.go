@@ -32,7 +32,7 @@ type Layout struct {
 	HardStopAfter time.Duration
 	Backends      []Backend
 	// Routes is routes.map: route key → backend. PreviewRoutes is preview.map.
-	// Canary is canary.map: route key → CanaryValue(backend, weight).
+	// Canary is canary.map: route key → canaryValue(backend, weight).
 	Routes        []MapEntry
 	PreviewRoutes []MapEntry
 	Canary        []MapEntry
@@ -209,10 +209,10 @@ func (l *Layout) Validate() error {
 	}{{RoutesMapFile, l.Routes, false}, {PreviewMapFile, l.PreviewRoutes, false}, {CanaryMapFile, l.Canary, true}} {
 		keys := map[string]bool{}
 		for _, e := range m.entries {
-			if err := CheckMapEntry(e.Key, e.Value); err != nil {
+			if err := checkMapEntry(e.Key, e.Value); err != nil {
 				return fmt.Errorf("%s: %w", m.name, err)
 			}
-			if err := l.CheckRouteKey(e.Key); err != nil {
+			if err := l.checkRouteKey(e.Key); err != nil {
 				return fmt.Errorf("%s: %w", m.name, err)
 			}
 			if keys[e.Key] {
@@ -222,7 +222,7 @@ func (l *Layout) Validate() error {
 			be := e.Value
 			if m.canary {
 				var err error
-				if be, _, err = ParseCanaryValue(e.Value); err != nil {
+				if be, _, err = parseCanaryValue(e.Value); err != nil {
 					return fmt.Errorf("%s: %w", m.name, err)
 				}
 			}
@@ -234,9 +234,9 @@ func (l *Layout) Validate() error {
 	return nil
 }
 
-// CheckRouteKey checks a route key for the layout's routing: a lower-case host name, or
+// checkRouteKey checks a route key for the layout's routing: a lower-case host name, or
 // a path prefix starting with '/'.
-func (l *Layout) CheckRouteKey(key string) error {
+func (l *Layout) checkRouteKey(key string) error {
 	if l.Routing == RouteByPath {
 		if !RoutePathPattern.MatchString(key) {
 			return fmt.Errorf("route %q: a path route starts with '/' and holds no spaces, quotes, '#', '$' or '\\'", key)

@@ -33,7 +33,7 @@ func goldenLayout() *Layout {
 		},
 		Routes:        []MapEntry{{"web.example.com", "web_blue"}, {"db.example.com", "db_blue"}},
 		PreviewRoutes: []MapEntry{{"web.example.com", "web_green"}},
-		Canary:        []MapEntry{{"web.example.com", CanaryValue("web_green", 10)}},
+		Canary:        []MapEntry{{"web.example.com", canaryValue("web_green", 10)}},
 	}
 }
 
@@ -67,7 +67,7 @@ func TestRenderWritesTheDesignLayout(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v (run with -update)", err)
 		}
-		if d := UnifiedDiff("golden/"+f.Name, "rendered/"+f.Name, want, f.Data); d != "" {
+		if d := unifiedDiff("golden/"+f.Name, "rendered/"+f.Name, want, f.Data); d != "" {
 			t.Errorf("%s differs from testdata/render (run with -update if intended):\n%s", f.Name, d)
 		}
 	}
@@ -100,7 +100,7 @@ func TestRenderIsDeterministic(t *testing.T) {
 	must(t, err)
 	for i := range a {
 		if string(a[i].Data) != string(b[i].Data) {
-			t.Fatalf("%s differs with the input reordered:\n%s", a[i].Name, UnifiedDiff("a", "b", a[i].Data, b[i].Data))
+			t.Fatalf("%s differs with the input reordered:\n%s", a[i].Name, unifiedDiff("a", "b", a[i].Data, b[i].Data))
 		}
 	}
 }
@@ -250,9 +250,9 @@ func TestRenderedFrontendsRouteByHostPreviewAndCanary(t *testing.T) {
 		t.Helper()
 		var err error
 		if weight == 0 {
-			err = c.RestoreMap(ctx, l.CanaryMap(), "app.test", "", false)
+			err = c.restoreMap(ctx, l.CanaryMap(), "app.test", "", false)
 		} else {
-			_, _, err = c.PutMap(ctx, l.CanaryMap(), "app.test", CanaryValue("app_green", weight))
+			_, _, err = c.PutMap(ctx, l.CanaryMap(), "app.test", canaryValue("app_green", weight))
 		}
 		must(t, err)
 	}
@@ -269,7 +269,7 @@ func TestRenderedFrontendsRouteByHostPreviewAndCanary(t *testing.T) {
 	if seen := count(50); seen["blue"] != 50 {
 		t.Fatalf("canary removed: %v", seen)
 	}
-	_, _, err = c.PutMap(ctx, l.CanaryMap(), "app.test", CanaryValue("app_green", 0))
+	_, _, err = c.PutMap(ctx, l.CanaryMap(), "app.test", canaryValue("app_green", 0))
 	must(t, err)
 	if seen := count(50); seen["blue"] != 50 {
 		t.Fatalf("canary weight 0: %v", seen)
@@ -286,8 +286,8 @@ func TestPathRoutingPicksTheLongestPrefixWhateverTheOrder(t *testing.T) {
 	ctx := testCtx(t)
 	routes := env.layout.RoutesMap()
 	// The shorter prefix goes in first: an ordered list would let it win.
-	must(t, env.c.AddMap(ctx, routes, "/", "app_blue"))
-	must(t, env.c.AddMap(ctx, routes, "/api", "app_green"))
+	must(t, env.c.addMap(ctx, routes, "/", "app_blue"))
+	must(t, env.c.addMap(ctx, routes, "/api", "app_green"))
 	tests := []struct{ path, color string }{
 		{"/", "blue"}, {"/web/x", "blue"}, {"/api", "green"}, {"/api/v1/x", "green"}, {"/apix", "green"},
 	}

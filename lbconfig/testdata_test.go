@@ -73,11 +73,11 @@ func captures(routes string) []capture {
 		{"show-stat.txt", "show stat", func(s string) (int, error) { r, err := ParseStat(s); return len(r), err }},
 		{"show-stat-backend.txt", "show stat app_blue 6 -1", func(s string) (int, error) { r, err := ParseStat(s); return len(r), err }},
 		{"show-servers-state.txt", "show servers state", func(s string) (int, error) { r, err := ParseServersState(s); return len(r), err }},
-		{"show-servers-conn.txt", "show servers conn", func(s string) (int, error) { r, err := ParseServersConn(s); return len(r), err }},
-		{"show-info.txt", "show info", func(s string) (int, error) { r, err := ParseInfo(s); return len(r.Fields), err }},
-		{"show-map.txt", "show map " + routes, func(s string) (int, error) { r, err := ParseShowMap(s); return len(r), err }},
-		{"show-backend.txt", "show backend", func(s string) (int, error) { r, err := ParseBackends(s); return len(r), err }},
-		{"get-weight.txt", "get weight app_blue/app-blue-1", func(s string) (int, error) { _, _, err := ParseWeight(s); return 1, err }},
+		{"show-servers-conn.txt", "show servers conn", func(s string) (int, error) { r, err := parseServersConn(s); return len(r), err }},
+		{"show-info.txt", "show info", func(s string) (int, error) { r, err := parseInfo(s); return len(r.Fields), err }},
+		{"show-map.txt", "show map " + routes, func(s string) (int, error) { r, err := parseShowMap(s); return len(r), err }},
+		{"show-backend.txt", "show backend", func(s string) (int, error) { r, err := parseBackends(s); return len(r), err }},
+		{"get-weight.txt", "get weight app_blue/app-blue-1", func(s string) (int, error) { _, _, err := parseWeight(s); return 1, err }},
 	}
 }
 
@@ -118,14 +118,14 @@ func richState(t *testing.T) *lbEnv {
 	must(c.AddServers(ctx, "app_green", []Server{g0.server("app-green-0"), g1.server("app-green-1"), noCheck}))
 	waitUp(t, c, "app_blue", "app-blue-0")
 	waitUp(t, c, "app_blue", "app-blue-1")
-	must(c.SetState(ctx, "app_blue", "app-blue-1", StateDrain))
-	must(c.SetWeight(ctx, "app_blue", "app-blue-1", 50))
-	must(c.SetState(ctx, "app_green", "app-green-0", StateMaint))
+	must(c.setState(ctx, "app_blue", "app-blue-1", StateDrain))
+	must(c.setWeight(ctx, "app_blue", "app-blue-1", 50))
+	must(c.setState(ctx, "app_green", "app-green-0", StateMaint))
 	_, _, err = c.PutMap(ctx, env.layout.RoutesMap(), "app.test", "app_blue")
 	must(err)
 	_, _, err = c.PutMap(ctx, env.layout.RoutesMap(), "other.test", "app_green")
 	must(err)
-	_, _, err = c.PutMap(ctx, env.layout.CanaryMap(), "app.test", CanaryValue("app_green", 10))
+	_, _, err = c.PutMap(ctx, env.layout.CanaryMap(), "app.test", canaryValue("app_green", 10))
 	must(err)
 	// Let app-green-1 fail a check so its status is DOWN with a check result.
 	time.Sleep(0) // no sleep: poll below
@@ -190,7 +190,7 @@ func TestTestdataMatchesRealHAProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, err := ParseShowProc(procs); err != nil || len(p) < 2 {
+	if p, err := parseShowProc(procs); err != nil || len(p) < 2 {
 		t.Errorf("show proc: %v %v", p, err)
 	}
 	var cases []errorCase

@@ -112,7 +112,7 @@ func TestClientFollowsAnHAProxyReloadedIntoAnotherVersion(t *testing.T) {
 			s, err := env.layout.NewServer("app_blue", name, "127.0.0.1", app.port())
 			must(t, err)
 			must(t, c.AddServer(ctx, "app_blue", s)) // five commands on one line
-			must(t, c.SetState(ctx, "app_blue", name, StateDrain))
+			must(t, c.setState(ctx, "app_blue", name, StateDrain))
 			if ss := serverState(t, c, "app_blue", name); !ss.AdminState.Drain() {
 				t.Fatalf("%s not draining: %+v", name, ss)
 			}
@@ -122,7 +122,7 @@ func TestClientFollowsAnHAProxyReloadedIntoAnotherVersion(t *testing.T) {
 			if v, ok, err := c.GetMap(ctx, env.layout.RoutesMap(), "app.test"); err != nil || !ok || v != "app_blue" {
 				t.Fatalf("get map: %q %v %v", v, ok, err)
 			}
-			if err := c.SetState(ctx, "app_blue", "nope", StateReady); !errors.Is(err, ErrNoSuchServer) {
+			if err := c.setState(ctx, "app_blue", "nope", StateReady); !errors.Is(err, ErrNoSuchServer) {
 				t.Fatalf("a missing server: %v, want ErrNoSuchServer", err)
 			}
 			if v, err := c.Version(ctx); err != nil || v.Raw != version {

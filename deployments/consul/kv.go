@@ -18,8 +18,8 @@ var ErrStale = errors.New("stale write refused")
 // StateKey is where an app's state lives: "apps/<app>/state".
 func StateKey(app string) string { return "apps/" + app + "/state" }
 
-// JournalPrefix is the folder of an app's journal entries: "apps/<app>/journal/".
-func JournalPrefix(app string) string { return "apps/" + app + "/journal/" }
+// journalPrefix is the folder of an app's journal entries: "apps/<app>/journal/".
+func journalPrefix(app string) string { return "apps/" + app + "/journal/" }
 
 // LockKey is an app's lock: "locks/<app>".
 func LockKey(app string) string { return "locks/" + app }
@@ -119,7 +119,7 @@ func (r *Registry) DeleteCAS(ctx context.Context, key string, index uint64) erro
 	return nil
 }
 
-// List returns every key under prefix (relative, e.g. JournalPrefix(app)), sorted by key.
+// List returns every key under prefix (relative, e.g. journalPrefix(app)), sorted by key.
 func (r *Registry) List(ctx context.Context, prefix string) ([]Entry, error) {
 	full := r.Key(prefix)
 	pairs, _, err := r.client.KV().List(full, r.query(ctx))

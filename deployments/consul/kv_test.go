@@ -82,14 +82,14 @@ func TestState_GetPutListDelete(t *testing.T) {
 
 	t.Run("list returns a journal in key order with relative keys", func(t *testing.T) {
 		for _, k := range []string{"0003", "0001", "0002"} {
-			if _, err := r.Put(ctx, JournalPrefix("web")+k, []byte("step "+k)); err != nil {
+			if _, err := r.Put(ctx, journalPrefix("web")+k, []byte("step "+k)); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if _, err := r.Put(ctx, JournalPrefix("webby")+"0001", []byte("other app")); err != nil {
+		if _, err := r.Put(ctx, journalPrefix("webby")+"0001", []byte("other app")); err != nil {
 			t.Fatal(err)
 		}
-		got, err := r.List(ctx, JournalPrefix("web"))
+		got, err := r.List(ctx, journalPrefix("web"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -104,7 +104,7 @@ func TestState_GetPutListDelete(t *testing.T) {
 		if len(keys) != len(want) || keys[0] != want[0] || keys[1] != want[1] || keys[2] != want[2] {
 			t.Fatalf("List = %q, want %q", keys, want)
 		}
-		if empty, err := r.List(ctx, JournalPrefix("none")); err != nil || len(empty) != 0 {
+		if empty, err := r.List(ctx, journalPrefix("none")); err != nil || len(empty) != 0 {
 			t.Fatalf("List of nothing = %v, %v", empty, err)
 		}
 	})

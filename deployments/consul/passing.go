@@ -51,7 +51,7 @@ type Verdict struct {
 	Reason  string // empty when passing; otherwise names the deciding check
 }
 
-// Judge decides whether instance ref passes given checks, which may hold any checks of
+// judge decides whether instance ref passes given checks, which may hold any checks of
 // any nodes: only ref's node's checks count, namely node checks (empty ServiceID) and
 // ref's own service checks. The first rule that applies decides:
 //
@@ -62,8 +62,8 @@ type Verdict struct {
 //  5. any of them warning → warning, which fails under WarningFails
 //  6. otherwise → passing, including an instance without checks (as in Consul)
 //
-// A status other than passing or warning counts as critical. Judge is pure.
-func Judge(ref ServiceRef, checks []*api.HealthCheck, policy WarningPolicy) Verdict {
+// A status other than passing or warning counts as critical. judge is pure.
+func judge(ref ServiceRef, checks []*api.HealthCheck, policy WarningPolicy) Verdict {
 	var serf, nodeMaint, svcMaint, critical, warning *api.HealthCheck
 	for _, c := range checks {
 		if c == nil || c.Node != ref.Node || (c.ServiceID != "" && c.ServiceID != ref.ServiceID) {
@@ -99,11 +99,11 @@ func Judge(ref ServiceRef, checks []*api.HealthCheck, policy WarningPolicy) Verd
 	return Verdict{Passing: true, Status: StatusPassing}
 }
 
-// Passing returns the instances of refs that pass (see Judge), in refs' order.
+// Passing returns the instances of refs that pass (see judge), in refs' order.
 func Passing(refs []ServiceRef, checks []*api.HealthCheck, policy WarningPolicy) []ServiceRef {
 	var out []ServiceRef
 	for _, ref := range refs {
-		if Judge(ref, checks, policy).Passing {
+		if judge(ref, checks, policy).Passing {
 			out = append(out, ref)
 		}
 	}

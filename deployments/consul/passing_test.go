@@ -86,7 +86,7 @@ func TestJudge_DecidesWhetherAnInstancePassesFromItsNodeAndServiceChecks(t *test
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			v := Judge(me, tc.checks, tc.policy)
+			v := judge(me, tc.checks, tc.policy)
 			if v.Status != tc.want || v.Passing != tc.pass {
 				t.Fatalf("Judge = %+v, want status %s passing %v", v, tc.want, tc.pass)
 			}

@@ -40,8 +40,8 @@ const (
 	managedBySwap = "swap"
 )
 
-// ProtocolHTTP is the protocol swap gives an app so that its mesh traffic can be split.
-const ProtocolHTTP = "http"
+// protocolHTTP is the protocol swap gives an app so that its mesh traffic can be split.
+const protocolHTTP = "http"
 
 // splittable reports whether Consul lets a service of protocol p have a splitter.
 func splittable(p string) bool { return p == "http" || p == "http2" || p == "grpc" }
@@ -195,7 +195,7 @@ type MeshSplit struct {
 // WriteSplit sends weight percent (1..100) of app's mesh traffic to the subset to and
 // the rest to the other color, with a service-splitter; weight 0 deletes the splitter
 // (the resolver's default subset gets it all). Before the first split it makes sure
-// Consul allows one (EnsureSplittable). The resolver must exist (WriteResolver): the
+// Consul allows one (ensureSplittable). The resolver must exist (WriteResolver): the
 // splitter names its subsets. A splitter swap did not write is ErrEntryNotOurs.
 func (r *Registry) WriteSplit(ctx context.Context, app string, to deployments.Color, weight int) error {
 	what := fmt.Sprintf("split app %s's mesh traffic %d%% to %s", app, weight, to)
@@ -229,7 +229,7 @@ func (r *Registry) WriteSplit(ctx context.Context, app string, to deployments.Co
 		r.log.Info("service-splitter deleted", zap.String("app", app))
 		return nil
 	}
-	if err := r.EnsureSplittable(ctx, app); err != nil {
+	if err := r.ensureSplittable(ctx, app); err != nil {
 		return err
 	}
 	entry := &api.ServiceSplitterConfigEntry{
@@ -301,11 +301,11 @@ func (r *Registry) Protocol(ctx context.Context, app string) (string, error) {
 	return chain.Chain.Protocol, nil
 }
 
-// EnsureSplittable makes sure Consul accepts a service-splitter for app: its protocol
+// ensureSplittable makes sure Consul accepts a service-splitter for app: its protocol
 // must be http, http2 or grpc. When it is not, swap writes (or updates) its own
 // service-defaults entry for app with protocol http; a service-defaults entry swap did
 // not write is never changed, and its protocol is then an error that says what to do.
-func (r *Registry) EnsureSplittable(ctx context.Context, app string) error {
+func (r *Registry) ensureSplittable(ctx context.Context, app string) error {
 	p, err := r.Protocol(ctx, app)
 	if err != nil {
 		return err
@@ -318,7 +318,7 @@ func (r *Registry) EnsureSplittable(ctx context.Context, app string) error {
 	if err != nil {
 		return err
 	}
-	entry := &api.ServiceConfigEntry{Kind: api.ServiceDefaults, Name: app, Protocol: ProtocolHTTP, Meta: r.entryMeta()}
+	entry := &api.ServiceConfigEntry{Kind: api.ServiceDefaults, Name: app, Protocol: protocolHTTP, Meta: r.entryMeta()}
 	var index uint64
 	if cur != nil {
 		if !r.ours(cur.GetMeta()) {
@@ -330,7 +330,7 @@ func (r *Registry) EnsureSplittable(ctx context.Context, app string) error {
 			return fmt.Errorf("consul: %s: got a %T", what, cur)
 		}
 		c := *sd
-		c.Protocol = ProtocolHTTP
+		c.Protocol = protocolHTTP
 		entry = &c
 		index = cur.GetModifyIndex()
 	}

@@ -61,11 +61,11 @@ const (
 
 var metaKeyPattern = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
 
-// ProbeCheckID is the ID of the HTTP or TCP check Consul runs for service serviceID.
-func ProbeCheckID(serviceID string) string { return serviceID + ":probe" }
+// probeCheckID is the ID of the HTTP or TCP check Consul runs for service serviceID.
+func probeCheckID(serviceID string) string { return serviceID + ":probe" }
 
-// TTLCheckID is the ID of the TTL check that PublishTTL updates for service serviceID.
-func TTLCheckID(serviceID string) string { return serviceID + ":ttl" }
+// tTLCheckID is the ID of the TTL check that publishTTL updates for service serviceID.
+func tTLCheckID(serviceID string) string { return serviceID + ":ttl" }
 
 // Registration is one instance to register as a service.
 type Registration struct {
@@ -74,8 +74,8 @@ type Registration struct {
 	// Path is set) or "tcp". Ignored when TTLOnly.
 	Check   deployments.HealthCheck
 	Version string // becomes a tag and meta "version"; optional
-	// TTL > 0 adds a TTL check (ID TTLCheckID) that starts critical and is kept up to
-	// date by PublishTTL from swap's own probes. It must be republished more often
+	// TTL > 0 adds a TTL check (ID tTLCheckID) that starts critical and is kept up to
+	// date by publishTTL from swap's own probes. It must be republished more often
 	// than TTL or it turns critical.
 	TTL time.Duration
 	// TTLOnly registers the TTL check alone, so Consul's view is exactly swap's probes.
@@ -83,17 +83,17 @@ type Registration struct {
 }
 
 // Register registers inst as an instance of service inst.App with Consul probing it by
-// check. It is RegisterService without a TTL check.
+// check. It is registerService without a TTL check.
 func (r *Registry) Register(ctx context.Context, inst deployments.Instance, check deployments.HealthCheck, version string) error {
-	return r.RegisterService(ctx, Registration{Instance: inst, Check: check, Version: version})
+	return r.registerService(ctx, Registration{Instance: inst, Check: check, Version: version})
 }
 
-// RegisterService registers reg's instance on the agent: service name = app, ID =
+// registerService registers reg's instance on the agent: service name = app, ID =
 // ServiceID(inst.ID()), tags [color, version], meta {color, image, container, deploy,
 // version, installation}, address and port the published host address, and its checks.
 // Registering an ID again replaces the service and its checks, so it is idempotent; an
 // ID registered by another installation is ErrNotOurs and stays as it is.
-func (r *Registry) RegisterService(ctx context.Context, reg Registration) error {
+func (r *Registry) registerService(ctx context.Context, reg Registration) error {
 	svc, err := serviceDefinition(reg, r.Installation())
 	if err != nil {
 		return err
@@ -175,7 +175,7 @@ func serviceDefinition(reg Registration, installation string) (*api.AgentService
 			return nil, fmt.Errorf("%s: TTLOnly needs a TTL longer than swap's republish interval", what)
 		}
 		c := &api.AgentServiceCheck{
-			CheckID: TTLCheckID(id),
+			CheckID: tTLCheckID(id),
 			Name:    "swap probe (TTL)",
 			Notes:   "swap's own health probe result, published by swap",
 			TTL:     reg.TTL.String(),
@@ -210,7 +210,7 @@ func probeCheck(serviceID string, inst deployments.Instance, hc deployments.Heal
 		timeout = min(DefaultCheckTimeout, interval)
 	}
 	c := &api.AgentServiceCheck{
-		CheckID:  ProbeCheckID(serviceID),
+		CheckID:  probeCheckID(serviceID),
 		Interval: interval.String(),
 		Timeout:  timeout.String(),
 		// New instances start critical: nothing passes before it has been checked.
@@ -289,10 +289,10 @@ func (r *Registry) checkOwner(ctx context.Context, serviceID, what string) error
 	return nil
 }
 
-// PublishTTL sets the TTL check checkID (TTLCheckID(serviceID)) to passing or critical
+// publishTTL sets the TTL check checkID (tTLCheckID(serviceID)) to passing or critical
 // with output as its note, and restarts its TTL. The check lives on the agent swap
 // talks to, which must be the one the service was registered with.
-func (r *Registry) PublishTTL(ctx context.Context, checkID string, passing bool, output string) error {
+func (r *Registry) publishTTL(ctx context.Context, checkID string, passing bool, output string) error {
 	status := api.HealthCritical
 	if passing {
 		status = api.HealthPassing
@@ -411,7 +411,7 @@ func toInstance(e *api.ServiceEntry) ServiceInstance {
 		Deploy:    s.Meta[MetaDeploy],
 		Tags:      slices.Clone(s.Tags),
 		Meta:      s.Meta,
-		Verdict:   Judge(ref, e.Checks, WarningFails),
+		Verdict:   judge(ref, e.Checks, WarningFails),
 	}
 	for _, c := range e.Checks {
 		if c == nil {

@@ -218,7 +218,7 @@ func TestRegister_TTLCheckFollowsPublishTTL(t *testing.T) {
 
 	t.Run("TTL only: Consul's view is exactly what swap publishes", func(t *testing.T) {
 		inst := instance("api", deployments.Blue, 0, 18080) // nothing listens: Consul must not probe it
-		if err := r.RegisterService(ctx, Registration{Instance: inst, Version: "v2", TTL: time.Minute, TTLOnly: true}); err != nil {
+		if err := r.registerService(ctx, Registration{Instance: inst, Version: "v2", TTL: time.Minute, TTLOnly: true}); err != nil {
 			t.Fatal(err)
 		}
 		si := waitStatus(t, r, "api", "api-blue-0", StatusCritical)
@@ -229,11 +229,11 @@ func TestRegister_TTLCheckFollowsPublishTTL(t *testing.T) {
 		if !slices.Equal(ids, []string{"api-blue-0:ttl", "serfHealth"}) {
 			t.Errorf("checks = %q", ids)
 		}
-		if err := r.PublishTTL(ctx, TTLCheckID("api-blue-0"), true, "200 OK in 3ms"); err != nil {
+		if err := r.publishTTL(ctx, tTLCheckID("api-blue-0"), true, "200 OK in 3ms"); err != nil {
 			t.Fatal(err)
 		}
 		waitStatus(t, r, "api", "api-blue-0", StatusPassing)
-		if err := r.PublishTTL(ctx, TTLCheckID("api-blue-0"), false, "connection refused"); err != nil {
+		if err := r.publishTTL(ctx, tTLCheckID("api-blue-0"), false, "connection refused"); err != nil {
 			t.Fatal(err)
 		}
 		si = waitStatus(t, r, "api", "api-blue-0", StatusCritical)
@@ -244,7 +244,7 @@ func TestRegister_TTLCheckFollowsPublishTTL(t *testing.T) {
 		web := newApp(t)
 		inst := instance("api", deployments.Green, 0, web.port())
 		reg := Registration{Instance: inst, Check: deployments.HealthCheck{Path: "/", Interval: time.Second}, TTL: time.Minute}
-		if err := r.RegisterService(ctx, reg); err != nil {
+		if err := r.registerService(ctx, reg); err != nil {
 			t.Fatal(err)
 		}
 		// Once Consul's own probe passes, the unpublished TTL check still holds it back.
@@ -260,7 +260,7 @@ func TestRegister_TTLCheckFollowsPublishTTL(t *testing.T) {
 			}
 			return fmt.Errorf("instances %+v", insts)
 		})
-		if err := r.PublishTTL(ctx, TTLCheckID("api-green-0"), true, "ok"); err != nil {
+		if err := r.publishTTL(ctx, tTLCheckID("api-green-0"), true, "ok"); err != nil {
 			t.Fatal(err)
 		}
 		si := waitStatus(t, r, "api", "api-green-0", StatusPassing)
@@ -270,7 +270,7 @@ func TestRegister_TTLCheckFollowsPublishTTL(t *testing.T) {
 	})
 
 	t.Run("publishing to an unknown check says what to check", func(t *testing.T) {
-		err := r.PublishTTL(ctx, TTLCheckID("nope-blue-0"), true, "")
+		err := r.publishTTL(ctx, tTLCheckID("nope-blue-0"), true, "")
 		if err == nil {
 			t.Fatal("PublishTTL of an unknown check succeeded")
 		}

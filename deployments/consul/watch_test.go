@@ -197,7 +197,7 @@ func TestWatchService_OneCallbackPerChangeAndNoneForUnchangedData(t *testing.T) 
 
 	waitCalls(1) // the initial, empty list
 	reg := Registration{Instance: instance("web", deployments.Blue, 0, 18081), TTL: 10 * time.Minute, TTLOnly: true}
-	if err := r.RegisterService(ctx, reg); err != nil {
+	if err := r.registerService(ctx, reg); err != nil {
 		t.Fatal(err)
 	}
 	waitCalls(2)
@@ -223,7 +223,7 @@ func TestWatchService_OneCallbackPerChangeAndNoneForUnchangedData(t *testing.T) 
 		t.Fatalf("a change of weights only was delivered: %q", after[len(before):])
 	}
 
-	if err := r.PublishTTL(ctx, TTLCheckID("web-blue-0"), true, ""); err != nil {
+	if err := r.publishTTL(ctx, tTLCheckID("web-blue-0"), true, ""); err != nil {
 		t.Fatal(err)
 	}
 	waitCalls(3)
@@ -246,7 +246,7 @@ func TestWatchService_DeliversTheCurrentInstancesFirst(t *testing.T) {
 	r := registry(t, agent)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := r.RegisterService(ctx, Registration{Instance: instance("api", deployments.Green, 2, 18082), TTL: time.Minute, TTLOnly: true}); err != nil {
+	if err := r.registerService(ctx, Registration{Instance: instance("api", deployments.Green, 2, 18082), TTL: time.Minute, TTLOnly: true}); err != nil {
 		t.Fatal(err)
 	}
 	got := make(chan []ServiceInstance, 1)
