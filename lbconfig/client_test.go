@@ -3,6 +3,7 @@ package lbconfig
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -179,26 +180,25 @@ func TestClientRunsEveryOperationAgainstRealHAProxy(t *testing.T) {
 			}
 			return nil
 		})
-		u, err := c.ServerUsage(ctx, "app_green", "app-green-9")
-		if err != nil || u.Empty() || u.Sessions != 1 {
-			t.Fatalf("in use: %+v %v", u, err)
-		}
-		if empty, err := c.isEmpty(ctx, "app_green", "app-green-9"); empty || err != nil {
-			t.Fatalf("IsEmpty = %v, %v while a request runs", empty, err)
-		}
-		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		err = c.waitEmpty(short, "app_green", "app-green-9", 20*time.Millisecond)
-		cancel()
-		if !errors.Is(err, ErrNotEmpty) || !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("WaitEmpty on a busy server: %v", err)
+		// What swap's drain reads (switcher ServerStat.Empty): scur, qcur, used_conn_cur.
+		st, err := c.ServerStat(ctx, "app_green", "app-green-9")
+		if err != nil || st.Scur != 1 {
+			t.Fatalf("in use: scur %d qcur %d used %d, %v", st.Scur, st.Qcur, st.UsedConnCur, err)
 		}
 		close(hb.hold)
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
-		if err := c.waitEmpty(ctx, "app_green", "app-green-9", 10*time.Millisecond); err != nil {
-			t.Fatal(err)
-		}
+		pollT(t, func() error {
+			st, err := c.ServerStat(ctx, "app_green", "app-green-9")
+			if err != nil {
+				return err
+			}
+			if st.Scur != 0 || st.Qcur != 0 || st.UsedConnCur != 0 {
+				return fmt.Errorf("still in use: scur %d qcur %d used %d", st.Scur, st.Qcur, st.UsedConnCur)
+			}
+			return nil
+		})
 	})
 
 	t.Run("del server retries until removable or the deadline", func(t *testing.T) {

@@ -20,7 +20,6 @@
 //	setState (ready/drain/maint), setWeight, SetAddr, setHealth, enableHealth,
 //	disableHealth, ShutdownSessions, Weight
 //	Stat, ServerStat, ServersState, ServersConn, Info, Backends
-//	ServerUsage, isEmpty, waitEmpty   scur, qcur and used connections
 //	ShowMap, GetMap, setMap, addMap, delMap, PutMap (set or add, returns the old value),
 //	restoreMap, replaceMap (prepare / add @N / commit: atomic)
 //	Snapshot, ServerStateFile    what HAProxy serves now, for persistence

@@ -29,7 +29,6 @@ var (
 	ErrLineTooLong        = errors.New("command does not fit HAProxy's 16 KiB CLI buffer")
 	ErrUnsupported        = errors.New("not supported by this HAProxy version")
 	ErrUnreachable        = errors.New("HAProxy admin socket unreachable")
-	ErrNotEmpty           = errors.New("server still has sessions, queued requests or connections")
 	ErrMapEntryInvalid    = errors.New("invalid map key or value (no whitespace, control characters or leading '#')")
 	ErrFlipRolledBack     = errors.New("the flip was rolled back on the instances that had it")
 	ErrRollbackIncomplete = errors.New("rollback failed: instances disagree; fix by hand or re-run the swap")

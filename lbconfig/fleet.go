@@ -370,25 +370,6 @@ func (f *Fleet) ServersState(ctx context.Context, backend string) (map[string][]
 	return out, err
 }
 
-// isEmpty reports whether the server is empty on every instance.
-func (f *Fleet) isEmpty(ctx context.Context, backend, server string) (bool, error) {
-	var mu sync.Mutex
-	empty := true
-	err := f.each(ctx, func(ctx context.Context, c *Client) error {
-		e, err := c.isEmpty(ctx, backend, server)
-		mu.Lock()
-		empty = empty && e
-		mu.Unlock()
-		return err
-	})
-	return err == nil && empty, err
-}
-
-// waitEmpty waits until the server is empty on every instance or ctx ends.
-func (f *Fleet) waitEmpty(ctx context.Context, backend, server string, every time.Duration) error {
-	return f.each(ctx, func(ctx context.Context, c *Client) error { return c.waitEmpty(ctx, backend, server, every) })
-}
-
 // GetMap returns key's value in the map of every instance, by instance name ("" and
 // absent from the result when an instance has no such key).
 func (f *Fleet) GetMap(ctx context.Context, file, key string) (map[string]string, error) {

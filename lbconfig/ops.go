@@ -445,7 +445,7 @@ func shutdownSessionsCmd(backend, server string) (Command, error) {
 }
 
 // ShutdownSessions closes every session on a server. HAProxy does it asynchronously:
-// poll isEmpty (or retry delServer) afterwards.
+// poll `show stat` (or retry delServer) afterwards.
 func (c *Client) ShutdownSessions(ctx context.Context, backend, server string) error {
 	return c.run1(ctx, func() (Command, error) { return shutdownSessionsCmd(backend, server) })
 }
@@ -581,52 +581,4 @@ func (c *Client) Backends(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("haproxy %s: %w", c.name, err)
 	}
 	return names, nil
-}
-
-// Usage is what keeps a server from being empty.
-type Usage struct {
-	Sessions int64 // scur: sessions on the server
-	Queued   int64 // qcur: requests waiting for it
-	UsedConn int64 // used_conn_cur: connections in use to it
-}
-
-// Empty reports whether nothing uses the server. Idle keep-alive client connections do
-// not count: they are not tied to a server.
-func (u Usage) Empty() bool { return u.Sessions == 0 && u.Queued == 0 && u.UsedConn == 0 }
-
-// ServerUsage returns a server's sessions, queue and connections in use (`show stat`).
-func (c *Client) ServerUsage(ctx context.Context, backend, server string) (Usage, error) {
-	st, err := c.ServerStat(ctx, backend, server)
-	if err != nil {
-		return Usage{}, err
-	}
-	return Usage{Sessions: st.Scur, Queued: st.Qcur, UsedConn: st.UsedConnCur}, nil
-}
-
-// isEmpty reports whether a server has no sessions, no queue and no connections in use.
-func (c *Client) isEmpty(ctx context.Context, backend, server string) (bool, error) {
-	u, err := c.ServerUsage(ctx, backend, server)
-	return err == nil && u.Empty(), err
-}
-
-// waitEmpty polls isEmpty every interval until the server is empty or ctx ends; the
-// error then wraps ErrNotEmpty and says what was left.
-func (c *Client) waitEmpty(ctx context.Context, backend, server string, every time.Duration) error {
-	if every <= 0 {
-		every = 100 * time.Millisecond
-	}
-	var last Usage
-	err := pollUntil(ctx, every, func() (bool, error) {
-		u, err := c.ServerUsage(ctx, backend, server)
-		if err != nil {
-			return true, err
-		}
-		last = u
-		return u.Empty(), nil
-	})
-	if err != nil && ctx.Err() != nil {
-		return fmt.Errorf("haproxy %s: %s/%s: %w: %d sessions, %d queued, %d connections in use: %w",
-			c.name, backend, server, ErrNotEmpty, last.Sessions, last.Queued, last.UsedConn, ctx.Err())
-	}
-	return err
 }
