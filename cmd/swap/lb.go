@@ -34,13 +34,9 @@ HAProxy instance.`,
 func lbClients(cfg *deployments.Config) ([]*lbconfig.Client, error) {
 	var out []*lbconfig.Client
 	for _, in := range cfg.HAProxy.Instances {
-		network, addr := "unix", in.Socket
-		if in.Address != "" {
-			network, addr = "tcp", in.Address
-		}
-		c, err := lbconfig.New(network, addr, lbconfig.WithName(in.Name))
+		c, err := wire.Client(in)
 		if err != nil {
-			return nil, withCode(exitUsage, fmt.Errorf("haproxy instance %s: %w", in.Name, err))
+			return nil, withCode(exitUsage, err)
 		}
 		out = append(out, c)
 	}

@@ -112,13 +112,9 @@ func Fleet(cfg *deployments.Config, drv *docker.Driver, opts ...lbconfig.Option)
 	}
 	var instances []lbconfig.Instance
 	for i, in := range cfg.HAProxy.Instances {
-		network, addr := "unix", in.Socket
-		if addr == "" {
-			network, addr = "tcp", in.Address
-		}
-		c, err := lbconfig.New(network, addr, append([]lbconfig.Option{lbconfig.WithName(in.Name)}, opts...)...)
+		c, err := Client(in, opts...)
 		if err != nil {
-			return nil, fmt.Errorf("haproxy instance %s: %w", in.Name, err)
+			return nil, err
 		}
 		inst := lbconfig.Instance{Client: c, Dir: cfg.HAProxy.InstanceDir(i)}
 		if in.MasterSocket != "" {
@@ -132,6 +128,20 @@ func Fleet(cfg *deployments.Config, drv *docker.Driver, opts ...lbconfig.Option)
 		return nil, errors.New("haproxy.instances: none configured")
 	}
 	return lbconfig.NewFleet(layout, write, instances...)
+}
+
+// Client is the Runtime API client of one HAProxy instance: its admin socket, else its
+// TCP address. opts are added to the client's name.
+func Client(in deployments.HAProxyInstance, opts ...lbconfig.Option) (*lbconfig.Client, error) {
+	network, addr := "unix", in.Socket
+	if addr == "" {
+		network, addr = "tcp", in.Address
+	}
+	c, err := lbconfig.New(network, addr, append([]lbconfig.Option{lbconfig.WithName(in.Name)}, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("haproxy instance %s: %w", in.Name, err)
+	}
+	return c, nil
 }
 
 var _ lbconfig.CheckRunner = docker.HAProxyCheck{}
