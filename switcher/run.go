@@ -237,16 +237,22 @@ func (s *Switcher) finish(ctx context.Context, r *run, outcome string, why error
 	if err != nil {
 		return err
 	}
-	rec := Record{Deploy: r.plan.Deploy, Op: r.plan.Op, From: r.plan.From, To: r.plan.To, Image: r.plan.Image, ImageID: r.plan.ImageID,
-		Started: r.started, Finished: s.now(), Result: outcome, Steps: r.j.Steps}
-	if why != nil {
-		rec.Error = why.Error()
-	}
-	st.addHistory(rec)
+	st.addHistory(s.record(r, outcome, why, r.j.Steps))
 	if err := s.kv().saveState(ctx, st); err != nil {
 		return err
 	}
 	return s.kv().dropJournal(ctx, r.j)
+}
+
+// record is the history record of r as it ends now with outcome (why: the error that
+// ended it, if any) after steps.
+func (s *Switcher) record(r *run, outcome string, why error, steps []StepTime) Record {
+	rec := Record{Deploy: r.plan.Deploy, Op: r.plan.Op, From: r.plan.From, To: r.plan.To, Image: r.plan.Image, ImageID: r.plan.ImageID,
+		Started: r.started, Finished: s.now(), Result: outcome, Steps: steps}
+	if why != nil {
+		rec.Error = why.Error()
+	}
+	return rec
 }
 
 // removeColor removes every trace of an app's color: HAProxy servers, Consul entries

@@ -534,8 +534,7 @@ func (s *Switcher) commit(ctx context.Context, r *run) error {
 	st.Colors[r.plan.To] = ColorState{Image: r.plan.Image, ImageID: r.plan.ImageID, Digest: r.plan.ImageDigest,
 		Deploy: r.plan.Deploy, Since: s.now()}
 	steps := append(slices.Clone(r.j.Steps), StepTime{Step: StepCommit})
-	st.addHistory(Record{Deploy: r.plan.Deploy, Op: r.plan.Op, From: r.plan.From, To: r.plan.To, Image: r.plan.Image,
-		ImageID: r.plan.ImageID, Started: r.started, Finished: s.now(), Result: OutcomeDone, Steps: steps})
+	st.addHistory(s.record(r, OutcomeDone, nil, steps))
 	if err := s.kv().saveState(ctx, st); err != nil {
 		return err
 	}
