@@ -93,7 +93,7 @@ func (f *fakeRuntime) InspectImage(_ context.Context, ref string) (Image, error)
 	return Image{}, fmt.Errorf("%w: %s", ErrImageNotFound, ref)
 }
 
-func (f *fakeRuntime) Start(_ context.Context, spec StartSpec) ([]deployments.Instance, error) {
+func (f *fakeRuntime) Start(_ context.Context, spec deployments.StartSpec) ([]deployments.Instance, error) {
 	if f.startErr != nil {
 		return nil, f.startErr
 	}

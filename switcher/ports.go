@@ -12,21 +12,6 @@ import (
 // deployments/docker, deployments/consul and lbconfig satisfy (wired in cmd/swap), and
 // which its failure-path tests fake.
 
-// StartSpec is what Runtime.Start needs to start one color of an app.
-type StartSpec struct {
-	App         string
-	Color       deployments.Color
-	Deploy      string
-	Image       string // the reference, for humans (the swap.image label)
-	ImageID     string // the image to run, when known (sha256:...)
-	Replicas    int
-	Port        int
-	Env         []string
-	Labels      map[string]string
-	Command     []string
-	StopTimeout time.Duration
-}
-
 // Runtime runs an app's containers.
 type Runtime interface {
 	// EnsureImage makes ref available locally (pulling only when missing) and says
@@ -37,7 +22,7 @@ type Runtime interface {
 	InspectImage(ctx context.Context, ref string) (Image, error)
 	// Start starts spec.Replicas containers and returns them running, with their
 	// published addresses. On error nothing it created is left behind.
-	Start(ctx context.Context, spec StartSpec) ([]deployments.Instance, error)
+	Start(ctx context.Context, spec deployments.StartSpec) ([]deployments.Instance, error)
 	// List returns the app's swap-managed containers in any state.
 	List(ctx context.Context, app string) ([]deployments.Instance, error)
 	// Stop stops (SIGTERM, then timeout) and removes one managed container.

@@ -70,7 +70,7 @@ func (s *Switcher) start(ctx context.Context, r *run) error {
 	}
 	// Every container knows what it is: the app sees its color, deploy and image.
 	env = append(env, r.hookEnv()...)
-	insts, err := s.Runtime.Start(ctx, StartSpec{
+	insts, err := s.Runtime.Start(ctx, deployments.StartSpec{
 		App: r.plan.App, Color: r.plan.To, Deploy: r.plan.Deploy, Image: r.plan.Image, ImageID: r.plan.ImageID,
 		Replicas: r.plan.Replicas, Port: r.app.Port, Env: env, Labels: r.app.Labels,
 		Command: r.app.Command, StopTimeout: r.app.StopTimeout,

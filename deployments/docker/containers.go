@@ -37,88 +37,9 @@ const pollInterval = 50 * time.Millisecond
 // logTail is how many log lines an error about an exited container carries.
 const logTail = 20
 
-// StartSpec is what Start runs: Replicas containers of one app's color.
-type StartSpec struct {
-	App      string
-	Color    deployments.Color
-	Deploy   string // deploy ID, recorded in the swap.deploy label
-	Image    string
-	Replicas int
-	// Indexes are the replica indexes to start, when not 0..Replicas-1: one Docker
-	// host of several runs only its share of an app's replicas (len(Indexes) ==
-	// Replicas).
-	Indexes []int
-	Port    int // the app's port inside the container (TCP)
-	// HostIP is where Port is published (default: the driver's, 127.0.0.1).
-	HostIP string
-	// HostPort fixes the published port (only with Replicas 1); 0 means an ephemeral
-	// port chosen by the engine.
-	HostPort int
-	Env      []string          // KEY=value; never logged
-	Labels   map[string]string // extra labels; swap's own labels win over these
-	Command  []string          // replaces the image's CMD when set
-	// StopTimeout is recorded on the container, so `docker stop` honours it too
-	// (rounded up to whole seconds; 0 leaves the engine default, 10s).
-	StopTimeout time.Duration
-	// Replace stops and removes swap's existing containers of this app and color that
-	// carry the names Start needs. Without it they make Start fail with ErrExists.
-	Replace bool
-}
-
-// Validate checks the spec before anything is created.
-func (s StartSpec) Validate() error {
-	var errs []error
-	if !deployments.NamePattern.MatchString(s.App) {
-		errs = append(errs, fmt.Errorf("app %q: must match %s", s.App, deployments.NamePattern))
-	}
-	if _, err := deployments.ParseColor(string(s.Color)); err != nil {
-		errs = append(errs, err)
-	}
-	if s.Deploy == "" {
-		errs = append(errs, errors.New("deploy ID is empty"))
-	}
-	if s.Image == "" {
-		errs = append(errs, errors.New("image is empty"))
-	}
-	if s.Replicas < 1 {
-		errs = append(errs, fmt.Errorf("replicas %d: must be at least 1", s.Replicas))
-	}
-	if s.Indexes != nil && len(s.Indexes) != s.Replicas {
-		errs = append(errs, fmt.Errorf("%d indexes for %d replicas: give one index per replica", len(s.Indexes), s.Replicas))
-	}
-	for _, i := range s.Indexes {
-		if i < 0 || i >= deployments.MaxReplicas {
-			errs = append(errs, fmt.Errorf("index %d: must be 0..%d", i, deployments.MaxReplicas-1))
-		}
-	}
-	if s.Port < 1 || s.Port > 65535 {
-		errs = append(errs, fmt.Errorf("port %d: must be 1..65535", s.Port))
-	}
-	if s.HostPort < 0 || s.HostPort > 65535 {
-		errs = append(errs, fmt.Errorf("host port %d: must be 1..65535, or 0 for an ephemeral port", s.HostPort))
-	}
-	if s.HostPort != 0 && s.Replicas > 1 {
-		errs = append(errs, fmt.Errorf("host port %d is fixed but replicas is %d: replicas cannot share a host port; leave the host port 0", s.HostPort, s.Replicas))
-	}
-	if s.StopTimeout < 0 {
-		errs = append(errs, fmt.Errorf("stop timeout %s: must not be negative", s.StopTimeout))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("start spec of %s/%s: %w", s.App, s.Color, err)
-	}
-	return nil
-}
-
-// index is the replica index of the spec's i-th container.
-func (s StartSpec) index(i int) int {
-	if s.Indexes != nil {
-		return s.Indexes[i]
-	}
-	return i
-}
-
-// labels are the container's labels: the spec's, then swap's own.
-func (s StartSpec) labels(installation string, index, hostPort int) map[string]string {
+// specLabels are the containers' labels: the spec's, then swap's own (and the image's
+// reference, when the spec runs an image by its ID).
+func specLabels(s deployments.StartSpec, installation string, index, hostPort int) map[string]string {
 	l := make(map[string]string, len(s.Labels)+7)
 	for k, v := range s.Labels {
 		l[k] = v
@@ -131,6 +52,11 @@ func (s StartSpec) labels(installation string, index, hostPort int) map[string]s
 	l[deployments.LabelInstallation] = installation
 	if hostPort != 0 {
 		l[deployments.LabelHostPort] = strconv.Itoa(hostPort)
+	}
+	if s.ImageID != "" {
+		// The exact image, whatever its tag names by now; the label keeps the tag for
+		// humans (and List reads it back as the instance's image).
+		l[deployments.LabelImage] = s.Image
 	}
 	return l
 }
@@ -158,7 +84,7 @@ func (d *Driver) owns(labels map[string]string) bool {
 // containers this call created are removed before the error returns: no half-started
 // color is left behind. A container that exits while Start waits is ErrExited with its
 // last log lines. The image must be on the host (see EnsureImage).
-func (d *Driver) Start(ctx context.Context, spec StartSpec) ([]deployments.Instance, error) {
+func (d *Driver) Start(ctx context.Context, spec deployments.StartSpec) ([]deployments.Instance, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
@@ -197,15 +123,15 @@ func (d *Driver) Start(ctx context.Context, spec StartSpec) ([]deployments.Insta
 	}
 	port := nat.Port(fmt.Sprintf("%d/tcp", spec.Port))
 	for i := 0; i < spec.Replicas; i++ {
-		name := d.name(spec.App, spec.Color, spec.index(i))
+		name := d.name(spec.App, spec.Color, spec.Index(i))
 		labelPort := 0
 		if picked {
 			labelPort = hostPorts[i]
 		}
 		cfg := &container.Config{
-			Image:        spec.Image,
+			Image:        spec.Run(),
 			Env:          spec.Env,
-			Labels:       spec.labels(d.installation, spec.index(i), labelPort),
+			Labels:       specLabels(spec, d.installation, spec.Index(i), labelPort),
 			ExposedPorts: nat.PortSet{port: struct{}{}},
 			StopSignal:   "SIGTERM",
 		}
@@ -228,7 +154,7 @@ func (d *Driver) Start(ctx context.Context, spec StartSpec) ([]deployments.Insta
 		if err != nil {
 			switch {
 			case cerrdefs.IsNotFound(err):
-				err = fmt.Errorf("%s: %w: %s is not on the Docker host; run EnsureImage first, or build/load it: %v", what, ErrImageNotFound, spec.Image, err)
+				err = fmt.Errorf("%s: %w: %s is not on the Docker host; run EnsureImage first, or build/load it: %v", what, ErrImageNotFound, spec.Run(), err)
 			case cerrdefs.IsConflict(err):
 				err = fmt.Errorf("%s: create %s: the name was taken meanwhile (another swap of %s?): %w", what, name, spec.App, err)
 			default:
@@ -243,7 +169,7 @@ func (d *Driver) Start(ctx context.Context, spec StartSpec) ([]deployments.Insta
 	}
 	for i, id := range created {
 		if err := d.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
-			name := d.name(spec.App, spec.Color, spec.index(i))
+			name := d.name(spec.App, spec.Color, spec.Index(i))
 			switch {
 			case isPortInUse(err) && picked:
 				err = fmt.Errorf("%s: start %s: %w: %s:%d, picked from docker.host_ports, was taken meanwhile (by a connection or another process); starting again picks another: %v",
@@ -271,10 +197,10 @@ func (d *Driver) Start(ctx context.Context, spec StartSpec) ([]deployments.Insta
 
 // checkNames makes sure the names Start needs are free, removing swap's own containers
 // of this app and color first when spec.Replace says so.
-func (d *Driver) checkNames(ctx context.Context, spec StartSpec, log *zap.Logger) error {
+func (d *Driver) checkNames(ctx context.Context, spec deployments.StartSpec, log *zap.Logger) error {
 	var replace []container.InspectResponse
 	for i := 0; i < spec.Replicas; i++ {
-		name := d.name(spec.App, spec.Color, spec.index(i))
+		name := d.name(spec.App, spec.Color, spec.Index(i))
 		c, err := d.cli.ContainerInspect(ctx, name)
 		if cerrdefs.IsNotFound(err) {
 			continue
@@ -476,7 +402,7 @@ func instanceFromInspect(c container.InspectResponse) (deployments.Instance, err
 
 // Stop stops an instance's container with SIGTERM, waits up to timeout for it to exit
 // (then the engine kills it), and removes it. Its volumes stay. timeout 0 uses the
-// container's own stop timeout (StartSpec.StopTimeout), else the engine's 10s.
+// container's own stop timeout (deployments.StartSpec.StopTimeout), else the engine's 10s.
 //
 // The container is found by inst.ContainerID, or by its name in this installation when
 // that is empty. A container without swap.managed=true is ErrNotManaged and is left

@@ -87,8 +87,8 @@ func (f *fixture) importImage(t *testing.T, name, tag, file string, body []byte,
 	return ref
 }
 
-func (f *fixture) spec(color deployments.Color, image string, replicas int) docker.StartSpec {
-	return docker.StartSpec{
+func (f *fixture) spec(color deployments.Color, image string, replicas int) deployments.StartSpec {
+	return deployments.StartSpec{
 		App: f.app, Color: color, Deploy: "d-" + f.env.RunID, Image: image,
 		Replicas: replicas, Port: 8080,
 		Env:    []string{"COLOR=" + string(color)},
@@ -97,7 +97,7 @@ func (f *fixture) spec(color deployments.Color, image string, replicas int) dock
 }
 
 // start runs spec and fails the test on error.
-func (f *fixture) start(t *testing.T, spec docker.StartSpec) []deployments.Instance {
+func (f *fixture) start(t *testing.T, spec deployments.StartSpec) []deployments.Instance {
 	t.Helper()
 	insts, err := f.drv.Start(ctx(t), spec)
 	if err != nil {

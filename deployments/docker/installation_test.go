@@ -110,7 +110,7 @@ func TestCheckNames_RefusesANameAnotherInstallationsContainerHas(t *testing.T) {
 		"web-blue-0": inspected("c1", "web-blue-0", "running", labelsOf("web", deployments.Blue, "team")),
 	}}
 	d := newDriver(fake, "", zaptest.NewLogger(t))
-	spec := StartSpec{App: "web", Color: deployments.Blue, Deploy: "d", Image: "i", Replicas: 1, Port: 80, Replace: true}
+	spec := deployments.StartSpec{App: "web", Color: deployments.Blue, Deploy: "d", Image: "i", Replicas: 1, Port: 80, Replace: true}
 	err := d.checkNames(context.Background(), spec, d.log)
 	if !errors.Is(err, ErrNameTaken) || !strings.Contains(err.Error(), `installation "team"`) || len(fake.mutating) != 0 {
 		t.Fatalf("checkNames = %v, calls %v; want ErrNameTaken naming installation team and no call", err, fake.mutating)

@@ -412,25 +412,25 @@ func TestMemoryUsage_LeavesOutInactivePageCache(t *testing.T) {
 }
 
 func TestStartSpec_ValidateNamesEveryProblem(t *testing.T) {
-	ok := StartSpec{App: "web", Color: deployments.Blue, Deploy: "d1", Image: "web:1", Replicas: 2, Port: 8080}
+	ok := deployments.StartSpec{App: "web", Color: deployments.Blue, Deploy: "d1", Image: "web:1", Replicas: 2, Port: 8080}
 	tests := []struct {
 		name   string
-		change func(*StartSpec)
+		change func(*deployments.StartSpec)
 		want   string // "" = valid
 	}{
-		{"a complete spec", func(*StartSpec) {}, ""},
-		{"a fixed host port for one replica", func(s *StartSpec) { s.Replicas, s.HostPort = 1, 9000 }, ""},
-		{"an app name HAProxy would not take", func(s *StartSpec) { s.App = "web app" }, `app "web app"`},
-		{"a color that is not blue or green", func(s *StartSpec) { s.Color = "red" }, `color "red"`},
-		{"no deploy ID", func(s *StartSpec) { s.Deploy = "" }, "deploy ID is empty"},
-		{"no image", func(s *StartSpec) { s.Image = "" }, "image is empty"},
-		{"no replicas", func(s *StartSpec) { s.Replicas = 0 }, "replicas 0"},
-		{"no port", func(s *StartSpec) { s.Port = 0 }, "port 0"},
-		{"a fixed host port shared by replicas", func(s *StartSpec) { s.HostPort = 9000 }, "cannot share a host port"},
-		{"a negative stop timeout", func(s *StartSpec) { s.StopTimeout = -time.Second }, "stop timeout"},
-		{"one host's share of the indexes", func(s *StartSpec) { s.Indexes = []int{1, 3} }, ""},
-		{"fewer indexes than replicas", func(s *StartSpec) { s.Indexes = []int{1} }, "1 indexes for 2 replicas"},
-		{"an index out of range", func(s *StartSpec) { s.Indexes = []int{1, 64} }, "index 64"},
+		{"a complete spec", func(*deployments.StartSpec) {}, ""},
+		{"a fixed host port for one replica", func(s *deployments.StartSpec) { s.Replicas, s.HostPort = 1, 9000 }, ""},
+		{"an app name HAProxy would not take", func(s *deployments.StartSpec) { s.App = "web app" }, `app "web app"`},
+		{"a color that is not blue or green", func(s *deployments.StartSpec) { s.Color = "red" }, `color "red"`},
+		{"no deploy ID", func(s *deployments.StartSpec) { s.Deploy = "" }, "deploy ID is empty"},
+		{"no image", func(s *deployments.StartSpec) { s.Image = "" }, "image is empty"},
+		{"no replicas", func(s *deployments.StartSpec) { s.Replicas = 0 }, "replicas 0"},
+		{"no port", func(s *deployments.StartSpec) { s.Port = 0 }, "port 0"},
+		{"a fixed host port shared by replicas", func(s *deployments.StartSpec) { s.HostPort = 9000 }, "cannot share a host port"},
+		{"a negative stop timeout", func(s *deployments.StartSpec) { s.StopTimeout = -time.Second }, "stop timeout"},
+		{"one host's share of the indexes", func(s *deployments.StartSpec) { s.Indexes = []int{1, 3} }, ""},
+		{"fewer indexes than replicas", func(s *deployments.StartSpec) { s.Indexes = []int{1} }, "1 indexes for 2 replicas"},
+		{"an index out of range", func(s *deployments.StartSpec) { s.Indexes = []int{1, 64} }, "index 64"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -570,5 +570,22 @@ func TestIsPruneRunningRecognisesTheEnginesConflict(t *testing.T) {
 	busy := errors.New("Error response from daemon: a prune operation is already running")
 	if !isPruneRunning(busy) || isPruneRunning(errors.New("Error response from daemon: conflict: unable to delete")) {
 		t.Fatal("prune-running conflict misclassified")
+	}
+}
+
+// A spec with an image ID runs that exact image and keeps the reference in the label.
+func TestSpecLabels_KeepTheReferenceOfAnImageRunByID(t *testing.T) {
+	s := deployments.StartSpec{App: "web", Color: deployments.Blue, Deploy: "d1", Image: "web:v1", ImageID: "sha256:abc",
+		Labels: map[string]string{"team": "x", deployments.LabelApp: "spoofed"}}
+	if s.Run() != "sha256:abc" {
+		t.Fatalf("Run = %q", s.Run())
+	}
+	l := specLabels(s, "", 0, 0)
+	if l[deployments.LabelImage] != "web:v1" || l[deployments.LabelApp] != "web" || l["team"] != "x" {
+		t.Fatalf("labels %v", l)
+	}
+	s.ImageID = ""
+	if _, ok := specLabels(s, "", 0, 0)[deployments.LabelImage]; ok || s.Run() != "web:v1" {
+		t.Fatal("a spec without an image ID labels its image")
 	}
 }

@@ -40,28 +40,14 @@ func (r *Runtime) InspectImage(ctx context.Context, ref string) (switcher.Image,
 	return switcher.Image{Ref: ref, ID: info.ID, Digest: info.Digest}, err
 }
 
-func (r *Runtime) Start(ctx context.Context, s switcher.StartSpec) ([]deployments.Instance, error) {
-	return r.start(ctx, s, nil)
-}
-
-// start starts s.Replicas containers with the replica indexes given (nil: 0..Replicas-1).
-func (r *Runtime) start(ctx context.Context, s switcher.StartSpec, indexes []int) ([]deployments.Instance, error) {
+func (r *Runtime) Start(ctx context.Context, s deployments.StartSpec) ([]deployments.Instance, error) {
 	labels := maps.Clone(s.Labels)
 	if labels == nil {
 		labels = map[string]string{}
 	}
 	maps.Copy(labels, r.Labels)
-	spec := docker.StartSpec{
-		App: s.App, Color: s.Color, Deploy: s.Deploy, Image: s.Image, Replicas: s.Replicas, Indexes: indexes,
-		Port: s.Port, Env: s.Env, Labels: labels, Command: s.Command, StopTimeout: s.StopTimeout,
-	}
-	if s.ImageID != "" {
-		// The exact image, whatever its tag names by now; the label keeps the tag for
-		// humans (and List reads it back as the instance's image).
-		spec.Image = s.ImageID
-		labels[deployments.LabelImage] = s.Image
-	}
-	insts, err := retryPortInUse(ctx, startAttempts, func() ([]deployments.Instance, error) { return r.Driver.Start(ctx, spec) })
+	s.Labels = labels
+	insts, err := retryPortInUse(ctx, startAttempts, func() ([]deployments.Instance, error) { return r.Driver.Start(ctx, s) })
 	return r.named(insts), err
 }
 

@@ -159,7 +159,7 @@ func (h *Hosts) InspectImage(ctx context.Context, ref string) (switcher.Image, e
 // Start starts the spec's replicas, each on the host Place names, all hosts side by
 // side. All or nothing: when one host fails, what the others started is stopped and
 // removed before the error (naming the host) returns.
-func (h *Hosts) Start(ctx context.Context, s switcher.StartSpec) ([]deployments.Instance, error) {
+func (h *Hosts) Start(ctx context.Context, s deployments.StartSpec) ([]deployments.Instance, error) {
 	place := h.Place(s.App, s.Replicas)
 	byHost := map[string][]int{}
 	for i, name := range place {
@@ -173,8 +173,8 @@ func (h *Hosts) Start(ctx context.Context, s switcher.StartSpec) ([]deployments.
 			return nil
 		}
 		spec := s
-		spec.Replicas = len(idx)
-		insts, err := hr.Runtime.start(ctx, spec, idx)
+		spec.Replicas, spec.Indexes = len(idx), idx
+		insts, err := hr.Runtime.Start(ctx, spec)
 		mu.Lock()
 		started = append(started, insts...)
 		mu.Unlock()

@@ -17,7 +17,6 @@ import (
 	"github.com/swap-dev/swap/deployments"
 	"github.com/swap-dev/swap/deployments/docker"
 	"github.com/swap-dev/swap/internal/testenv"
-	"github.com/swap-dev/swap/switcher"
 )
 
 // TestHostsPlaceReplicasOnTheirHostsAllOrNothing runs an app's color over two Docker
@@ -51,7 +50,7 @@ func TestHostsPlaceReplicasOnTheirHostsAllOrNothing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("EnsureImage: %v", err)
 	}
-	spec := switcher.StartSpec{App: "web", Color: deployments.Blue, Deploy: "d1", Image: ref, ImageID: img.ID,
+	spec := deployments.StartSpec{App: "web", Color: deployments.Blue, Deploy: "d1", Image: ref, ImageID: img.ID,
 		Replicas: 4, Port: 8080, Env: []string{"COLOR=blue"}, StopTimeout: time.Second}
 	insts, err := h.Start(ctx, spec)
 	if err != nil {
