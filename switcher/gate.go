@@ -21,12 +21,13 @@ const (
 
 // gate waits until every new instance is healthy in all three views, continuously for
 // min_healthy_time, before deploy_timeout (counted from the swap's start).
-func (s *Switcher) gate(ctx context.Context, r *run) error {
-	if err := s.ensureInsts(ctx, r); err != nil {
+func (r *run) gate(ctx context.Context) error {
+	s := r.s
+	if err := r.ensureInsts(ctx); err != nil {
 		return err
 	}
 	hc := r.app.HealthCheck
-	sched, views, poll := s.newViews(r)
+	sched, views, poll := r.newViews()
 	var ids []string
 	for _, in := range r.insts {
 		targets, err := instanceTargets(in, hc, views, poll, 1)
@@ -45,7 +46,7 @@ func (s *Switcher) gate(ctx context.Context, r *run) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = sched.Run(gctx) }()
 	unsub := sched.Subscribe(func(t health.Transition) {
-		s.emit(Event{App: r.plan.App, Deploy: r.plan.Deploy, Step: StepGate, Kind: EventInfo,
+		r.emit(Event{Step: StepGate, Kind: EventInfo,
 			Instance: strings.Fields(t.Target)[0], Message: t.String()})
 	})
 	deadline := r.started.Add(r.app.DeployTimeout)
@@ -67,7 +68,8 @@ func (s *Switcher) gate(ctx context.Context, r *run) error {
 // newViews returns a scheduler with the app's check timing and the Consul and HAProxy
 // views of To's backend, read every poll (the app's interval, at most 500ms, or
 // ProbeInterval): the gate's and verify's probes.
-func (s *Switcher) newViews(r *run) (*health.Scheduler, *viewCache, time.Duration) {
+func (r *run) newViews() (*health.Scheduler, *viewCache, time.Duration) {
+	s := r.s
 	hc := r.app.HealthCheck
 	poll := s.ProbeInterval
 	if poll <= 0 {

@@ -96,7 +96,8 @@ func imageGone(app string, img Image, what string) error {
 // journals the ID, so a resume, the commit and the history record that very image. A
 // plan that names an ID already (a rollback, a switch, a resumed deploy) runs exactly
 // that image: present, or pulled by its repo digest, else ErrImageGone.
-func (s *Switcher) ensureImage(ctx context.Context, r *run) error {
+func (r *run) ensureImage(ctx context.Context) error {
+	s := r.s
 	want := r.plan.image()
 	if want.ID == "" {
 		img, err := s.Runtime.EnsureImage(ctx, want.Ref)
@@ -105,7 +106,7 @@ func (s *Switcher) ensureImage(ctx context.Context, r *run) error {
 		}
 		r.plan.ImageID, r.plan.ImageDigest = img.ID, img.Digest
 		r.j.Plan.ImageID, r.j.Plan.ImageDigest = img.ID, img.Digest
-		s.event(r, StepStart, EventInfo, "%s is image %s", want.Ref, deployments.ShortID(img.ID))
+		r.event(StepStart, EventInfo, "%s is image %s", want.Ref, deployments.ShortID(img.ID))
 		return s.kv().saveJournal(ctx, r.j)
 	}
 	if _, err := s.Runtime.InspectImage(ctx, want.ID); err == nil {

@@ -13,19 +13,21 @@ import (
 // With Mesh nil every helper here does nothing.
 
 // meshRoute sends all of the app's mesh traffic to c.
-func (s *Switcher) meshRoute(ctx context.Context, r *run, c deployments.Color, step Step) error {
+func (r *run) meshRoute(ctx context.Context, c deployments.Color, step Step) error {
+	s := r.s
 	if s.Mesh == nil {
 		return nil
 	}
 	if err := s.Mesh.Route(ctx, r.plan.App, c); err != nil {
 		return fmt.Errorf("mesh: route %s to %s: %w", r.plan.App, c, err)
 	}
-	s.event(r, step, EventInfo, "mesh: %s's traffic goes to %s", r.plan.App, c)
+	r.event(step, EventInfo, "mesh: %s's traffic goes to %s", r.plan.App, c)
 	return nil
 }
 
 // meshSplit sends weight percent of the app's mesh traffic to To (0 ends the split).
-func (s *Switcher) meshSplit(ctx context.Context, r *run, weight int) error {
+func (r *run) meshSplit(ctx context.Context, weight int) error {
+	s := r.s
 	if s.Mesh == nil {
 		return nil
 	}
@@ -38,7 +40,8 @@ func (s *Switcher) meshSplit(ctx context.Context, r *run, weight int) error {
 // ensureMesh reads the mesh's target before step and routes it to To again when it
 // points elsewhere (a split left over, a change from outside): From is not drained or
 // retired while mesh clients are still sent to it.
-func (s *Switcher) ensureMesh(ctx context.Context, r *run, step Step) error {
+func (r *run) ensureMesh(ctx context.Context, step Step) error {
+	s := r.s
 	if s.Mesh == nil {
 		return nil
 	}
@@ -49,8 +52,8 @@ func (s *Switcher) ensureMesh(ctx context.Context, r *run, step Step) error {
 	if t.Live == r.plan.To && t.Weight == 0 {
 		return nil
 	}
-	s.event(r, step, EventInfo, "mesh: %s's traffic goes to %s, not %s: restoring the planned route", r.plan.App, t, r.plan.To)
-	return s.meshRoute(ctx, r, r.plan.To, step)
+	r.event(step, EventInfo, "mesh: %s's traffic goes to %s, not %s: restoring the planned route", r.plan.App, t, r.plan.To)
+	return r.meshRoute(ctx, r.plan.To, step)
 }
 
 // meshStatus is the mesh's target for status (nil when the mesh is off).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/swap-dev/swap/deployments"
 )
@@ -179,9 +180,8 @@ func (s *Switcher) operateLocked(ctx context.Context, spec *deployments.App, pla
 	}
 	s.emit(Event{App: app, Deploy: p.Deploy, Step: StepPlan, Kind: EventDone, Elapsed: s.now().Sub(start),
 		Message: fmt.Sprintf("%s %s: %s -> %s (%s)", p.Op, app, liveName(p.From), p.To, p.Image)})
-	r := &run{s: s, app: p.specFor(spec), plan: *p, started: start,
-		j: &journalFor{Journal: Journal{Plan: *p, Status: JournalRunning, Step: StepPlan, Done: true}}}
-	return s.execute(ctx, r, StepStart)
+	r := s.newRun(p.specFor(spec), *p, &journalFor{Journal: Journal{Plan: *p, Status: JournalRunning, Step: StepPlan, Done: true}}, start)
+	return r.execute(ctx, StepStart)
 }
 
 // Promote continues a swap that waits in preview.
@@ -196,7 +196,7 @@ func (s *Switcher) Promote(ctx context.Context, app string, opts Options) (*Resu
 				app, r.plan.To, r.plan.Deploy, r.plan.Route, r.plan.ToBackend(), stepsFrom(nextStep(StepShift)))
 		}
 		r.j.Status = JournalRunning
-		return s.execute(ctx, r, StepShift)
+		return r.execute(ctx, StepShift)
 	})
 }
 
@@ -212,7 +212,7 @@ func (s *Switcher) Abort(ctx context.Context, app string, opts Options) (*Result
 			return dryRun(r, "would abort %s's swap to %s (deploy %s, at %s): %s; %s keeps serving",
 				app, r.plan.To, r.plan.Deploy, r.j.Step, undoWhat(r), liveName(r.plan.From))
 		}
-		if err := s.undo(ctx, r, errors.New("aborted by `swap abort`")); err != nil {
+		if err := r.undo(ctx, errors.New("aborted by `swap abort`")); err != nil {
 			return nil, err
 		}
 		return &Result{Plan: r.plan, Outcome: OutcomeRolledBack, Steps: r.j.Steps}, nil
@@ -353,7 +353,7 @@ func (s *Switcher) resumeWay(ctx context.Context, j *journalFor) (resumeDecision
 
 // resumeLocked decides, under the lock, which way an interrupted swap goes, and goes.
 func (s *Switcher) resumeLocked(ctx context.Context, spec *deployments.App, j *journalFor) (*Result, error) {
-	r := &run{s: s, app: j.Plan.specFor(spec), plan: j.Plan, j: j, started: j.Plan.Created}
+	r := s.newRun(j.Plan.specFor(spec), j.Plan, j, j.Plan.Created)
 	way, err := s.resumeWay(ctx, j)
 	if err != nil {
 		return nil, err
@@ -361,7 +361,7 @@ func (s *Switcher) resumeLocked(ctx context.Context, spec *deployments.App, j *j
 	if !way.forward {
 		s.emit(Event{App: j.Plan.App, Deploy: j.Plan.Deploy, Step: StepResume, Kind: EventInfo,
 			Message: fmt.Sprintf("interrupted at %s %s: rolling back", j.Step, way.why)})
-		if err := s.undo(ctx, r, fmt.Errorf("interrupted at %s", j.Step)); err != nil {
+		if err := r.undo(ctx, fmt.Errorf("interrupted at %s", j.Step)); err != nil {
 			return nil, err
 		}
 		return &Result{Plan: j.Plan, Outcome: OutcomeRolledBack, Steps: j.Steps}, nil
@@ -370,7 +370,7 @@ func (s *Switcher) resumeLocked(ctx context.Context, spec *deployments.App, j *j
 	from := way.from
 	s.emit(Event{App: j.Plan.App, Deploy: j.Plan.Deploy, Step: StepResume, Kind: EventInfo,
 		Message: fmt.Sprintf("interrupted at %s after the shift: going forward from %s", j.Step, from)})
-	return s.execute(ctx, r, from)
+	return r.execute(ctx, from)
 }
 
 func nextStep(s Step) Step {
@@ -423,7 +423,7 @@ func (s *Switcher) continueJournalOr(ctx context.Context, app string, opts Optio
 		if !ok {
 			return none(ctx, spec)
 		}
-		return fn(ctx, &run{s: s, app: j.Plan.specFor(spec), plan: j.Plan, j: j, started: j.Plan.Created})
+		return fn(ctx, s.newRun(j.Plan.specFor(spec), j.Plan, j, j.Plan.Created))
 	}
 	lctx, release, err := s.lock(ctx, app, opts.Wait)
 	if err != nil {
@@ -441,7 +441,7 @@ func (s *Switcher) continueJournalOr(ctx context.Context, app string, opts Optio
 		if !ok {
 			return none(lctx, spec)
 		}
-		return fn(lctx, &run{s: s, app: j.Plan.specFor(spec), plan: j.Plan, j: j, started: j.Plan.Created})
+		return fn(lctx, s.newRun(j.Plan.specFor(spec), j.Plan, j, j.Plan.Created))
 	}()
 	if lctx.Err() == nil {
 		s.retireDue(lctx, spec)
@@ -485,13 +485,13 @@ func (s *Switcher) Cleanup(ctx context.Context, app string, opts Options) (*Resu
 	if err := s.preflight(ctx, app); err != nil {
 		return nil, err
 	}
-	r := &run{s: s, app: spec, plan: Plan{App: app, Deploy: newDeployID(s.now())}}
+	r := s.newRun(spec, Plan{App: app, Deploy: newDeployID(s.now())}, nil, time.Time{})
 	s.retireDue(ctx, spec)
 	if st, err = s.kv().state(ctx, app); err != nil { // re-read under the lock
 		return nil, err
 	}
 	before := len(st.Previous)
-	st.Previous = s.removeImages(ctx, r, st.Previous, spec.Retain)
+	st.Previous = r.removeImages(ctx, st.Previous, spec.Retain)
 	removed := before - len(st.Previous)
 	if err := s.kv().saveState(ctx, st); err != nil {
 		return nil, err

@@ -91,8 +91,8 @@ func (s *Switcher) retireColors(ctx context.Context, spec *deployments.App, pick
 		if !ok || !cs.Retiring() || c == st.Live || (inFlight && c == j.Plan.To) || !pick(c, cs) {
 			continue
 		}
-		r := &run{s: s, app: spec, plan: Plan{App: spec.Name, Deploy: cs.RetiredBy, Route: spec.Route}}
-		if err := s.removeColor(ctx, r, c, StepRetire); err != nil {
+		r := s.newRun(spec, Plan{App: spec.Name, Deploy: cs.RetiredBy, Route: spec.Route}, nil, time.Time{})
+		if err := r.removeColor(ctx, c, StepRetire); err != nil {
 			return retired, err
 		}
 		delete(st.Colors, c)

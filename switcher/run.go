@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.uber.org/zap"
 	"slices"
 	"sync"
 	"time"
@@ -13,7 +14,9 @@ import (
 
 // run is one swap in progress: its plan, journal and state.
 type run struct {
-	s       *Switcher
+	s *Switcher
+	// log is the switcher's logger scoped once with the app and the deploy.
+	log     *zap.Logger
 	app     *deployments.App
 	plan    Plan
 	j       *journalFor
@@ -29,38 +32,51 @@ var errWaiting = errors.New("waiting for promote")
 
 type stepFunc struct {
 	step Step
-	fn   func(*Switcher, context.Context, *run) error
+	fn   func(*run, context.Context) error
 }
 
 // swapSteps are the steps after lock and plan.
 var swapSteps = []stepFunc{
-	{StepStart, (*Switcher).start},
-	{StepRegister, (*Switcher).register},
-	{StepStage, (*Switcher).stage},
-	{StepGate, (*Switcher).gate},
-	{StepPreview, (*Switcher).preview},
-	{StepShift, (*Switcher).shift},
-	{StepVerify, (*Switcher).verify},
-	{StepDrain, (*Switcher).drain},
-	{StepRetire, (*Switcher).retire},
-	{StepCleanup, (*Switcher).cleanup},
-	{StepCommit, (*Switcher).commit},
+	{StepStart, (*run).start},
+	{StepRegister, (*run).register},
+	{StepStage, (*run).stage},
+	{StepGate, (*run).gate},
+	{StepPreview, (*run).preview},
+	{StepShift, (*run).shift},
+	{StepVerify, (*run).verify},
+	{StepDrain, (*run).drain},
+	{StepRetire, (*run).retire},
+	{StepCleanup, (*run).cleanup},
+	{StepCommit, (*run).commit},
 }
 
-func (s *Switcher) event(r *run, step Step, kind EventKind, format string, args ...any) {
-	s.emit(Event{App: r.plan.App, Deploy: r.plan.Deploy, Step: step, Kind: kind, Message: fmt.Sprintf(format, args...)})
+// newRun is a run of plan with app's spec, its journal (nil until the plan is
+// journaled) and the time it started.
+func (s *Switcher) newRun(app *deployments.App, plan Plan, j *journalFor, started time.Time) *run {
+	return &run{s: s, app: app, plan: plan, j: j, started: started,
+		log: s.log().With(zap.String("app", plan.App), zap.String("deploy", plan.Deploy))}
+}
+
+// emit sends e, of this run's app and deploy, to the log and the switcher's OnEvent.
+func (r *run) emit(e Event) {
+	e.App, e.Deploy = r.plan.App, r.plan.Deploy
+	r.s.emitTo(r.log, e)
+}
+
+func (r *run) event(step Step, kind EventKind, format string, args ...any) {
+	r.emit(Event{Step: step, Kind: kind, Message: fmt.Sprintf(format, args...)})
 }
 
 // execute runs the steps from `from` on. Before the shift a failure rolls back; in
 // verify a 5xx spike flips back and rolls back; after that a failure leaves the journal
 // for `swap resume`, which goes forward.
-func (s *Switcher) execute(ctx context.Context, r *run, from Step) (*Result, error) {
+func (r *run) execute(ctx context.Context, from Step) (*Result, error) {
 	res := &Result{Plan: r.plan}
 	for _, sf := range swapSteps {
 		if sf.step.order() < from.order() {
 			continue
 		}
-		err := s.runStep(ctx, r, sf)
+		err := r.runStep(ctx, sf)
 		res.Steps = r.j.Steps
 		res.Instances = r.insts
 		if errors.Is(err, errWaiting) {
@@ -78,7 +94,7 @@ func (s *Switcher) execute(ctx context.Context, r *run, from Step) (*Result, err
 			// Without the lock nothing is undone: another swap may own the app now.
 			res.Outcome = OutcomeFailed
 		case !r.j.Shifted:
-			if uerr := s.undo(ctx, r, err); uerr != nil {
+			if uerr := r.undo(ctx, err); uerr != nil {
 				swapErr.Err = fmt.Errorf("%w; and the rollback failed: %v (run `swap resume %s`)", err, uerr, r.plan.App)
 				res.Outcome = OutcomeFailed
 				return res, swapErr
@@ -87,7 +103,7 @@ func (s *Switcher) execute(ctx context.Context, r *run, from Step) (*Result, err
 			res.Outcome = OutcomeRolledBack
 		case (sf.step == StepVerify || sf.step == StepDrain) && (errors.Is(err, ErrTooMany5xx) || errors.Is(err, ErrNotHealthy)):
 			// The old color is still up and not yet drained: it takes the traffic back.
-			if uerr := s.flipBack(ctx, r, err); uerr != nil {
+			if uerr := r.flipBack(ctx, err); uerr != nil {
 				swapErr.Err = fmt.Errorf("%w; and the rollback failed: %v (run `swap resume %s`)", err, uerr, r.plan.App)
 				res.Outcome = OutcomeFailed
 				return res, swapErr
@@ -109,19 +125,20 @@ func (s *Switcher) execute(ctx context.Context, r *run, from Step) (*Result, err
 }
 
 // runStep journals, fault-injects and times one step.
-func (s *Switcher) runStep(ctx context.Context, r *run, sf stepFunc) error {
+func (r *run) runStep(ctx context.Context, sf stepFunc) error {
+	s := r.s
 	start := s.now()
-	s.event(r, sf.step, EventStart, "%s", sf.step)
+	r.event(sf.step, EventStart, "%s", sf.step)
 	r.j.Step, r.j.Done = sf.step, false
 	if err := s.kv().saveJournal(ctx, r.j); err != nil {
-		s.event(r, sf.step, EventFailed, "%v", err)
+		r.event(sf.step, EventFailed, "%v", err)
 		return err
 	}
 	s.fault(sf.step, "before")
-	err := sf.fn(s, ctx, r)
+	err := sf.fn(r, ctx)
 	elapsed := s.now().Sub(start)
 	if err != nil && !errors.Is(err, errWaiting) {
-		s.emit(Event{App: r.plan.App, Deploy: r.plan.Deploy, Step: sf.step, Kind: EventFailed, Message: cause(ctx, err).Error(), Elapsed: elapsed})
+		r.emit(Event{Step: sf.step, Kind: EventFailed, Message: cause(ctx, err).Error(), Elapsed: elapsed})
 		return err
 	}
 	r.j.Done = true
@@ -131,14 +148,14 @@ func (s *Switcher) runStep(ctx context.Context, r *run, sf stepFunc) error {
 	}
 	if sf.step == StepCommit {
 		// commit dropped the journal: the swap is over.
-		s.emit(Event{App: r.plan.App, Deploy: r.plan.Deploy, Step: sf.step, Kind: EventDone, Message: "commit done", Elapsed: elapsed})
+		r.emit(Event{Step: sf.step, Kind: EventDone, Message: "commit done", Elapsed: elapsed})
 		return nil
 	}
 	if serr := s.kv().saveJournal(ctx, r.j); serr != nil {
 		return serr
 	}
 	s.fault(sf.step, "after")
-	s.emit(Event{App: r.plan.App, Deploy: r.plan.Deploy, Step: sf.step, Kind: EventDone, Message: string(sf.step) + " done", Elapsed: elapsed})
+	r.emit(Event{Step: sf.step, Kind: EventDone, Message: string(sf.step) + " done", Elapsed: elapsed})
 	return err
 }
 
@@ -172,16 +189,17 @@ func cleanupCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 // undo rolls a swap back before its shift: the mesh routes to From again, the preview
 // and canary are cleared and To's new instances removed. The live color is never
 // touched.
-func (s *Switcher) undo(ctx context.Context, r *run, why error) error {
+func (r *run) undo(ctx context.Context, why error) error {
+	s := r.s
 	ctx, cancel := cleanupCtx(ctx)
 	defer cancel()
 	start := s.now()
-	s.event(r, StepRollback, EventStart, "rolling back %s: %v", r.plan.To, why)
+	r.event(StepRollback, EventStart, "rolling back %s: %v", r.plan.To, why)
 	if r.plan.From != "" {
 		// The mesh back on From (and its split ended) before To goes: mesh clients must
 		// not be sent to instances being removed.
-		if err := s.meshRoute(ctx, r, r.plan.From, StepRollback); err != nil {
-			s.event(r, StepRollback, EventFailed, "%v", err)
+		if err := r.meshRoute(ctx, r.plan.From, StepRollback); err != nil {
+			r.event(StepRollback, EventFailed, "%v", err)
 			return fmt.Errorf("%w; %s's instances are kept while the mesh may still send them traffic", err, r.plan.To)
 		}
 	}
@@ -193,35 +211,36 @@ func (s *Switcher) undo(ctx context.Context, r *run, why error) error {
 		errs = append(errs, s.Balancer.Canary(ctx, r.plan.Route, r.plan.ToBackend(), 0))
 	}
 	if !r.plan.Reuse {
-		errs = append(errs, s.removeColor(ctx, r, r.plan.To, StepRollback))
+		errs = append(errs, r.removeColor(ctx, r.plan.To, StepRollback))
 	}
 	if err := errors.Join(errs...); err != nil {
-		s.event(r, StepRollback, EventFailed, "%v", err)
+		r.event(StepRollback, EventFailed, "%v", err)
 		return err
 	}
-	if err := s.finish(ctx, r, OutcomeRolledBack, why); err != nil {
+	if err := r.finish(ctx, OutcomeRolledBack, why); err != nil {
 		return err
 	}
-	s.emit(Event{App: r.plan.App, Deploy: r.plan.Deploy, Step: StepRollback, Kind: EventDone,
+	r.emit(Event{Step: StepRollback, Kind: EventDone,
 		Message: fmt.Sprintf("rolled back; %s keeps serving", liveName(r.plan.From)), Elapsed: s.now().Sub(start)})
 	return nil
 }
 
 // flipBack rolls a swap back after its shift, while From is still up: HAProxy's routes
 // go back to From, then undo moves the mesh back and removes To.
-func (s *Switcher) flipBack(ctx context.Context, r *run, why error) error {
+func (r *run) flipBack(ctx context.Context, why error) error {
+	s := r.s
 	ctx, cancel := cleanupCtx(ctx)
 	defer cancel()
-	s.event(r, StepRollback, EventStart, "flipping %q back to %s: %v", r.plan.Route, r.plan.FromBackend(), why)
+	r.event(StepRollback, EventStart, "flipping %q back to %s: %v", r.plan.Route, r.plan.FromBackend(), why)
 	if err := s.Balancer.Route(ctx, r.plan.Route, r.plan.FromBackend()); err != nil {
-		s.event(r, StepRollback, EventFailed, "%v", err)
+		r.event(StepRollback, EventFailed, "%v", err)
 		return fmt.Errorf("route %q back to %s: %w", r.plan.Route, r.plan.FromBackend(), err)
 	}
 	r.j.Shifted = false
 	if err := s.kv().saveJournal(ctx, r.j); err != nil {
 		return err
 	}
-	return s.undo(ctx, r, why)
+	return r.undo(ctx, why)
 }
 
 func liveName(c deployments.Color) string {
@@ -232,12 +251,13 @@ func liveName(c deployments.Color) string {
 }
 
 // finish records the outcome in the state's history and drops the journal.
-func (s *Switcher) finish(ctx context.Context, r *run, outcome string, why error) error {
+func (r *run) finish(ctx context.Context, outcome string, why error) error {
+	s := r.s
 	st, err := s.kv().state(ctx, r.plan.App)
 	if err != nil {
 		return err
 	}
-	st.addHistory(s.record(r, outcome, why, r.j.Steps))
+	st.addHistory(r.record(outcome, why, r.j.Steps))
 	if err := s.kv().saveState(ctx, st); err != nil {
 		return err
 	}
@@ -246,7 +266,8 @@ func (s *Switcher) finish(ctx context.Context, r *run, outcome string, why error
 
 // record is the history record of r as it ends now with outcome (why: the error that
 // ended it, if any) after steps.
-func (s *Switcher) record(r *run, outcome string, why error, steps []StepTime) Record {
+func (r *run) record(outcome string, why error, steps []StepTime) Record {
+	s := r.s
 	rec := Record{Deploy: r.plan.Deploy, Op: r.plan.Op, From: r.plan.From, To: r.plan.To, Image: r.plan.Image, ImageID: r.plan.ImageID,
 		Started: r.started, Finished: s.now(), Result: outcome, Steps: steps}
 	if why != nil {
@@ -257,7 +278,8 @@ func (s *Switcher) record(r *run, outcome string, why error, steps []StepTime) R
 
 // removeColor removes every trace of an app's color: HAProxy servers, Consul entries
 // and containers. It refuses when any HAProxy routes the app to that color.
-func (s *Switcher) removeColor(ctx context.Context, r *run, c deployments.Color, step Step) error {
+func (r *run) removeColor(ctx context.Context, c deployments.Color, step Step) error {
+	s := r.s
 	app := r.plan.App
 	backend := deployments.BackendName(app, c)
 	routes, err := s.Balancer.Routes(ctx, r.plan.Route)
@@ -300,7 +322,7 @@ func (s *Switcher) removeColor(ctx context.Context, r *run, c deployments.Color,
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("remove %s %s: %w", app, c, err)
 	}
-	s.event(r, step, EventInfo, "removed %s's servers, Consul entries and containers", c)
+	r.event(step, EventInfo, "removed %s's servers, Consul entries and containers", c)
 	return nil
 }
 

@@ -18,14 +18,15 @@ func (r *run) hookEnv() []string {
 		"SWAP_IMAGE=" + r.plan.Image, "SWAP_DEPLOY=" + r.plan.Deploy}
 }
 
-func (s *Switcher) hook(ctx context.Context, r *run, step Step, name, command string) error {
+func (r *run) hook(ctx context.Context, step Step, name, command string) error {
+	s := r.s
 	if command == "" {
 		return nil
 	}
 	if s.Hooks == nil {
 		return fmt.Errorf("hook %s is configured but no hook runner is wired", name)
 	}
-	s.event(r, step, EventInfo, "running hook %s", name)
+	r.event(step, EventInfo, "running hook %s", name)
 	env := make([]string, 0, len(r.app.Hooks.Env)+4)
 	for k, v := range r.app.Hooks.Env {
 		env = append(env, k+"="+v)
@@ -40,8 +41,9 @@ func (s *Switcher) hook(ctx context.Context, r *run, step Step, name, command st
 
 // start runs the pre_deploy hook, then starts To's containers (or finds them, when the
 // plan reuses them or a resume finds them).
-func (s *Switcher) start(ctx context.Context, r *run) error {
-	if err := s.hook(ctx, r, StepStart, "pre_deploy", r.app.Hooks.PreDeploy); err != nil {
+func (r *run) start(ctx context.Context) error {
+	s := r.s
+	if err := r.hook(ctx, StepStart, "pre_deploy", r.app.Hooks.PreDeploy); err != nil {
 		return err
 	}
 	if r.plan.Reuse {
@@ -50,14 +52,14 @@ func (s *Switcher) start(ctx context.Context, r *run) error {
 			return err
 		}
 		r.insts = insts
-		s.event(r, StepStart, EventInfo, "keeping %d running instance(s) of %s", len(insts), r.plan.To)
+		r.event(StepStart, EventInfo, "keeping %d running instance(s) of %s", len(insts), r.plan.To)
 		return nil
 	}
 	// Leftovers of an earlier attempt on the idle color go first (never the live one).
-	if err := s.removeColor(ctx, r, r.plan.To, StepStart); err != nil {
+	if err := r.removeColor(ctx, r.plan.To, StepStart); err != nil {
 		return err
 	}
-	if err := s.ensureImage(ctx, r); err != nil {
+	if err := r.ensureImage(ctx); err != nil {
 		return err
 	}
 	lookup := s.LookupEnv
@@ -85,7 +87,7 @@ func (s *Switcher) start(ctx context.Context, r *run) error {
 		if in.DockerHost != "" {
 			where = fmt.Sprintf("docker host %s (%s)", in.DockerHost, in.Addr())
 		}
-		s.emit(Event{App: r.plan.App, Deploy: r.plan.Deploy, Step: StepStart, Kind: EventInfo, Instance: in.ID(),
+		r.emit(Event{Step: StepStart, Kind: EventInfo, Instance: in.ID(),
 			Message: fmt.Sprintf("%s running on %s", in.ID(), where)})
 	}
 	return nil
@@ -107,7 +109,8 @@ func byDockerHost(insts []deployments.Instance) map[string][]string {
 }
 
 // ensureInsts reloads To's instances when a resumed run has none in memory.
-func (s *Switcher) ensureInsts(ctx context.Context, r *run) error {
+func (r *run) ensureInsts(ctx context.Context) error {
+	s := r.s
 	if len(r.insts) > 0 {
 		return nil
 	}
@@ -123,8 +126,9 @@ func (s *Switcher) ensureInsts(ctx context.Context, r *run) error {
 }
 
 // register puts To's instances in Consul with their check.
-func (s *Switcher) register(ctx context.Context, r *run) error {
-	if err := s.ensureInsts(ctx, r); err != nil {
+func (r *run) register(ctx context.Context) error {
+	s := r.s
+	if err := r.ensureInsts(ctx); err != nil {
 		return err
 	}
 	for _, in := range r.insts {
@@ -147,8 +151,9 @@ func imageVersion(ref string) string {
 }
 
 // stage adds To's instances to its HAProxy backend, DOWN until HAProxy's checks pass.
-func (s *Switcher) stage(ctx context.Context, r *run) error {
-	if err := s.ensureInsts(ctx, r); err != nil {
+func (r *run) stage(ctx context.Context) error {
+	s := r.s
+	if err := r.ensureInsts(ctx); err != nil {
 		return err
 	}
 	backend := r.plan.ToBackend()
@@ -168,7 +173,7 @@ func (s *Switcher) stage(ctx context.Context, r *run) error {
 	// The live color's instances join as backup servers: from the shift until the drain
 	// starts, HAProxy itself sends the traffic back to them the moment the new color
 	// has no server up, without waiting for swap to notice and flip back.
-	backups, err := s.backupServers(ctx, r)
+	backups, err := r.backupServers(ctx)
 	if err != nil {
 		return err
 	}
@@ -185,21 +190,22 @@ func (s *Switcher) stage(ctx context.Context, r *run) error {
 		return fmt.Errorf("add %s to %s: %w", instanceIDs(r.insts), backend, err)
 	}
 	if len(backups) > 0 {
-		s.event(r, StepStage, EventInfo, "%s's %d instance(s) are backup servers of %s until the drain", r.plan.From, len(backups), backend)
+		r.event(StepStage, EventInfo, "%s's %d instance(s) are backup servers of %s until the drain", r.plan.From, len(backups), backend)
 	}
 	return nil
 }
 
 // preview routes the preview frontend to To; without auto_promote the swap then waits.
-func (s *Switcher) preview(ctx context.Context, r *run) error {
+func (r *run) preview(ctx context.Context) error {
+	s := r.s
 	if !r.plan.Preview {
-		s.event(r, StepPreview, EventSkip, "no preview frontend configured")
+		r.event(StepPreview, EventSkip, "no preview frontend configured")
 		return nil
 	}
 	if err := s.Balancer.Preview(ctx, r.plan.Route, r.plan.ToBackend()); err != nil {
 		return err
 	}
-	s.event(r, StepPreview, EventInfo, "preview frontend routes %q to %s", r.plan.Route, r.plan.ToBackend())
+	r.event(StepPreview, EventInfo, "preview frontend routes %q to %s", r.plan.Route, r.plan.ToBackend())
 	if !r.plan.Promote {
 		return errWaiting
 	}
@@ -210,47 +216,48 @@ func (s *Switcher) preview(ctx context.Context, r *run) error {
 // first (each sets both weights, then is baked and watched for 5xx), then one atomic
 // route change on every HAProxy and the mesh's route. When the mesh cannot follow,
 // HAProxy is routed back to From and the step fails: both move, or neither.
-func (s *Switcher) shift(ctx context.Context, r *run) error {
-	if err := s.ensureInsts(ctx, r); err != nil {
+func (r *run) shift(ctx context.Context) error {
+	s := r.s
+	if err := r.ensureInsts(ctx); err != nil {
 		return err
 	}
 	if !r.j.Shifted {
 		canary := r.plan.Canary
 		if r.plan.From == "" && len(canary) > 0 {
 			// Nothing is live: the rest of the traffic would get the fallback's 503.
-			s.event(r, StepShift, EventSkip, "first deploy: no canary steps (nothing else serves the app)")
+			r.event(StepShift, EventSkip, "first deploy: no canary steps (nothing else serves the app)")
 			canary = nil
 		}
 		if len(canary) > 0 {
 			// The split names the resolver's subsets: the mesh starts from From,
 			// whatever an earlier attempt left.
-			if err := s.meshRoute(ctx, r, r.plan.From, StepShift); err != nil {
+			if err := r.meshRoute(ctx, r.plan.From, StepShift); err != nil {
 				return err
 			}
 		}
 		for i, c := range canary {
-			if err := s.requireHealthy(ctx, r); err != nil {
+			if err := r.requireHealthy(ctx); err != nil {
 				return err
 			}
-			if err := s.meshSplit(ctx, r, c.Weight); err != nil {
+			if err := r.meshSplit(ctx, c.Weight); err != nil {
 				return err
 			}
 			if err := s.Balancer.Canary(ctx, r.plan.Route, r.plan.ToBackend(), c.Weight); err != nil {
 				return err
 			}
-			s.event(r, StepShift, EventInfo, "canary %d/%d: %d%% to %s for %s", i+1, len(canary), c.Weight, r.plan.To, c.Bake)
-			if err := s.watchColor(ctx, r, StepShift, c.Bake); err != nil {
+			r.event(StepShift, EventInfo, "canary %d/%d: %d%% to %s for %s", i+1, len(canary), c.Weight, r.plan.To, c.Bake)
+			if err := r.watchColor(ctx, StepShift, c.Bake); err != nil {
 				return err
 			}
 		}
-		if err := s.requireHealthy(ctx, r); err != nil {
+		if err := r.requireHealthy(ctx); err != nil {
 			return err
 		}
 	}
 	if r.plan.From == "" {
 		// First deploy: there is no From to route back to, so the mesh goes first and a
 		// failure leaves HAProxy untouched.
-		if err := s.meshRoute(ctx, r, r.plan.To, StepShift); err != nil {
+		if err := r.meshRoute(ctx, r.plan.To, StepShift); err != nil {
 			return err
 		}
 	}
@@ -259,14 +266,14 @@ func (s *Switcher) shift(ctx context.Context, r *run) error {
 			// The route is live but HAProxy's files still say From: a reload or restart
 			// would send the traffic back to a color this swap is about to drain. Flip
 			// back at runtime (the files already say From) and fail the step.
-			return s.routeBack(ctx, r, "HAProxy's files could not be written, so a reload would undo the shift", err)
+			return r.routeBack(ctx, "HAProxy's files could not be written, so a reload would undo the shift", err)
 		}
 		return err
 	}
 	if r.plan.From != "" {
-		if err := s.meshRoute(ctx, r, r.plan.To, StepShift); err != nil {
+		if err := r.meshRoute(ctx, r.plan.To, StepShift); err != nil {
 			if !r.j.Shifted {
-				return s.routeBack(ctx, r, "the mesh could not follow HAProxy (they move together)", err)
+				return r.routeBack(ctx, "the mesh could not follow HAProxy (they move together)", err)
 			}
 			return err
 		}
@@ -275,22 +282,23 @@ func (s *Switcher) shift(ctx context.Context, r *run) error {
 	if err := s.kv().saveJournal(ctx, r.j); err != nil {
 		return err
 	}
-	s.event(r, StepShift, EventInfo, "%q now routes to %s", r.plan.Route, r.plan.ToBackend())
+	r.event(StepShift, EventInfo, "%q now routes to %s", r.plan.Route, r.plan.ToBackend())
 	if len(r.plan.Canary) > 0 {
 		if err := s.Balancer.Canary(ctx, r.plan.Route, r.plan.ToBackend(), 0); err != nil {
 			return err
 		}
 	}
-	if err := s.hook(ctx, r, StepShift, "post_shift", r.app.Hooks.PostShift); err != nil {
+	if err := r.hook(ctx, StepShift, "post_shift", r.app.Hooks.PostShift); err != nil {
 		// The traffic has moved: a failing post_shift hook is reported, not undone.
-		s.event(r, StepShift, EventFailed, "%v", err)
+		r.event(StepShift, EventFailed, "%v", err)
 	}
 	return nil
 }
 
 // routeBack routes HAProxy back to From at runtime when the shift's route change could
 // not be completed (why), and fails the step with err.
-func (s *Switcher) routeBack(ctx context.Context, r *run, why string, err error) error {
+func (r *run) routeBack(ctx context.Context, why string, err error) error {
+	s := r.s
 	if berr := s.Balancer.Route(ctx, r.plan.Route, r.plan.FromBackend()); berr != nil && !errors.Is(berr, lbconfig.ErrPersist) {
 		return fmt.Errorf("%w; and routing %q back to %s failed: %v", err, r.plan.Route, r.plan.FromBackend(), berr)
 	}
@@ -301,12 +309,13 @@ func (s *Switcher) routeBack(ctx context.Context, r *run, why string, err error)
 // healthy server on every HAProxy. A HAProxy reloaded since the gate starts the new
 // servers again from its state file, DOWN until rise checks pass: that is waited for,
 // a few check intervals, before it fails.
-func (s *Switcher) requireHealthy(ctx context.Context, r *run) error {
+func (r *run) requireHealthy(ctx context.Context) error {
+	s := r.s
 	hc := r.app.HealthCheck
 	wait := max(2*time.Second, time.Duration(hc.Rise+2)*hc.Interval)
 	deadline := s.now().Add(wait)
 	for {
-		err := s.healthyOnEveryLB(ctx, r)
+		err := r.healthyOnEveryLB(ctx)
 		if err == nil || !errors.Is(err, ErrNotHealthy) || !s.now().Before(deadline) {
 			if err != nil && errors.Is(err, ErrNotHealthy) {
 				err = fmt.Errorf("%w (waited %s)", err, wait)
@@ -321,7 +330,8 @@ func (s *Switcher) requireHealthy(ctx context.Context, r *run) error {
 	}
 }
 
-func (s *Switcher) healthyOnEveryLB(ctx context.Context, r *run) error {
+func (r *run) healthyOnEveryLB(ctx context.Context) error {
+	s := r.s
 	stats, err := s.Balancer.Servers(ctx, r.plan.ToBackend())
 	if err != nil {
 		return err
@@ -364,21 +374,22 @@ func (s *Switcher) healthyOnEveryLB(ctx context.Context, r *run) error {
 
 // drain stops new sessions to From's servers and waits until they are empty, or
 // drain_timeout, then shuts the remaining sessions.
-func (s *Switcher) drain(ctx context.Context, r *run) error {
+func (r *run) drain(ctx context.Context) error {
+	s := r.s
 	if r.plan.From == "" {
-		s.event(r, StepDrain, EventSkip, "first deploy: nothing to drain")
+		r.event(StepDrain, EventSkip, "first deploy: nothing to drain")
 		return nil
 	}
 	// Last look before the old color stops taking traffic: the new color must serve on
 	// every HAProxy (else the swap flips back: From is still up) and every HAProxy must
 	// route to it (a reload from old files or an outside change may have put From back).
-	if err := s.requireHealthy(ctx, r); err != nil {
+	if err := r.requireHealthy(ctx); err != nil {
 		return err
 	}
-	if err := s.ensureRoute(ctx, r, StepDrain); err != nil {
+	if err := r.ensureRoute(ctx, StepDrain); err != nil {
 		return err
 	}
-	if err := s.removeBackups(ctx, r); err != nil {
+	if err := r.removeBackups(ctx); err != nil {
 		return err
 	}
 	backend := r.plan.FromBackend()
@@ -399,7 +410,7 @@ func (s *Switcher) drain(ctx context.Context, r *run) error {
 			return err
 		}
 		if len(busy) == 0 {
-			s.event(r, StepDrain, EventInfo, "%s is empty", backend)
+			r.event(StepDrain, EventInfo, "%s is empty", backend)
 			return nil
 		}
 		select {
@@ -407,7 +418,7 @@ func (s *Switcher) drain(ctx context.Context, r *run) error {
 			return ctx.Err()
 		case <-tick.C:
 		case <-deadline.C:
-			s.event(r, StepDrain, EventInfo, "drain_timeout %s reached with sessions on %s: shutting them", r.app.DrainTimeout, strings.Join(busy, ", "))
+			r.event(StepDrain, EventInfo, "drain_timeout %s reached with sessions on %s: shutting them", r.app.DrainTimeout, strings.Join(busy, ", "))
 			for _, name := range busy {
 				if err := s.Balancer.ShutdownSessions(ctx, backend, name); err != nil {
 					return err
@@ -436,27 +447,27 @@ func (s *Switcher) busyServers(ctx context.Context, backend string) ([]string, e
 // stopped (SIGTERM, stop_timeout) and removed. With a scale_down_delay it only sets
 // the time: commit records From as retiring, the lock is released, and retireLater
 // removes it when the delay is over unless a rollback brought it back.
-func (s *Switcher) retire(ctx context.Context, r *run) error {
+func (r *run) retire(ctx context.Context) error {
+	s := r.s
 	if r.plan.From == "" {
-		s.event(r, StepRetire, EventSkip, "first deploy: nothing to retire")
+		r.event(StepRetire, EventSkip, "first deploy: nothing to retire")
 		return nil
 	}
 	// The new color must still serve before its predecessor goes: kept (drained), the
 	// old color is what `swap rollback` flips back to at once.
-	if err := s.requireHealthy(ctx, r); err != nil {
+	if err := r.requireHealthy(ctx); err != nil {
 		return fmt.Errorf("%w; %s is kept (drained): `swap rollback %s` flips back to it", err, r.plan.From, r.plan.App)
 	}
-	if err := s.ensureRoute(ctx, r, StepRetire); err != nil {
+	if err := r.ensureRoute(ctx, StepRetire); err != nil {
 		return err
 	}
 	if d := r.plan.ScaleDownDelay; d > 0 {
 		r.j.RetireAt = s.now().Add(d).Round(0)
-		s.event(r, StepRetire, EventInfo, "%s stays up for scale_down_delay %s, until %s: `swap rollback %s` flips back to it until then",
-			r.plan.From, d, r.j.RetireAt.Format(time.TimeOnly), r.plan.App)
+		r.event(StepRetire, EventInfo, "%s stays up for scale_down_delay %s, until %s: `swap rollback %s` flips back to it until then", r.plan.From, d, r.j.RetireAt.Format(time.TimeOnly), r.plan.App)
 		return nil
 	}
 	r.j.RetireAt = time.Time{}
-	return s.removeColor(ctx, r, r.plan.From, StepRetire)
+	return r.removeColor(ctx, r.plan.From, StepRetire)
 }
 
 // cleanup removes the images of earlier deploys beyond retain that no container uses,
@@ -464,29 +475,31 @@ func (s *Switcher) retire(ctx context.Context, r *run) error {
 // not touched), then, only when docker.cleanup.prune_dangling asks for it, the host's
 // dangling images older than prune_until. Failures here are reported but do not fail
 // the swap.
-func (s *Switcher) cleanup(ctx context.Context, r *run) error {
+func (r *run) cleanup(ctx context.Context) error {
+	s := r.s
 	st, err := s.kv().state(ctx, r.plan.App)
 	if err != nil {
 		return err
 	}
 	st.pushPrevious(r.plan.fromImage())
 	prev := slices.DeleteFunc(slices.Clone(st.Previous), r.plan.image().Same)
-	r.previous = s.removeImages(ctx, r, prev, r.app.Retain)
+	r.previous = r.removeImages(ctx, prev, r.app.Retain)
 	msg := fmt.Sprintf("%d previous image(s) kept", len(r.previous))
 	n, ran, err := s.pruneDangling(ctx)
 	if err != nil {
-		s.event(r, StepCleanup, EventInfo, "%v", err)
+		r.event(StepCleanup, EventInfo, "%v", err)
 	}
 	if ran {
 		msg += fmt.Sprintf(", %d dangling pruned", n)
 	}
-	s.event(r, StepCleanup, EventInfo, "%s", msg)
+	r.event(StepCleanup, EventInfo, "%s", msg)
 	return nil
 }
 
 // removeImages removes the images of previous beyond the first retain, unless a
 // container still uses them, and returns the images still there.
-func (s *Switcher) removeImages(ctx context.Context, r *run, previous []Image, retain int) (left []Image) {
+func (r *run) removeImages(ctx context.Context, previous []Image, retain int) (left []Image) {
+	s := r.s
 	for i, img := range previous {
 		if i < retain {
 			left = append(left, img)
@@ -495,20 +508,21 @@ func (s *Switcher) removeImages(ctx context.Context, r *run, previous []Image, r
 		err := s.Runtime.RemoveImage(ctx, img)
 		switch {
 		case err == nil:
-			s.event(r, StepCleanup, EventInfo, "removed image %s", img)
+			r.event(StepCleanup, EventInfo, "removed image %s", img)
 		case errors.Is(err, ErrImageInUse):
 			left = append(left, img)
-			s.event(r, StepCleanup, EventInfo, "kept image %s: %v", img, err)
+			r.event(StepCleanup, EventInfo, "kept image %s: %v", img, err)
 		default:
 			left = append(left, img)
-			s.event(r, StepCleanup, EventInfo, "could not remove image %s: %v", img, err)
+			r.event(StepCleanup, EventInfo, "could not remove image %s: %v", img, err)
 		}
 	}
 	return left
 }
 
 // commit records To live, appends the history and drops the journal.
-func (s *Switcher) commit(ctx context.Context, r *run) error {
+func (r *run) commit(ctx context.Context) error {
+	s := r.s
 	st, err := s.kv().state(ctx, r.plan.App)
 	if err != nil {
 		return err
@@ -534,20 +548,20 @@ func (s *Switcher) commit(ctx context.Context, r *run) error {
 	st.Colors[r.plan.To] = ColorState{Image: r.plan.Image, ImageID: r.plan.ImageID, Digest: r.plan.ImageDigest,
 		Deploy: r.plan.Deploy, Since: s.now()}
 	steps := append(slices.Clone(r.j.Steps), StepTime{Step: StepCommit})
-	st.addHistory(s.record(r, OutcomeDone, nil, steps))
+	st.addHistory(r.record(OutcomeDone, nil, steps))
 	if err := s.kv().saveState(ctx, st); err != nil {
 		return err
 	}
 	if r.plan.Preview {
 		if err := s.Balancer.Preview(ctx, r.plan.Route, ""); err != nil {
-			s.event(r, StepCommit, EventInfo, "clear preview route: %v", err)
+			r.event(StepCommit, EventInfo, "clear preview route: %v", err)
 		}
 	}
 	if err := s.kv().dropJournal(ctx, r.j); err != nil {
 		return err
 	}
-	if err := s.hook(ctx, r, StepCommit, "post_deploy", r.app.Hooks.PostDeploy); err != nil {
-		s.event(r, StepCommit, EventInfo, "%v (the swap itself is done)", err)
+	if err := r.hook(ctx, StepCommit, "post_deploy", r.app.Hooks.PostDeploy); err != nil {
+		r.event(StepCommit, EventInfo, "%v (the swap itself is done)", err)
 	}
 	return nil
 }

@@ -140,10 +140,15 @@ func (s *Switcher) log() *zap.Logger {
 func (s *Switcher) kv() kv { return kv{store: s.Store} }
 
 func (s *Switcher) emit(e Event) {
+	s.emitTo(s.log().With(zap.String("app", e.App), zap.String("deploy", e.Deploy)), e)
+}
+
+// emitTo logs e on l (scoped with its app and deploy) and hands it to OnEvent.
+func (s *Switcher) emitTo(l *zap.Logger, e Event) {
 	if e.Time.IsZero() {
 		e.Time = s.now()
 	}
-	l := s.log().With(zap.String("app", e.App), zap.String("deploy", e.Deploy), zap.String("step", string(e.Step)))
+	l = l.With(zap.String("step", string(e.Step)))
 	fields := []zap.Field{zap.String("kind", string(e.Kind))}
 	if e.Instance != "" {
 		fields = append(fields, zap.String("instance", e.Instance))

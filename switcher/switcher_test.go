@@ -393,7 +393,7 @@ func TestRemoveColorRefusesTheRoutedColor(t *testing.T) {
 	h := newHarness(t, nil)
 	h.deploy(t, "web:v1")
 	r := &run{s: h.s, app: h.s.Config.Apps["web"], plan: Plan{App: "web", Route: "web.example.com"}}
-	err := h.s.removeColor(context.Background(), r, deployments.Blue, StepRetire)
+	err := r.removeColor(context.Background(), deployments.Blue, StepRetire)
 	if !errors.Is(err, ErrLiveColor) || h.rt.colors()[deployments.Blue] != 1 {
 		t.Fatalf("removeColor(live) = %v; blue containers %d", err, h.rt.colors()[deployments.Blue])
 	}

@@ -16,16 +16,16 @@ import (
 // budget, or with no healthy instance left, it fails and the swap flips back to From,
 // which is still up: until then From's instances are backup servers of To's backend, so
 // HAProxy already sends them the traffic the moment To has no server up.
-func (s *Switcher) verify(ctx context.Context, r *run) error {
+func (r *run) verify(ctx context.Context) error {
 	if r.plan.Verify.Window <= 0 {
-		s.event(r, StepVerify, EventSkip, "no verify window configured")
+		r.event(StepVerify, EventSkip, "no verify window configured")
 		return nil
 	}
 	if r.plan.From == "" {
-		s.event(r, StepVerify, EventSkip, "first deploy: no color to roll back to")
+		r.event(StepVerify, EventSkip, "first deploy: no color to roll back to")
 		return nil
 	}
-	return s.watchColor(ctx, r, StepVerify, r.plan.Verify.Window)
+	return r.watchColor(ctx, StepVerify, r.plan.Verify.Window)
 }
 
 // min5xxSample is how many responses a 5xx rate needs before it is judged.
@@ -38,8 +38,9 @@ const watchEvery = 200 * time.Millisecond
 // 5xx share since the call, over at least min5xxSample answers, exceeds
 // verify.max_5xx_rate, or wrapping ErrNotHealthy when none of To's instances is healthy
 // in all three views (swap's probe, Consul, HAProxy).
-func (s *Switcher) watchColor(ctx context.Context, r *run, step Step, d time.Duration) error {
-	if err := s.ensureInsts(ctx, r); err != nil {
+func (r *run) watchColor(ctx context.Context, step Step, d time.Duration) error {
+	s := r.s
+	if err := r.ensureInsts(ctx); err != nil {
 		return err
 	}
 	counts := newRespDelta()
@@ -48,7 +49,7 @@ func (s *Switcher) watchColor(ctx context.Context, r *run, step Step, d time.Dur
 		return err
 	}
 	counts.observe(cur)
-	mon, err := s.monitorColor(ctx, r, step)
+	mon, err := r.monitorColor(ctx, step)
 	if err != nil {
 		return err
 	}
@@ -127,9 +128,9 @@ type colorMonitor struct {
 
 // monitorColor starts probing To's instances in the three views, reporting transitions
 // as events of step.
-func (s *Switcher) monitorColor(ctx context.Context, r *run, step Step) (*colorMonitor, error) {
+func (r *run) monitorColor(ctx context.Context, step Step) (*colorMonitor, error) {
 	hc := r.app.HealthCheck
-	sched, views, poll := s.newViews(r)
+	sched, views, poll := r.newViews()
 	m := &colorMonitor{sched: sched, color: string(r.plan.To), backend: r.plan.ToBackend(), targets: map[string][]string{}}
 	for _, in := range r.insts {
 		// Consul and HAProxy apply their own fall; two reads in a row must say so, so
@@ -150,7 +151,7 @@ func (s *Switcher) monitorColor(ctx context.Context, r *run, step Step) (*colorM
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = sched.Run(mctx) }()
 	unsub := sched.Subscribe(func(t health.Transition) {
-		s.emit(Event{App: r.plan.App, Deploy: r.plan.Deploy, Step: step, Kind: EventInfo,
+		r.emit(Event{Step: step, Kind: EventInfo,
 			Instance: strings.Fields(t.Target)[0], Message: t.String()})
 	})
 	m.stop = func() { unsub(); cancel(); wg.Wait() }
@@ -190,7 +191,8 @@ func (m *colorMonitor) anyHealthy() error {
 }
 
 // backupServers are From's running instances as backup servers of To's backend.
-func (s *Switcher) backupServers(ctx context.Context, r *run) ([]Server, error) {
+func (r *run) backupServers(ctx context.Context) ([]Server, error) {
+	s := r.s
 	if r.plan.From == "" {
 		return nil, nil
 	}
@@ -209,7 +211,8 @@ func (s *Switcher) backupServers(ctx context.Context, r *run) ([]Server, error) 
 
 // removeBackups takes From's backup servers out of To's backend: the drain starts, and
 // From will not be there to fall back on.
-func (s *Switcher) removeBackups(ctx context.Context, r *run) error {
+func (r *run) removeBackups(ctx context.Context) error {
+	s := r.s
 	backend := r.plan.ToBackend()
 	stats, err := s.Balancer.Servers(ctx, backend)
 	if err != nil {
@@ -227,7 +230,7 @@ func (s *Switcher) removeBackups(ctx context.Context, r *run) error {
 	if err := s.Balancer.RemoveServers(ctx, backend, names); err != nil {
 		return fmt.Errorf("remove the backup servers %s from %s: %w", strings.Join(names, ", "), backend, err)
 	}
-	s.event(r, StepDrain, EventInfo, "removed %s's backup servers from %s", r.plan.From, backend)
+	r.event(StepDrain, EventInfo, "removed %s's backup servers from %s", r.plan.From, backend)
 	return nil
 }
 
@@ -235,7 +238,8 @@ func (s *Switcher) removeBackups(ctx context.Context, r *run) error {
 // not route to To (reloaded from files that lag, changed from outside) gets the planned
 // route again, so that the step never drains or retires the color that serves. The
 // mesh's route is read and restored the same way (ensureMesh).
-func (s *Switcher) ensureRoute(ctx context.Context, r *run, step Step) error {
+func (r *run) ensureRoute(ctx context.Context, step Step) error {
+	s := r.s
 	wrong := func() ([]string, error) {
 		routes, err := s.Balancer.Routes(ctx, r.plan.Route)
 		if err != nil {
@@ -255,11 +259,10 @@ func (s *Switcher) ensureRoute(ctx context.Context, r *run, step Step) error {
 		return err
 	}
 	if len(bad) == 0 {
-		return s.ensureMesh(ctx, r, step)
+		return r.ensureMesh(ctx, step)
 	}
-	s.event(r, step, EventInfo, "%s, not %s (reloaded from old files, or changed from outside?): restoring the planned route",
-		strings.Join(bad, "; "), r.plan.ToBackend())
-	if err := s.requireHealthy(ctx, r); err != nil {
+	r.event(step, EventInfo, "%s, not %s (reloaded from old files, or changed from outside?): restoring the planned route", strings.Join(bad, "; "), r.plan.ToBackend())
+	if err := r.requireHealthy(ctx); err != nil {
 		return fmt.Errorf("%s: %w; not restoring the route to an unhealthy %s", strings.Join(bad, "; "), err, r.plan.To)
 	}
 	if err := s.Balancer.Route(ctx, r.plan.Route, r.plan.ToBackend()); err != nil {
@@ -271,5 +274,5 @@ func (s *Switcher) ensureRoute(ctx context.Context, r *run, step Step) error {
 	if len(bad) > 0 {
 		return fmt.Errorf("%w: %s after restoring it; stopped before %s so that the live color is not drained", ErrLiveColor, strings.Join(bad, "; "), step)
 	}
-	return s.ensureMesh(ctx, r, step)
+	return r.ensureMesh(ctx, step)
 }
