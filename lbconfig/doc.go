@@ -13,7 +13,8 @@
 //	c, _ := lbconfig.New("unix", "/etc/swap/haproxy/admin.sock", lbconfig.WithName("edge-1"))
 //	err := c.AddServer(ctx, "web_green", lbconfig.Server{Name: "web-green-0", Addr: "127.0.0.1", Port: 32768})
 //
-// Operations (all take a context first):
+// Operations (all take a context first; the lower-case ones serve the Fleet and the
+// package's tests, nothing outside calls them):
 //
 //	AddServer, AddServers        safe activation: starts DOWN, climbs by real checks
 //	delServer                    retries while the server is not removable, until the deadline

@@ -5,7 +5,7 @@ import (
 )
 
 // Step names one step of a swap. The same names appear in events, the journal, logs
-// and metrics (DESIGN.md, "One swap, step by step").
+// and swap serve's metrics (swap_step_duration_seconds{step}); docs/cli.md lists them.
 type Step string
 
 // The steps, in order.

@@ -127,13 +127,13 @@ type viewCache struct {
 	backend string
 	ttl     time.Duration
 
-	mu       sync.Mutex
-	consulAt time.Time
-	regs     map[string]RegisteredInstance
-	consulE  error
-	lbAt     time.Time
-	stats    []ServerStat
-	lbE      error
+	mu        sync.Mutex
+	consulAt  time.Time
+	regs      map[string]RegisteredInstance
+	consulErr error
+	lbAt      time.Time
+	stats     []ServerStat
+	lbErr     error
 }
 
 func (v *viewCache) consul(ctx context.Context, id string) error {
@@ -141,13 +141,13 @@ func (v *viewCache) consul(ctx context.Context, id string) error {
 	defer v.mu.Unlock()
 	if time.Since(v.consulAt) > v.ttl {
 		regs, err := v.s.Registry.Instances(ctx, v.app)
-		v.consulAt, v.consulE, v.regs = time.Now(), err, map[string]RegisteredInstance{}
+		v.consulAt, v.consulErr, v.regs = time.Now(), err, map[string]RegisteredInstance{}
 		for _, r := range regs {
 			v.regs[r.ID] = r
 		}
 	}
-	if v.consulE != nil {
-		return fmt.Errorf("consul: %w", v.consulE)
+	if v.consulErr != nil {
+		return fmt.Errorf("consul: %w", v.consulErr)
 	}
 	reg, ok := v.regs[id]
 	switch {
@@ -163,11 +163,11 @@ func (v *viewCache) haproxy(ctx context.Context, id string) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if time.Since(v.lbAt) > v.ttl {
-		v.stats, v.lbE = v.s.Balancer.Servers(ctx, v.backend)
+		v.stats, v.lbErr = v.s.Balancer.Servers(ctx, v.backend)
 		v.lbAt = time.Now()
 	}
-	if v.lbE != nil {
-		return fmt.Errorf("haproxy: %w", v.lbE)
+	if v.lbErr != nil {
+		return fmt.Errorf("haproxy: %w", v.lbErr)
 	}
 	found := false
 	for _, st := range v.stats {

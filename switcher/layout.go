@@ -17,8 +17,8 @@ type LBCurrent struct {
 	Live      map[string]deployments.Color // app → live color
 }
 
-// LBLayout maps the config to the HAProxy layout lbconfig renders (DESIGN.md "HAProxy
-// layout"): for every app and color a backend `<app>_<color>` checked like the app's
+// LBLayout maps the config to the HAProxy layout lbconfig renders (docs/haproxy.md):
+// for every app and color a backend `<app>_<color>` checked like the app's
 // healthcheck, whose servers `<app>-<color>-<i>` get the check's interval, rise and
 // fall; routes.map keyed by each app's route; preview.map pointing at the idle color.
 // It is a pure function of its arguments.

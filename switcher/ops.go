@@ -13,7 +13,7 @@ import (
 // Switch moves app's traffic to color, starting that color (with the live color's
 // image, or the spec's on the first run) when it is not running.
 func (s *Switcher) Switch(ctx context.Context, app string, color deployments.Color, opts Options) (*Result, error) {
-	return s.operate(ctx, app, opts, func(ctx context.Context, spec *deployments.App, st *stateFor) (*Plan, error) {
+	return s.operate(ctx, app, opts, func(ctx context.Context, spec *deployments.App, st *storedState) (*Plan, error) {
 		if st.Live == color {
 			return nil, fmt.Errorf("%w: %s already serves from %s", ErrNothingToDo, app, color)
 		}
@@ -32,7 +32,7 @@ func (s *Switcher) Switch(ctx context.Context, app string, color deployments.Col
 
 // Deploy starts image on the idle color, then switches to it.
 func (s *Switcher) Deploy(ctx context.Context, app, image string, opts Options) (*Result, error) {
-	return s.operate(ctx, app, opts, func(ctx context.Context, spec *deployments.App, st *stateFor) (*Plan, error) {
+	return s.operate(ctx, app, opts, func(ctx context.Context, spec *deployments.App, st *storedState) (*Plan, error) {
 		if image == "" {
 			image = spec.Image
 		}
@@ -54,7 +54,7 @@ func (s *Switcher) Deploy(ctx context.Context, app, image string, opts Options) 
 // live (by its ID), even when its tag has moved since. When the host no longer has it,
 // the plan fails with ErrImageGone before anything changes.
 func (s *Switcher) Rollback(ctx context.Context, app string, opts Options) (*Result, error) {
-	return s.operate(ctx, app, opts, func(ctx context.Context, spec *deployments.App, st *stateFor) (*Plan, error) {
+	return s.operate(ctx, app, opts, func(ctx context.Context, spec *deployments.App, st *storedState) (*Plan, error) {
 		if st.Live == "" {
 			return nil, fmt.Errorf("%w: %s has never been deployed", ErrNoPrevious, app)
 		}
@@ -91,12 +91,12 @@ func (s *Switcher) reuseIfRunning(ctx context.Context, spec *deployments.App, p 
 	return nil
 }
 
-func (s *Switcher) newPlan(spec *deployments.App, st *stateFor, op string, to deployments.Color) *Plan {
+func (s *Switcher) newPlan(spec *deployments.App, st *storedState, op string, to deployments.Color) *Plan {
 	p := &Plan{
 		App: spec.Name, Deploy: newDeployID(s.now()), Op: op,
 		From: st.Live, To: to, Replicas: spec.Replicas, Route: spec.Route,
 		Canary: spec.Canary, Verify: spec.Verify, ScaleDownDelay: spec.ScaleDownDelay,
-		Preview: s.Config.HAProxy.Preview.Bind != "", Promote: spec.Promotes(),
+		Preview: s.Config.HAProxy.Preview.Bind != "", AutoPromote: spec.Promotes(),
 		Created: s.now(), Spec: planSpec(spec),
 	}
 	if st.Live != "" {
@@ -106,7 +106,7 @@ func (s *Switcher) newPlan(spec *deployments.App, st *stateFor, op string, to de
 	return p
 }
 
-type planner func(ctx context.Context, spec *deployments.App, st *stateFor) (*Plan, error)
+type planner func(ctx context.Context, spec *deployments.App, st *storedState) (*Plan, error)
 
 // operate is the shape of every swap: lock, repair a crashed swap, plan, run.
 func (s *Switcher) operate(ctx context.Context, app string, opts Options, plan planner) (*Result, error) {
@@ -180,7 +180,7 @@ func (s *Switcher) operateLocked(ctx context.Context, spec *deployments.App, pla
 	}
 	s.emit(Event{App: app, Deploy: p.Deploy, Step: StepPlan, Kind: EventDone, Elapsed: s.now().Sub(start),
 		Message: fmt.Sprintf("%s %s: %s -> %s (%s)", p.Op, app, liveName(p.From), p.To, p.Image)})
-	r := s.newRun(p.specFor(spec), *p, &journalFor{Journal: Journal{Plan: *p, Status: JournalRunning, Step: StepPlan, Done: true}}, start)
+	r := s.newRun(p.specFor(spec), *p, &storedJournal{Journal: Journal{Plan: *p, Status: JournalRunning, Step: StepPlan, Done: true}}, start)
 	return r.execute(ctx, StepStart)
 }
 
@@ -308,7 +308,7 @@ type resumeDecision struct {
 
 // resumeWay decides which way the interrupted swap j goes. It reads the routes and
 // changes nothing.
-func (s *Switcher) resumeWay(ctx context.Context, j *journalFor) (resumeDecision, error) {
+func (s *Switcher) resumeWay(ctx context.Context, j *storedJournal) (resumeDecision, error) {
 	// Where the traffic is decides, not only the journal: the process may have died
 	// between a route change and the journal write recording it.
 	routes, err := s.Balancer.Routes(ctx, j.Plan.Route)
@@ -352,7 +352,7 @@ func (s *Switcher) resumeWay(ctx context.Context, j *journalFor) (resumeDecision
 }
 
 // resumeLocked decides, under the lock, which way an interrupted swap goes, and goes.
-func (s *Switcher) resumeLocked(ctx context.Context, spec *deployments.App, j *journalFor) (*Result, error) {
+func (s *Switcher) resumeLocked(ctx context.Context, spec *deployments.App, j *storedJournal) (*Result, error) {
 	r := s.newRun(j.Plan.specFor(spec), j.Plan, j, j.Plan.Created)
 	way, err := s.resumeWay(ctx, j)
 	if err != nil {

@@ -35,13 +35,13 @@ type Plan struct {
 	ImageDigest string `json:"image_digest,omitempty"`
 	// Reuse: To's instances already run Image and are kept (e.g. a rollback while the
 	// old color is still up).
-	Reuse    bool                     `json:"reuse,omitempty"`
-	Replicas int                      `json:"replicas"`
-	Route    string                   `json:"route"`
-	Canary   []deployments.CanaryStep `json:"canary,omitempty"`
-	Preview  bool                     `json:"preview,omitempty"`
-	Promote  bool                     `json:"auto_promote"`
-	Verify   deployments.Verify       `json:"verify"`
+	Reuse       bool                     `json:"reuse,omitempty"`
+	Replicas    int                      `json:"replicas"`
+	Route       string                   `json:"route"`
+	Canary      []deployments.CanaryStep `json:"canary,omitempty"`
+	Preview     bool                     `json:"preview,omitempty"`
+	AutoPromote bool                     `json:"auto_promote"`
+	Verify      deployments.Verify       `json:"verify"`
 	// ScaleDownDelay keeps From up, drained, that long after the commit.
 	ScaleDownDelay time.Duration `json:"scale_down_delay,omitempty"`
 	Created        time.Time     `json:"created"`
@@ -100,7 +100,7 @@ func (p Plan) String() string {
 	step("gate: swap's probe, Consul and HAProxy all healthy")
 	if p.Preview {
 		promote := "then promote automatically"
-		if !p.Promote {
+		if !p.AutoPromote {
 			promote = "then wait for `swap promote " + p.App + "`"
 		}
 		step("preview: the preview frontend routes %q to %s, %s", p.Route, p.ToBackend(), promote)

@@ -9,7 +9,7 @@ import (
 )
 
 // The switcher owns no I/O: it drives these interfaces, which the adapters in
-// deployments/docker, deployments/consul and lbconfig satisfy (wired in cmd/swap), and
+// deployments/docker, deployments/consul and lbconfig satisfy (wired in internal/wire), and
 // which its failure-path tests fake.
 
 // Runtime runs an app's containers.

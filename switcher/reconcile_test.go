@@ -184,7 +184,7 @@ func TestReconcilePass_RoutesFollowTheLiveColorInKV(t *testing.T) {
 func TestReconcilePass_HoldsAnAppWithAnInterruptedSwap(t *testing.T) {
 	h := newHarness(t, nil)
 	h.deploy(t, "web:v1")
-	j := &journalFor{Journal: Journal{Plan: Plan{App: "web", Deploy: "d2", From: deployments.Blue, To: deployments.Green}, Step: StepShift, Status: JournalRunning}}
+	j := &storedJournal{Journal: Journal{Plan: Plan{App: "web", Deploy: "d2", From: deployments.Blue, To: deployments.Green}, Step: StepShift, Status: JournalRunning}}
 	if err := h.s.kv().saveJournal(context.Background(), j); err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ type run struct {
 	log     *zap.Logger
 	app     *deployments.App
 	plan    Plan
-	j       *journalFor
+	j       *storedJournal
 	started time.Time
 	// insts are To's instances once started (or found, on resume).
 	insts []deployments.Instance
@@ -52,7 +52,7 @@ var swapSteps = []stepFunc{
 
 // newRun is a run of plan with app's spec, its journal (nil until the plan is
 // journaled) and the time it started.
-func (s *Switcher) newRun(app *deployments.App, plan Plan, j *journalFor, started time.Time) *run {
+func (s *Switcher) newRun(app *deployments.App, plan Plan, j *storedJournal, started time.Time) *run {
 	return &run{s: s, app: app, plan: plan, j: j, started: started,
 		log: s.log().With(zap.String("app", plan.App), zap.String("deploy", plan.Deploy))}
 }

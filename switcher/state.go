@@ -128,14 +128,14 @@ func (k kv) save(ctx context.Context, key string, v any, idx uint64) (uint64, er
 	return n, nil
 }
 
-// stateFor is a loaded State and the index to write it back with.
-type stateFor struct {
+// storedState is a State as read from the store, with the index to write it back with.
+type storedState struct {
 	State
 	index uint64
 }
 
-func (k kv) state(ctx context.Context, app string) (*stateFor, error) {
-	s := &stateFor{State: State{App: app}}
+func (k kv) state(ctx context.Context, app string) (*storedState, error) {
+	s := &storedState{State: State{App: app}}
 	idx, _, err := k.load(ctx, StateKey(app), &s.State)
 	if err != nil {
 		return nil, err
@@ -147,7 +147,7 @@ func (k kv) state(ctx context.Context, app string) (*stateFor, error) {
 	return s, nil
 }
 
-func (k kv) saveState(ctx context.Context, s *stateFor) error {
+func (k kv) saveState(ctx context.Context, s *storedState) error {
 	idx, err := k.save(ctx, StateKey(s.App), s.State, s.index)
 	if err != nil {
 		return err
@@ -156,14 +156,14 @@ func (k kv) saveState(ctx context.Context, s *stateFor) error {
 	return nil
 }
 
-// journalFor is a loaded Journal and its index.
-type journalFor struct {
+// storedJournal is a Journal as read from the store, with its index.
+type storedJournal struct {
 	Journal
 	index uint64
 }
 
-func (k kv) journal(ctx context.Context, app string) (*journalFor, bool, error) {
-	j := &journalFor{}
+func (k kv) journal(ctx context.Context, app string) (*storedJournal, bool, error) {
+	j := &storedJournal{}
 	idx, ok, err := k.load(ctx, JournalKey(app), &j.Journal)
 	if err != nil || !ok {
 		return nil, false, err
@@ -172,7 +172,7 @@ func (k kv) journal(ctx context.Context, app string) (*journalFor, bool, error) 
 	return j, true, nil
 }
 
-func (k kv) saveJournal(ctx context.Context, j *journalFor) error {
+func (k kv) saveJournal(ctx context.Context, j *storedJournal) error {
 	idx, err := k.save(ctx, JournalKey(j.Plan.App), j.Journal, j.index)
 	if err != nil {
 		return err
@@ -183,7 +183,7 @@ func (k kv) saveJournal(ctx context.Context, j *journalFor) error {
 
 // dropJournal deletes j's key while it still holds the version this swap wrote
 // (check-and-set): a swap that lost its lock never deletes its successor's journal.
-func (k kv) dropJournal(ctx context.Context, j *journalFor) error {
+func (k kv) dropJournal(ctx context.Context, j *storedJournal) error {
 	key := JournalKey(j.Plan.App)
 	if j.index == 0 {
 		return nil // never written

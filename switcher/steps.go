@@ -206,7 +206,7 @@ func (r *run) preview(ctx context.Context) error {
 		return err
 	}
 	r.event(StepPreview, EventInfo, "preview frontend routes %q to %s", r.plan.Route, r.plan.ToBackend())
-	if !r.plan.Promote {
+	if !r.plan.AutoPromote {
 		return errWaiting
 	}
 	return nil

@@ -189,7 +189,7 @@ func TestJournal_ADeleteLosesToAWriterThatCameAfter(t *testing.T) {
 	h := newHarness(t, nil)
 	ctx := context.Background()
 	k := h.s.kv()
-	mine := &journalFor{Journal: Journal{Plan: Plan{App: "web", Deploy: "1"}}}
+	mine := &storedJournal{Journal: Journal{Plan: Plan{App: "web", Deploy: "1"}}}
 	if err := k.saveJournal(ctx, mine); err != nil {
 		t.Fatal(err)
 	}
