@@ -11,6 +11,9 @@ import (
 	"time"
 )
 
+// One file holds the scheduler: its timing wheel, the rise/fall state it feeds and its
+// goroutine's lifecycle are one piece of concurrent code, best read in one place.
+
 // Defaults, as HAProxy's: "inter 2s rise 2 fall 3".
 const (
 	DefaultInterval    = 2 * time.Second

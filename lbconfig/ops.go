@@ -9,6 +9,9 @@ import (
 	"time"
 )
 
+// One file holds the typed Runtime API operations, each a command constructor and its
+// Client method side by side: a reader checks a command's escaping next to its use.
+
 // Server is one server of a backend: what `add server` and a config `server` line say.
 // Zero fields take the defaults below.
 //

@@ -9,6 +9,10 @@ import (
 	"strings"
 )
 
+// One file holds every parser of HAProxy's answers (show stat, show servers state, show
+// map, show info, show proc, ...): they share the CSV and field helpers and ErrParse, and
+// the fuzz tests (fuzz_test.go) cover them together.
+
 // ErrParse is wrapped by every parser's error: HAProxy answered something the parser does
 // not understand.
 var ErrParse = errors.New("cannot parse HAProxy's answer")

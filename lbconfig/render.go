@@ -14,6 +14,9 @@ import (
 	"time"
 )
 
+// One file renders haproxy.cfg and checks what goes into it: the checks and the lines
+// they guard stay side by side, so no value reaches the file unchecked.
+
 // Layout is everything swap renders for HAProxy: the frontends, one backend per app and
 // color with its servers, and the contents of the map files. switcher builds the static
 // part from the config; Snapshot fills the servers and maps from a running HAProxy.

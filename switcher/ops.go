@@ -10,6 +10,10 @@ import (
 	"github.com/swap-dev/swap/deployments"
 )
 
+// One file holds the operations a user calls (deploy, switch, rollback, promote, abort,
+// resume, unlock) and their plans: each is short, and they share operate and the journal's
+// continuation.
+
 // Switch moves app's traffic to color, starting that color (with the live color's
 // image, or the spec's on the first run) when it is not running.
 func (s *Switcher) Switch(ctx context.Context, app string, color deployments.Color, opts Options) (*Result, error) {

@@ -34,6 +34,9 @@ import (
 	"github.com/swap-dev/swap/lbconfig"
 )
 
+// A benchmark program in one file: setup, the alternating flips, the statistics and
+// the report read top to bottom.
+
 const host = "app.bench"
 
 // idleApp is swap.yaml's app for the stack; it is never deployed (the stack gives the

@@ -38,6 +38,9 @@ import (
 	"github.com/swap-dev/swap/bench/internal/benchkit"
 )
 
+// A benchmark program in one file: setup, the alternating rounds, the statistics and
+// the report read top to bottom.
+
 const (
 	app   = "rcbench"
 	route = "rcbench.bench"

@@ -16,6 +16,9 @@ import (
 	"github.com/swap-dev/swap/deployments"
 )
 
+// One file holds the app lock: session, acquire with wait, renewal, loss, holder records
+// and force-release — the pieces share the session's life and are read together.
+
 // Lock errors.
 var (
 	// ErrLocked: another holder has the app's lock. The error is a *BusyError.

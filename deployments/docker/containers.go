@@ -23,6 +23,9 @@ import (
 	"github.com/swap-dev/swap/deployments"
 )
 
+// One file holds the container lifecycle (start all or nothing, list, stop): start's
+// rollback needs the same naming and labelling list and stop read.
+
 // DefaultStartTimeout bounds Start's wait for its containers to run when ctx has no
 // deadline.
 const DefaultStartTimeout = time.Minute
