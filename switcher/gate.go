@@ -41,20 +41,11 @@ func (r *run) gate(ctx context.Context) error {
 			ids = append(ids, t.ID)
 		}
 	}
-	gctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = sched.Run(gctx) }()
-	unsub := sched.Subscribe(func(t health.Transition) {
-		r.emit(Event{Step: StepGate, Kind: EventInfo,
-			Instance: strings.Fields(t.Target)[0], Message: t.String()})
-	})
+	stop := r.runViews(ctx, sched, StepGate)
 	deadline := r.started.Add(r.app.DeployTimeout)
 	left := deadline.Sub(s.now())
 	err := sched.Wait(ctx, ids, r.app.MinHealthyTime, deadline)
-	unsub()
-	cancel()
-	wg.Wait()
+	stop()
 	if err != nil {
 		var ge *health.GateError
 		if errors.As(err, &ge) {
@@ -117,6 +108,18 @@ func probeFor(in deployments.Instance, hc deployments.HealthCheck) (health.Check
 		URL: "http://" + in.Addr() + hc.Path, Method: hc.Method, Host: hc.Host,
 		Expect: hc.ExpectStatus, Body: hc.Body, Timeout: hc.Timeout,
 	})
+}
+
+// runViews runs sched until the returned stop is called, reporting its transitions as
+// events of step.
+func (r *run) runViews(ctx context.Context, sched *health.Scheduler, step Step) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = sched.Run(ctx) })
+	unsub := sched.Subscribe(func(t health.Transition) {
+		r.emit(Event{Step: step, Kind: EventInfo, Instance: strings.Fields(t.Target)[0], Message: t.String()})
+	})
+	return func() { unsub(); cancel(); wg.Wait() }
 }
 
 // viewCache answers the Consul and HAProxy views for every instance from one read of

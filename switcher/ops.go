@@ -419,7 +419,8 @@ func (s *Switcher) continueJournalOr(ctx context.Context, app string, opts Optio
 	if err != nil {
 		return nil, err
 	}
-	if opts.DryRun {
+	// journaled hands the journaled swap to fn, or says none.
+	journaled := func(ctx context.Context) (*Result, error) {
 		j, ok, err := s.kv().journal(ctx, app)
 		if err != nil {
 			return nil, err
@@ -429,6 +430,9 @@ func (s *Switcher) continueJournalOr(ctx context.Context, app string, opts Optio
 		}
 		return fn(ctx, s.newRun(j.Plan.specFor(spec), j.Plan, j, j.Plan.Created))
 	}
+	if opts.DryRun {
+		return journaled(ctx)
+	}
 	lctx, release, err := s.lock(ctx, app, opts.Wait)
 	if err != nil {
 		return nil, err
@@ -437,16 +441,7 @@ func (s *Switcher) continueJournalOr(ctx context.Context, app string, opts Optio
 		release()
 		return nil, err
 	}
-	res, err := func() (*Result, error) {
-		j, ok, err := s.kv().journal(lctx, app)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return none(lctx, spec)
-		}
-		return fn(lctx, s.newRun(j.Plan.specFor(spec), j.Plan, j, j.Plan.Created))
-	}()
+	res, err := journaled(lctx)
 	if lctx.Err() == nil {
 		s.retireDue(lctx, spec)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/swap-dev/swap/health"
@@ -146,15 +145,7 @@ func (r *run) monitorColor(ctx context.Context, step Step) (*colorMonitor, error
 			m.targets[in.ID()] = append(m.targets[in.ID()], t.ID)
 		}
 	}
-	mctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = sched.Run(mctx) }()
-	unsub := sched.Subscribe(func(t health.Transition) {
-		r.emit(Event{Step: step, Kind: EventInfo,
-			Instance: strings.Fields(t.Target)[0], Message: t.String()})
-	})
-	m.stop = func() { unsub(); cancel(); wg.Wait() }
+	m.stop = r.runViews(ctx, sched, step)
 	return m, nil
 }
 
