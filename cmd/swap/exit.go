@@ -4,9 +4,7 @@ import (
 	"errors"
 
 	"github.com/swap-dev/swap/deployments"
-	"github.com/swap-dev/swap/deployments/consul"
-	"github.com/swap-dev/swap/deployments/docker"
-	"github.com/swap-dev/swap/lbconfig"
+	"github.com/swap-dev/swap/internal/wire"
 	"github.com/swap-dev/swap/switcher"
 )
 
@@ -30,10 +28,9 @@ func classify(err error) error {
 		return withCode(exitUsage, err)
 	case errors.Is(err, deployments.ErrInvalidConfig), errors.Is(err, deployments.ErrUnknownApp):
 		return withCode(exitUsage, err)
-	case errors.Is(err, consul.ErrLocked), errors.Is(err, switcher.ErrPreviewPending):
+	case wire.IsLockBusy(err), errors.Is(err, switcher.ErrPreviewPending):
 		return withCode(exitBusy, err)
-	case errors.Is(err, docker.ErrUnreachable), errors.Is(err, docker.ErrPermissionDenied),
-		errors.Is(err, consul.ErrUnreachable), errors.Is(err, consul.ErrNoLeader), errors.Is(err, lbconfig.ErrUnreachable):
+	case wire.IsUnreachable(err):
 		return withCode(exitUnreachable, err)
 	}
 	return withCode(exitFailed, err)
