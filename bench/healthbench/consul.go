@@ -1,7 +1,7 @@
 package main
 
 import (
-	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sync"
 	"syscall"
 	"time"
 
@@ -47,7 +46,11 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-func startConsul(bin string) (*consulAgent, error) {
+// startConsul starts a dev agent with one service per port, each with an HTTP check
+// on /health at interval and timeout, loaded from a config file at start (registering
+// thousands through the agent API takes minutes on this machine; the checks are the
+// same).
+func startConsul(bin string, ports []int, interval, timeout time.Duration) (*consulAgent, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("consul binary %s: %w (build it with `make consul`, or pass -consul none)", bin, err)
 	}
@@ -60,6 +63,10 @@ func startConsul(bin string) (*consulAgent, error) {
 		return nil, err
 	}
 	a := &consulAgent{dir: dir, logPath: filepath.Join(dir, "consul.log"), done: make(chan struct{})}
+	services := filepath.Join(dir, "services.json")
+	if err := os.WriteFile(services, servicesJSON(ports, interval, timeout), 0o600); err != nil {
+		return nil, err
+	}
 	logf, err := os.Create(a.logPath)
 	if err != nil {
 		return nil, err
@@ -67,7 +74,7 @@ func startConsul(bin string) (*consulAgent, error) {
 	defer logf.Close()
 	// -dev logs at DEBUG, which with thousands of checks is most of its CPU;
 	// measure it at the level it would run at in production.
-	a.cmd = exec.Command(bin, "agent", "-dev", "-log-level", "info",
+	a.cmd = exec.Command(bin, "agent", "-dev", "-log-level", "info", "-config-file", services,
 		"-bind", "127.0.0.1", "-client", "127.0.0.1",
 		"-http-port", fmt.Sprint(p[0]), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
 		"-serf-lan-port", fmt.Sprint(p[1]), "-serf-wan-port", fmt.Sprint(p[2]), "-server-port", fmt.Sprint(p[3]))
@@ -105,51 +112,30 @@ func startConsul(bin string) (*consulAgent, error) {
 
 func (a *consulAgent) pid() string { return fmt.Sprint(a.cmd.Process.Pid) }
 
-// register adds one service per port, each with an HTTP check on /health,
-// through the agent API with parallel requests in flight.
-func (a *consulAgent) register(ctx context.Context, ports []int, interval, timeout time.Duration, parallel int) error {
-	work := make(chan int)
-	errs := make(chan error, 1)
-	var wg sync.WaitGroup
-	for range parallel {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				reg := &api.AgentServiceRegistration{
-					ID: fmt.Sprintf("bench-%d", i), Name: "bench", Address: "127.0.0.1", Port: ports[i],
-					Check: &api.AgentServiceCheck{
-						HTTP:     fmt.Sprintf("http://127.0.0.1:%d/health", ports[i]),
-						Interval: interval.String(),
-						Timeout:  timeout.String(),
-					},
-				}
-				if err := a.client.Agent().ServiceRegisterOpts(reg, api.ServiceRegisterOpts{}.WithContext(ctx)); err != nil {
-					select {
-					case errs <- fmt.Errorf("register %s: %w", reg.ID, err):
-					default:
-					}
-				}
-			}
-		}()
+// servicesJSON is an agent config file with one service per port, each with an HTTP
+// check on /health.
+func servicesJSON(ports []int, interval, timeout time.Duration) []byte {
+	type check struct {
+		HTTP     string `json:"http"`
+		Interval string `json:"interval"`
+		Timeout  string `json:"timeout"`
 	}
-	for i := range ports {
-		select {
-		case work <- i:
-		case err := <-errs:
-			close(work)
-			wg.Wait()
-			return err
-		}
+	type service struct {
+		ID      string `json:"id"`
+		Name    string `json:"name"`
+		Address string `json:"address"`
+		Port    int    `json:"port"`
+		Check   check  `json:"check"`
 	}
-	close(work)
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return err
-	default:
-		return nil
+	var cfg struct {
+		Services []service `json:"services"`
 	}
+	for i, p := range ports {
+		cfg.Services = append(cfg.Services, service{ID: fmt.Sprintf("bench-%d", i), Name: "bench", Address: "127.0.0.1", Port: p,
+			Check: check{HTTP: fmt.Sprintf("http://127.0.0.1:%d/health", p), Interval: interval.String(), Timeout: timeout.String()}})
+	}
+	b, _ := json.Marshal(cfg) // plain strings and ints: cannot fail
+	return b
 }
 
 // waitPassing polls until n checks pass or the deadline.

@@ -77,10 +77,22 @@ func main() {
 		maxLoad  = flag.Float64("max-load", 0, "before the swaps, wait until the 1-minute load average is below this (0: do not wait)")
 		quietFor = flag.Duration("quiet-wait", 20*time.Minute, "how long -max-load may wait")
 		check    = flag.String("check-binary", "", "haproxy.binary in swap.yaml, which checks each rendered config (`<binary> -c`); /bin/true measures swap without those checks (an experiment only)")
+		sweep    = flag.Bool("sweep", false, "measure how a swap's steps grow with the replicas per color (1, 4, 16, 64) and the HAProxy instances (1, 3, 9), and the swap CLI's peak memory")
+		short    = flag.Bool("short", false, "with -sweep: a smaller sweep (1 and 4 replicas, 1 and 3 HAProxys, 2 swaps each)")
+		doc      = flag.String("doc", "", "with -sweep: splice the tables into this Markdown `file` (docs/benchmarks.md) and write the plots to img/ beside it")
 	)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *sweep || *short || *doc != "" {
+		err := runSweep(ctx, sweepConfig{short: *short, doc: *doc, dir: *dir, app: *app, swapBin: *swapBin, consul: *consul,
+			demoapp: *demoapp, workers: *workers, log: os.Stderr})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "swapbench: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	waitQuiet(ctx, *maxLoad, *quietFor)
 	if err := run(ctx, *n, *replicas, *workers, *delay, *dir, *app, *swapBin, *consul, *demoapp, *check); err != nil {
 		fmt.Fprintf(os.Stderr, "swapbench: %v\n", err)
@@ -215,6 +227,8 @@ type measure struct {
 	steps         map[switcher.Step]time.Duration
 	containerStop time.Duration // inside retire
 	delay         time.Duration // scale_down_delay
+	// peakRSS is the swap process's own peak (VmHWM), maxRSS wait4's (with children).
+	peakRSS, maxRSS stack.Bytes
 }
 
 func (m measure) waited() time.Duration {
@@ -231,7 +245,7 @@ func (m measure) overheadWall() time.Duration { return m.wall - m.waited() }
 func (m measure) overheadSpan() time.Duration { return m.span - m.waited() }
 
 func measureRun(r *stack.Run, wall, delay time.Duration) (measure, error) {
-	m := measure{wall: wall, cpu: r.CPU, steps: map[switcher.Step]time.Duration{}}
+	m := measure{wall: wall, cpu: r.CPU, steps: map[switcher.Step]time.Duration{}, peakRSS: r.PeakRSS, maxRSS: r.MaxRSS}
 	if r.Result.Plan.From != "" {
 		m.delay = delay
 	}

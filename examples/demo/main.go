@@ -69,6 +69,7 @@ func main() {
 		swapBin = flag.String("swap", "bin/swap", "the swap `binary`")
 		consul  = flag.String("consul", "bin/consul", "the consul `binary`")
 		demoapp = flag.String("demoapp", "bin/demoapp", "the static demoapp `binary` the images are made of")
+		tl      = flag.String("timeline", "demo-timeline.png", "where to write the timeline PNG: requests per 100 ms by color and failed, the swap's steps marked (empty: none)")
 	)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -82,7 +83,7 @@ func main() {
 		fmt.Fprintln(out, "demo-down: done")
 		return
 	}
-	d := &demo{out: out, dir: *dir, app: *app, swap: *swapBin, consul: *consul, demoapp: *demoapp, keep: *keep}
+	d := &demo{out: out, dir: *dir, app: *app, swap: *swapBin, consul: *consul, demoapp: *demoapp, keep: *keep, timeline: *tl}
 	err := d.run(ctx, stop)
 	switch {
 	case err != nil && d.interrupted:
@@ -100,7 +101,8 @@ type demo struct {
 	swap, consul        string
 	demoapp             string
 	keep                bool
-	interrupted         bool // by a signal: the teardown saw ctx done
+	timeline            string // the PNG's path ("": none)
+	interrupted         bool   // by a signal: the teardown saw ctx done
 	st                  *stack.Stack
 	v1, v2, host, front string
 }
@@ -194,7 +196,16 @@ func (d *demo) run(ctx context.Context, stopSignals context.CancelFunc) (err err
 		return err
 	}
 	results := load.Stop()
-	if failed := d.summary(run, load, results); failed > 0 {
+	failed := d.summary(run, load, results)
+	if d.timeline != "" {
+		t := newTimeline(results, run, load.Start, load.Stopped(), 100*time.Millisecond)
+		title := fmt.Sprintf("swap deploy %s --image %s under load: %d requests, %d failed", d.app, d.v2, len(results), failed)
+		if err := t.save(d.timeline, title); err != nil {
+			return fmt.Errorf("timeline %s: %w", d.timeline, err)
+		}
+		d.printf("\n  timeline  %s  (requests per 100 ms by color and failed; the steps marked where they start)\n", d.timeline)
+	}
+	if failed > 0 {
 		return fmt.Errorf("%d requests failed during the swap", failed)
 	}
 	return nil

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/swap-dev/swap/bench/internal/benchkit"
+)
+
+// The sweep (-sweep): the scaling curve of swap's scheduler against the Consul agent,
+// both probing the same targets over the same window at each size.
+
+// sweepPlan is the sizes and the windows of a sweep.
+type sweepPlan struct {
+	sizes                    []int
+	window, warmup, passWait time.Duration
+}
+
+func planSweep(short bool) sweepPlan {
+	if short {
+		return sweepPlan{sizes: []int{250, 1000}, window: 10 * time.Second, warmup: 3 * time.Second, passWait: 30 * time.Second}
+	}
+	return sweepPlan{sizes: []int{1000, 5000, 10000}, window: 20 * time.Second, warmup: 5 * time.Second, passWait: 60 * time.Second}
+}
+
+func runSweep(short bool, doc string, interval, timeout time.Duration, consulBin string) error {
+	if consulBin == "none" {
+		return fmt.Errorf("-sweep compares with the Consul agent: give -consul the consul binary")
+	}
+	plan := planSweep(short)
+	sweeping, passingWait = true, plan.passWait
+	machine := benchkit.ReadMachine()
+	var results []result
+	for _, n := range plan.sizes {
+		logf("== %d targets", n)
+		r, err := run(n, plan.window, interval, timeout, plan.warmup, consulBin, "")
+		if err != nil {
+			return fmt.Errorf("%d targets: %w", n, err)
+		}
+		results = append(results, r)
+	}
+	end := benchkit.LoadAvg()
+	command := "go run ./bench/healthbench -sweep"
+	if short {
+		command += " -short"
+	}
+	table := sweepTable(results, interval, plan.window, machine.Line(command, &end))
+	fmt.Println(table)
+	if doc == "" {
+		return nil
+	}
+	img := filepath.Join(filepath.Dir(doc), "img")
+	if err := os.MkdirAll(img, 0o755); err != nil {
+		return err
+	}
+	if err := sweepPlots(results, img); err != nil {
+		return err
+	}
+	return benchkit.Splice(doc, "health-scaling", table)
+}
+
+// perThousand is a CPU share (of one core) per 1,000 targets, in percent of a core.
+func perThousand(share float64, targets int) float64 { return 100 * share * 1000 / float64(targets) }
+
+func sweepTable(results []result, interval, window time.Duration, machineLine string) string {
+	var b strings.Builder
+	b.WriteString("| targets | swap CPU (% of a core) | per 1,000 targets | Consul CPU | per 1,000 targets | **swap / Consul** | probes/s: swap | Consul | p99 probe lag: swap | Consul | swap's scheduler lag p99 | RSS: swap | Consul | Consul checks passing at the end |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	met := true
+	for _, r := range results {
+		ratio := r.swapShare / r.consulShare
+		met = met && ratio <= 0.25
+		fmt.Fprintf(&b, "| %d | %.1f%% | %.2f%% | %.1f%% | %.2f%% | **%.2f** | %.0f | %.0f | %s | %s | %s | %d MiB | %d MiB | %d of %d |\n",
+			r.targets, 100*r.swapShare, perThousand(r.swapShare, r.targets), 100*r.consulShare, perThousand(r.consulShare, r.targets),
+			ratio, r.swapRate, r.consulRate, benchkit.Ms(r.swapGap99)+" ms", benchkit.Ms(r.consulGap99)+" ms",
+			benchkit.Ms(r.swapLag)+" ms", r.swapRSS>>10, r.consulRSS>>10, r.consulPassing, r.targets)
+	}
+	verdict := "met at every size"
+	if !met {
+		verdict = "**not met** at every size (see the ratio column)"
+	}
+	fmt.Fprintf(&b, "\nGoal: swap's CPU ≤ 0.25× the agent's at every size — %s. HTTP checks every %s, %s windows, both probers on the same targets in the same window. ", verdict, interval, window)
+	b.WriteString("Probe lag: the gap between two consecutive probes of one target, as the target saw them, minus the interval (1 ms buckets). ")
+	fmt.Fprintf(&b, "Load average before and after each window: %s. %s\n", loads(results), machineLine)
+	return b.String()
+}
+
+func loads(results []result) string {
+	var parts []string
+	for _, r := range results {
+		parts = append(parts, fmt.Sprintf("%d: %s → %s", r.targets, r.load0, r.load1))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// sweepPlots writes docs/img/bench-health-cpu.png and bench-health-lag.png.
+func sweepPlots(results []result, img string) error {
+	var x, swapCPU, consulCPU, swapLag, consulLag []float64
+	for _, r := range results {
+		x = append(x, float64(r.targets))
+		swapCPU = append(swapCPU, perThousand(r.swapShare, r.targets))
+		consulCPU = append(consulCPU, perThousand(r.consulShare, r.targets))
+		// a log axis needs values above 0: lags under 0.1 ms are drawn at 0.1 ms
+		swapLag = append(swapLag, max(0.1, float64(r.swapGap99)/float64(time.Millisecond)))
+		consulLag = append(consulLag, max(0.1, float64(r.consulGap99)/float64(time.Millisecond)))
+	}
+	err := benchkit.LinePlot(filepath.Join(img, "bench-health-cpu.png"), "Health checks: CPU per 1,000 targets (HTTP, every 1 s)",
+		"targets", "% of one core per 1,000 targets", false,
+		benchkit.Series{Name: "swap health.Scheduler", X: x, Y: swapCPU}, benchkit.Series{Name: "Consul agent", X: x, Y: consulCPU})
+	if err != nil {
+		return err
+	}
+	return benchkit.LinePlot(filepath.Join(img, "bench-health-lag.png"), "Health checks: p99 probe lag (gap between probes - interval)",
+		"targets", "ms (log)", true,
+		benchkit.Series{Name: "swap health.Scheduler", X: x, Y: swapLag}, benchkit.Series{Name: "Consul agent", X: x, Y: consulLag})
+}
