@@ -57,7 +57,7 @@ func TestServicesJSON_OneServiceWithAnHTTPCheckPerPort(t *testing.T) {
 		Services []struct {
 			ID    string
 			Port  int
-			Check struct{ HTTP, Interval, Timeout string }
+			Check struct{ HTTP, Interval, Timeout, Status string }
 		}
 	}
 	if err := json.Unmarshal(b, &cfg); err != nil {
@@ -65,7 +65,7 @@ func TestServicesJSON_OneServiceWithAnHTTPCheckPerPort(t *testing.T) {
 	}
 	if len(cfg.Services) != 2 || cfg.Services[1].ID != "bench-1" || cfg.Services[1].Port != 4002 ||
 		cfg.Services[1].Check.HTTP != "http://127.0.0.1:4002/health" || cfg.Services[1].Check.Interval != "1s" ||
-		cfg.Services[1].Check.Timeout != "2s" {
+		cfg.Services[1].Check.Timeout != "2s" || cfg.Services[1].Check.Status != "passing" {
 		t.Errorf("services = %+v", cfg.Services)
 	}
 }

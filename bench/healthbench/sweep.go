@@ -23,7 +23,7 @@ func planSweep(short bool) sweepPlan {
 	if short {
 		return sweepPlan{sizes: []int{250, 1000}, window: 10 * time.Second, warmup: 3 * time.Second, passWait: 30 * time.Second}
 	}
-	return sweepPlan{sizes: []int{1000, 5000, 10000}, window: 20 * time.Second, warmup: 5 * time.Second, passWait: 60 * time.Second}
+	return sweepPlan{sizes: []int{1000, 5000, 10000}, window: 20 * time.Second, warmup: 10 * time.Second, passWait: 60 * time.Second}
 }
 
 func runSweep(short bool, doc string, interval, timeout time.Duration, consulBin string) error {

@@ -57,7 +57,7 @@ const appYAML = `  %[1]s:
       rise: 2
       fall: 2
     min_healthy_time: 1s
-    deploy_timeout: 1m
+    deploy_timeout: %[5]s
     drain_timeout: 10s
     stop_timeout: 5s
     scale_down_delay: %[4]s
@@ -78,7 +78,7 @@ func main() {
 		quietFor = flag.Duration("quiet-wait", 20*time.Minute, "how long -max-load may wait")
 		check    = flag.String("check-binary", "", "haproxy.binary in swap.yaml, which checks each rendered config (`<binary> -c`); /bin/true measures swap without those checks (an experiment only)")
 		sweep    = flag.Bool("sweep", false, "measure how a swap's steps grow with the replicas per color (1, 4, 16, 64) and the HAProxy instances (1, 3, 9), and the swap CLI's peak memory")
-		short    = flag.Bool("short", false, "with -sweep: a smaller sweep (1 and 4 replicas, 1 and 3 HAProxys, 2 swaps each)")
+		short    = flag.Bool("short", false, "with -sweep: a smaller sweep (1 and 4 replicas on 1 HAProxy, 3 HAProxys at 1 replica, 1 swap each)")
 		doc      = flag.String("doc", "", "with -sweep: splice the tables into this Markdown `file` (docs/benchmarks.md) and write the plots to img/ beside it")
 	)
 	flag.Parse()
@@ -105,14 +105,9 @@ func run(ctx context.Context, n, replicas, workers int, delay time.Duration, dir
 	if err != nil {
 		return fmt.Errorf("%w: run `make build` first", err)
 	}
-	if _, err := os.Stat(dir); err == nil {
-		if err := stack.Down(ctx, dir, os.Stderr); err != nil {
-			return err
-		}
-	}
-	v1, v2 := "swap-bench/"+app+":v1", "swap-bench/"+app+":v2"
-	st, err := stack.Up(ctx, stack.Options{Dir: dir, Swap: swapBin, Consul: consul, Log: os.Stderr, CheckBinary: check,
-		Apps: fmt.Sprintf(appYAML, app, v1, replicas, delay)})
+	v1, v2 := imageRefs(app)
+	st, err := upWithImages(ctx, stack.Options{Dir: dir, Swap: swapBin, Consul: consul, Log: os.Stderr, CheckBinary: check,
+		Apps: fmt.Sprintf(appYAML, app, v1, replicas, delay, "1m")}, app, bin)
 	if st != nil {
 		defer func() {
 			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -122,14 +117,6 @@ func run(ctx context.Context, n, replicas, workers int, delay time.Duration, dir
 	}
 	if err != nil {
 		return err
-	}
-	if insts, err := st.Docker.List(ctx, app); err != nil || len(insts) > 0 {
-		return fmt.Errorf("docker already runs swap containers of app %s (%d, %v): pick another -app", app, len(insts), err)
-	}
-	for _, v := range []struct{ ref, version string }{{v1, "v1"}, {v2, "v2"}} {
-		if err := st.DemoImage(ctx, v.ref, v.version, bin); err != nil {
-			return err
-		}
 	}
 	if _, err := st.SwapJSON(ctx, "", nil, "deploy", app, "--image", v1); err != nil {
 		return err
@@ -179,6 +166,35 @@ func run(ctx context.Context, n, replicas, workers int, delay time.Duration, dir
 	}
 	fmt.Fprintf(os.Stdout, "Machine: %d CPUs, load average (1m 5m 15m) %s before the swaps, %s after.\n", runtime.NumCPU(), loadBefore, loadavg())
 	return nil
+}
+
+// imageRefs are the benchmark's two images of app.
+func imageRefs(app string) (v1, v2 string) {
+	return "swap-bench/" + app + ":v1", "swap-bench/" + app + ":v2"
+}
+
+// upWithImages starts a stack (after removing what a killed run left in its directory),
+// checks Docker runs no containers of app, and makes app's two images. When st is not
+// nil the caller owns it, error or not: Down removes it.
+func upWithImages(ctx context.Context, opts stack.Options, app string, bin []byte) (st *stack.Stack, err error) {
+	if _, err := os.Stat(opts.Dir); err == nil {
+		if err := stack.Down(ctx, opts.Dir, opts.Log); err != nil {
+			return nil, err
+		}
+	}
+	if st, err = stack.Up(ctx, opts); err != nil {
+		return st, err
+	}
+	if insts, err := st.Docker.List(ctx, app); err != nil || len(insts) > 0 {
+		return st, fmt.Errorf("docker already runs swap containers of app %s (%d, %v): pick another -app", app, len(insts), err)
+	}
+	v1, v2 := imageRefs(app)
+	for _, v := range []struct{ ref, version string }{{v1, "v1"}, {v2, "v2"}} {
+		if err := st.DemoImage(ctx, v.ref, v.version, bin); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
 }
 
 // waitQuiet waits until the 1-minute load average is below max, at most for wait.

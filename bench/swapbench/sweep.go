@@ -29,24 +29,14 @@ type point struct {
 func (p point) String() string { return fmt.Sprintf("%d×%d", p.Replicas, p.HAProxies) }
 
 // sweepPoints is the sweep: the replicas axis on one HAProxy, the HAProxy axis at
-// baseReplicas (the same point is not run twice).
+// baseReplicas (the same point is not run twice). Docker creates and starts containers
+// one after another, at 0.2–2 s each on this shared machine: the bigger points get
+// fewer timed swaps so that the full sweep stays near 6–10 minutes.
 func sweepPoints(short bool) (points []point, baseReplicas int) {
-	replicas, haproxies, swaps := []int{1, 4, 16, 64}, []int{3, 9}, 3
 	if short {
-		replicas, haproxies, swaps = []int{1, 4}, []int{3}, 2
+		return []point{{1, 1, 1}, {4, 1, 1}, {1, 3, 1}}, 1
 	}
-	baseReplicas = 4
-	for _, r := range replicas {
-		n := swaps
-		if r >= 64 {
-			n = 2 // a 64-replica swap takes ~40 s here: two keep the full sweep near 6 minutes
-		}
-		points = append(points, point{Replicas: r, HAProxies: 1, Swaps: n})
-	}
-	for _, h := range haproxies {
-		points = append(points, point{Replicas: baseReplicas, HAProxies: h, Swaps: swaps})
-	}
-	return points, baseReplicas
+	return []point{{1, 1, 3}, {4, 1, 3}, {16, 1, 2}, {64, 1, 1}, {4, 3, 2}, {4, 9, 2}}, 4
 }
 
 // sweepResult is what one point measured.
@@ -113,34 +103,11 @@ func runSweep(ctx context.Context, c sweepConfig) error {
 	return errors.Join(benchkit.Splice(c.doc, "swap-scaling", scaling), benchkit.Splice(c.doc, "swap-memory", memory))
 }
 
-// sweepYAML is the sweep's app: swapbench's, with a deploy timeout for 64 replicas.
-const sweepYAML = `  %[1]s:
-    image: %[2]s
-    replicas: %[3]d
-    port: 8080
-    route: %[1]s.bench
-    healthcheck:
-      path: /healthz
-      interval: 250ms
-      timeout: 250ms
-      rise: 2
-      fall: 2
-    min_healthy_time: 1s
-    deploy_timeout: 5m
-    drain_timeout: 10s
-    stop_timeout: 5s
-`
-
 func runPoint(ctx context.Context, c sweepConfig, p point, bin []byte) (res sweepResult, err error) {
 	res.point = p
-	if _, err := os.Stat(c.dir); err == nil {
-		if err := stack.Down(ctx, c.dir, c.log); err != nil {
-			return res, err
-		}
-	}
-	v1, v2 := "swap-bench/"+c.app+":v1", "swap-bench/"+c.app+":v2"
-	st, err := stack.Up(ctx, stack.Options{Dir: c.dir, Swap: c.swapBin, Consul: c.consul, Log: indentWriter{c.log},
-		HAProxies: p.HAProxies, Apps: fmt.Sprintf(sweepYAML, c.app, v1, p.Replicas)})
+	v1, v2 := imageRefs(c.app)
+	st, err := upWithImages(ctx, stack.Options{Dir: c.dir, Swap: c.swapBin, Consul: c.consul, Log: indentWriter{c.log},
+		HAProxies: p.HAProxies, Apps: fmt.Sprintf(appYAML, c.app, v1, p.Replicas, "0s", "5m")}, c.app, bin) // 5m: time to start 64
 	if st != nil {
 		defer func() {
 			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -150,14 +117,6 @@ func runPoint(ctx context.Context, c sweepConfig, p point, bin []byte) (res swee
 	}
 	if err != nil {
 		return res, err
-	}
-	if insts, err := st.Docker.List(ctx, c.app); err != nil || len(insts) > 0 {
-		return res, fmt.Errorf("docker already runs swap containers of app %s (%d, %v): pick another -app", c.app, len(insts), err)
-	}
-	for _, v := range []struct{ ref, version string }{{v1, "v1"}, {v2, "v2"}} {
-		if err := st.DemoImage(ctx, v.ref, v.version, bin); err != nil {
-			return res, err
-		}
 	}
 	t0 := time.Now()
 	if _, err := st.SwapJSON(ctx, "", nil, "deploy", c.app, "--image", v1); err != nil {
