@@ -23,7 +23,7 @@ func planSweep(short bool) sweepPlan {
 	if short {
 		return sweepPlan{sizes: []int{250, 1000}, window: 10 * time.Second, warmup: 3 * time.Second, passWait: 30 * time.Second}
 	}
-	return sweepPlan{sizes: []int{1000, 5000, 10000}, window: 20 * time.Second, warmup: 10 * time.Second, passWait: 60 * time.Second}
+	return sweepPlan{sizes: []int{1000, 5000, 10000}, window: 15 * time.Second, warmup: 5 * time.Second, passWait: 60 * time.Second}
 }
 
 func runSweep(short bool, doc string, interval, timeout time.Duration, consulBin string) error {
@@ -36,6 +36,10 @@ func runSweep(short bool, doc string, interval, timeout time.Duration, consulBin
 	var results []result
 	for _, n := range plan.sizes {
 		logf("== %d targets", n)
+		// The agent opens a connection per check; each stays in the kernel's connection
+		// tracking for 2 minutes (TIME_WAIT). A full table drops new connections of
+		// every process on the machine: wait for room first.
+		waitConntrack(n*int((plan.warmup+plan.window)/interval), 3*time.Minute)
 		r, err := run(n, plan.window, interval, timeout, plan.warmup, consulBin, "")
 		if err != nil {
 			return fmt.Errorf("%d targets: %w", n, err)
@@ -116,4 +120,34 @@ func sweepPlots(results []result, img string) error {
 	return benchkit.LinePlot(filepath.Join(img, "bench-health-lag.png"), "Health checks: p99 probe lag (gap between probes - interval)",
 		"targets", "ms (log)", true,
 		benchkit.Series{Name: "swap health.Scheduler", X: x, Y: swapLag}, benchkit.Series{Name: "Consul agent", X: x, Y: consulLag})
+}
+
+// waitConntrack waits, at most for wait, until the connection tracking table has room
+// for need more entries (with a tenth of it to spare). Without conntrack it returns at once.
+func waitConntrack(need int, wait time.Duration) {
+	read := func(name string) (int, bool) {
+		b, err := os.ReadFile("/proc/sys/net/netfilter/" + name)
+		if err != nil {
+			return 0, false
+		}
+		var n int
+		_, err = fmt.Sscan(string(b), &n)
+		return n, err == nil
+	}
+	limit, ok := read("nf_conntrack_max")
+	if !ok {
+		return
+	}
+	for deadline := time.Now().Add(wait); ; {
+		count, ok := read("nf_conntrack_count")
+		if !ok || count+need <= limit*9/10 {
+			return
+		}
+		if time.Now().After(deadline) {
+			logf("conntrack: %d of %d entries in use, %d more needed: going on all the same", count, limit, need)
+			return
+		}
+		logf("conntrack: %d of %d entries in use, %d more needed: waiting for room", count, limit, need)
+		time.Sleep(10 * time.Second) // TIME_WAIT entries expire on the kernel's clock; nothing to wait on
+	}
 }
