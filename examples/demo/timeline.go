@@ -28,9 +28,10 @@ type mark struct {
 	step switcher.Step
 }
 
-// newTimeline bins the results from start to end and marks the run's step starts.
+// newTimeline bins the results from start to end (a last partial bin is left out: it
+// would look like a drop in the load) and marks the run's step starts.
 func newTimeline(results []stack.Result, run *stack.Run, start, end time.Time, bin time.Duration) timeline {
-	n := max(1, int((end.Sub(start)+bin-1)/bin))
+	n := max(1, int(end.Sub(start)/bin))
 	t := timeline{start: start, bin: bin, blue: make([]float64, n), green: make([]float64, n), failed: make([]float64, n)}
 	for _, r := range results {
 		i := int(r.Sent.Sub(start) / bin)
