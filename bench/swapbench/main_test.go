@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"slices"
 	"strings"
@@ -126,5 +127,16 @@ func TestSweepTables_HoldTheMedianOfEachStepPerPoint(t *testing.T) {
 				t.Errorf("plot %s draws %q, which is no row of the table", set.file, name)
 			}
 		}
+	}
+}
+
+func TestSweepTables_NameAPointThatFailed(t *testing.T) {
+	results := []sweepResult{{point: point{64, 1, 1}, err: errors.New("start 64 container(s):\n  host port in use")}}
+	scaling, memory := sweepTables(results, "", time.Minute)
+	if !strings.Contains(scaling, "| start (waited) | – |") || !strings.Contains(scaling, "64×1: 0 of 1 swaps timed, then: start 64 container(s): host port in use") {
+		t.Errorf("scaling table:\n%s", scaling)
+	}
+	if !strings.Contains(memory, "| 64×1 | 0 | – | – | – |") {
+		t.Errorf("memory table:\n%s", memory)
 	}
 }

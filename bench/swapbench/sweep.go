@@ -36,7 +36,7 @@ func sweepPoints(short bool) (points []point, baseReplicas int) {
 	if short {
 		return []point{{1, 1, 1}, {4, 1, 1}, {1, 3, 1}}, 1
 	}
-	return []point{{1, 1, 3}, {4, 1, 3}, {16, 1, 2}, {64, 1, 1}, {4, 3, 2}, {4, 9, 2}}, 4
+	return []point{{1, 1, 3}, {4, 1, 3}, {16, 1, 1}, {64, 1, 1}, {4, 3, 2}, {4, 9, 2}}, 4
 }
 
 // sweepResult is what one point measured.
@@ -44,6 +44,16 @@ type sweepResult struct {
 	point
 	swaps            []measure
 	requests, failed int
+	err              error // the point could not be measured
+}
+
+// oneLine is err's message on one line, at most 300 bytes.
+func oneLine(err error) string {
+	s := strings.Join(strings.Fields(err.Error()), " ")
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
 }
 
 // median of f over the point's swaps.
@@ -76,7 +86,13 @@ func runSweep(ctx context.Context, c sweepConfig) error {
 		fmt.Fprintf(c.log, "== %d replicas per color, %d HAProxy: %d swaps\n", p.Replicas, p.HAProxies, p.Swaps)
 		r, err := runPoint(ctx, c, p, bin)
 		if err != nil {
-			return fmt.Errorf("%d replicas, %d HAProxy: %w", p.Replicas, p.HAProxies, err)
+			if ctx.Err() != nil {
+				return err
+			}
+			// One point's failure (Docker refusing a port, a deadline on a busy
+			// machine) is reported in the table; the other points still count.
+			r.err = err
+			fmt.Fprintf(c.log, "  failed: %v\n", err)
 		}
 		results = append(results, r)
 	}
@@ -107,7 +123,7 @@ func runPoint(ctx context.Context, c sweepConfig, p point, bin []byte) (res swee
 	res.point = p
 	v1, v2 := imageRefs(c.app)
 	st, err := upWithImages(ctx, stack.Options{Dir: c.dir, Swap: c.swapBin, Consul: c.consul, Log: indentWriter{c.log},
-		HAProxies: p.HAProxies, Apps: fmt.Sprintf(appYAML, c.app, v1, p.Replicas, "0s", "5m")}, c.app, bin) // 5m: time to start 64
+		HAProxies: p.HAProxies, HostPorts: "20000-29999", Apps: fmt.Sprintf(appYAML, c.app, v1, p.Replicas, "0s", "5m")}, c.app, bin) // 5m: time to start 64
 	if st != nil {
 		defer func() {
 			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -209,6 +225,10 @@ func sweepTables(results []sweepResult, machineLine string, took time.Duration) 
 	for _, row := range sweepRows {
 		fmt.Fprintf(&b, "| %s |", row.name)
 		for _, r := range results {
+			if len(r.swaps) == 0 {
+				b.WriteString(" – |")
+				continue
+			}
 			fmt.Fprintf(&b, " %s |", benchkit.Ms(r.median(row.f)))
 		}
 		b.WriteString("\n")
@@ -218,12 +238,21 @@ func sweepTables(results []sweepResult, machineLine string, took time.Duration) 
 		fmt.Fprintf(&b, " %d (%d, %d) |", len(r.swaps), r.requests, r.failed)
 	}
 	fmt.Fprintf(&b, "\n\nColumns: replicas per color × HAProxy instances. %s (the sweep took %s)\n", machineLine, took)
+	for _, r := range results {
+		if r.err != nil {
+			fmt.Fprintf(&b, "\n%s: %d of %d swaps timed, then: %s\n", r.point, len(r.swaps), r.Swaps, oneLine(r.err))
+		}
+	}
 	scaling = b.String()
 
 	b.Reset()
 	b.WriteString("| replicas × HAProxys | swaps | peak RSS of `swap` (VmHWM), median | max | ru_maxrss at exit (with its `haproxy -c` children), max |\n")
 	b.WriteString("|---|---:|---:|---:|---:|\n")
 	for _, r := range results {
+		if len(r.swaps) == 0 {
+			fmt.Fprintf(&b, "| %s | 0 | – | – | – |\n", r.point)
+			continue
+		}
 		var peak, maxrss []float64
 		for _, m := range r.swaps {
 			peak = append(peak, m.peakRSS.MiB())
@@ -260,6 +289,9 @@ var plotSets = []struct {
 func sweepPlots(results []sweepResult, base int, img string) error {
 	var byReplicas, byHAProxies []sweepResult
 	for _, r := range results {
+		if len(r.swaps) == 0 {
+			continue
+		}
 		if r.HAProxies == 1 {
 			byReplicas = append(byReplicas, r)
 		}

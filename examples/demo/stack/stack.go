@@ -64,6 +64,11 @@ type Options struct {
 	// frontend's address (HAProxy binds with SO_REUSEPORT: the kernel spreads the
 	// connections over them).
 	HAProxies int
+	// HostPorts is swap.yaml's docker.host_ports ("": swap's default, 32768-60999).
+	// The benchmark sets a range below Linux's ephemeral ports (ip_local_port_range,
+	// 32768-60999 too): its load generator's outgoing connections take ports from there,
+	// and one may take the port swap picked for a container before Docker binds it.
+	HostPorts string
 	// Log hears one line per thing done (nil: io.Discard).
 	Log io.Writer
 }
@@ -274,8 +279,12 @@ func (s *Stack) writeConfig() error {
 	if s.opts.CheckBinary != "" {
 		preview += fmt.Sprintf("  binary: %q\n", s.opts.CheckBinary)
 	}
+	docker := "{}"
+	if s.opts.HostPorts != "" {
+		docker = fmt.Sprintf("{host_ports: %q}", s.opts.HostPorts)
+	}
 	cfg := fmt.Sprintf(`# swap.yaml written by the demo (examples/demo): everything on 127.0.0.1.
-docker: {}
+docker: %s
 consul:
   address: %s
 haproxy:
@@ -284,7 +293,7 @@ haproxy:
 %s  frontend: {name: demo, bind: %q}
 %s  routing: host
 apps:
-%s`, s.Consul, haproxyDir, instancesYAML(s.opts.HAProxies), s.Frontend, preview, s.opts.Apps)
+%s`, docker, s.Consul, haproxyDir, instancesYAML(s.opts.HAProxies), s.Frontend, preview, s.opts.Apps)
 	return os.WriteFile(s.Config, []byte(cfg), 0o600)
 }
 
