@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -47,10 +48,12 @@ func freePorts(n int) ([]int, error) {
 }
 
 // startConsul starts a dev agent with one service per port, each with an HTTP check
-// on /health at interval and timeout, loaded from a config file at start (registering
-// thousands through the agent API takes minutes on this machine; the checks are the
-// same).
-func startConsul(bin string, ports []int, interval, timeout time.Duration) (*consulAgent, error) {
+// on /health at interval and timeout, loaded from a config file once the agent has
+// elected itself leader (registering thousands through the agent API takes minutes on
+// this machine, and an agent that starts with 5,000 checks to run can starve its own
+// election; the checks are the same). On failure it stops the agent and removes its
+// directory, quoting the end of its log.
+func startConsul(bin string, ports []int, interval, timeout time.Duration) (a *consulAgent, err error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("consul binary %s: %w (build it with `make consul`, or pass -consul none)", bin, err)
 	}
@@ -62,9 +65,18 @@ func startConsul(bin string, ports []int, interval, timeout time.Duration) (*con
 	if err != nil {
 		return nil, err
 	}
-	a := &consulAgent{dir: dir, logPath: filepath.Join(dir, "consul.log"), done: make(chan struct{})}
-	services := filepath.Join(dir, "services.json")
-	if err := os.WriteFile(services, servicesJSON(ports, interval, timeout), 0o600); err != nil {
+	a = &consulAgent{dir: dir, logPath: filepath.Join(dir, "consul.log"), done: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			if a.cmd != nil && a.cmd.Process != nil {
+				a.stop()
+			}
+			err = fmt.Errorf("%w; the agent's log ended with:\n%s", err, logTail(a.logPath, 5))
+			a.cleanup()
+		}
+	}()
+	conf := filepath.Join(dir, "conf")
+	if err := os.Mkdir(conf, 0o700); err != nil {
 		return nil, err
 	}
 	logf, err := os.Create(a.logPath)
@@ -74,7 +86,7 @@ func startConsul(bin string, ports []int, interval, timeout time.Duration) (*con
 	defer logf.Close()
 	// -dev logs at DEBUG, which with thousands of checks is most of its CPU;
 	// measure it at the level it would run at in production.
-	a.cmd = exec.Command(bin, "agent", "-dev", "-log-level", "info", "-config-file", services,
+	a.cmd = exec.Command(bin, "agent", "-dev", "-log-level", "info", "-config-dir", conf,
 		"-bind", "127.0.0.1", "-client", "127.0.0.1",
 		"-http-port", fmt.Sprint(p[0]), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
 		"-serf-lan-port", fmt.Sprint(p[1]), "-serf-wan-port", fmt.Sprint(p[2]), "-server-port", fmt.Sprint(p[3]))
@@ -87,30 +99,59 @@ func startConsul(bin string, ports []int, interval, timeout time.Duration) (*con
 
 	cfg := api.DefaultConfig()
 	cfg.Address = fmt.Sprintf("127.0.0.1:%d", p[0])
-	a.client, err = api.NewClient(cfg)
-	if err != nil {
-		a.stop()
+	if a.client, err = api.NewClient(cfg); err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	if err := a.poll(60*time.Second, "a leader", func() (bool, error) {
 		leader, err := a.client.Status().Leader()
-		if err == nil && leader != "" {
-			return a, nil
+		return err == nil && leader != "", nil
+	}); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(conf, "services.json"), servicesJSON(ports, interval, timeout), 0o600); err != nil {
+		return nil, err
+	}
+	if err := a.client.Agent().Reload(); err != nil {
+		return nil, fmt.Errorf("consul reload with %d services: %w", len(ports), err)
+	}
+	if err := a.poll(3*time.Minute, fmt.Sprintf("%d services", len(ports)), func() (bool, error) {
+		svcs, err := a.client.Agent().Services()
+		return err == nil && len(svcs) >= len(ports), nil
+	}); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *consulAgent) pid() string { return fmt.Sprint(a.cmd.Process.Pid) }
+
+// poll calls ok every 200 ms until it reports true, the agent exits or timeout passes.
+func (a *consulAgent) poll(timeout time.Duration, what string, ok func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if done, err := ok(); err != nil || done {
+			return err
 		}
 		select {
 		case <-a.done:
-			return nil, fmt.Errorf("consul agent exited at start; see %s", a.logPath)
+			return fmt.Errorf("consul agent exited while waiting for %s", what)
 		case <-time.After(200 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			a.stop()
-			return nil, fmt.Errorf("consul agent has no leader after 60s; see %s", a.logPath)
+			return fmt.Errorf("consul agent has no %s after %s", what, timeout)
 		}
 	}
 }
 
-func (a *consulAgent) pid() string { return fmt.Sprint(a.cmd.Process.Pid) }
+// logTail is the last n lines of the file at path.
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
 
 // servicesJSON is an agent config file with one service per port, each with an HTTP
 // check on /health. The checks start passing (the targets are up): otherwise the agent

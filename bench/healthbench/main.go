@@ -85,6 +85,7 @@ type result struct {
 	swapRSS, consulRSS      int64         // KiB
 	consulPassing, failures int64
 	load0, load1            string
+	err                     error // the size could not be measured (sweep)
 }
 
 func run(n int, duration, interval, timeout, warmup time.Duration, consulBin, profile string) (res result, err error) {
@@ -108,11 +109,10 @@ func run(n int, duration, interval, timeout, warmup time.Duration, consulBin, pr
 		}
 		defer func() {
 			agent.stop()
-			if err == nil {
-				agent.cleanup()
-			} else {
-				logf("consul agent log kept: %s", agent.logPath)
+			if err != nil {
+				err = fmt.Errorf("%w; the consul agent's log ended with:\n%s", err, logTail(agent.logPath, 5))
 			}
+			agent.cleanup()
 		}()
 		logf("consul agent up with %d services with HTTP checks in %s", n, time.Since(t0).Round(time.Millisecond))
 	}

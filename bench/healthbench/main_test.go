@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,5 +98,31 @@ func TestSweepTable_PerThousandTargetsAndTheGoal(t *testing.T) {
 		if st, err := os.Stat(filepath.Join(img, f)); err != nil || st.Size() == 0 {
 			t.Errorf("%s: %v", f, err)
 		}
+	}
+}
+
+func TestSweepTable_NamesASizeThatWasNotMeasured(t *testing.T) {
+	rs := []result{{targets: 1000, swapShare: 0.05, consulShare: 0.40}, {targets: 5000, err: errors.New("consul agent has no leader after 1m0s")}}
+	got := sweepTable(rs, time.Second, 20*time.Second, "")
+	for _, want := range []string{"| 5000 | not measured |", "Not measured: 5000 targets: consul agent has no leader after 1m0s", "**not met**"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q:\n%s", want, got)
+		}
+	}
+	if err := sweepPlots(rs, t.TempDir()); err != nil {
+		t.Errorf("plots of a sweep with a size not measured: %v", err)
+	}
+}
+
+func TestLogTail_IsTheLastLines(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "log")
+	if err := os.WriteFile(p, []byte("a\nb\nc\nd\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := logTail(p, 2); got != "c\nd" {
+		t.Errorf("logTail = %q", got)
+	}
+	if got := logTail(p, 10); got != "a\nb\nc\nd" {
+		t.Errorf("logTail of a short file = %q", got)
 	}
 }

@@ -42,7 +42,9 @@ func runSweep(short bool, doc string, interval, timeout time.Duration, consulBin
 		waitConntrack(n*int((plan.warmup+plan.window)/interval), 3*time.Minute)
 		r, err := run(n, plan.window, interval, timeout, plan.warmup, consulBin, "")
 		if err != nil {
-			return fmt.Errorf("%d targets: %w", n, err)
+			// A size that could not be measured is named in the table; the others count.
+			logf("%d targets: %v", n, err)
+			r = result{targets: n, err: err}
 		}
 		results = append(results, r)
 	}
@@ -74,7 +76,15 @@ func sweepTable(results []result, interval, window time.Duration, machineLine st
 	b.WriteString("| targets | swap CPU (% of a core) | per 1,000 targets | Consul CPU | per 1,000 targets | **swap / Consul** | probes/s: swap | Consul | p99 probe lag: swap | Consul | swap's scheduler lag p99 | RSS: swap | Consul | Consul checks passing at the end |\n")
 	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	met := true
+	var failed []string
 	for _, r := range results {
+		if r.err != nil {
+			met = false
+			fmt.Fprintf(&b, "| %d | not measured |%s\n", r.targets, strings.Repeat(" |", 13))
+			msg := strings.Join(strings.Fields(r.err.Error()), " ")
+			failed = append(failed, fmt.Sprintf("%d targets: %s", r.targets, msg[:min(len(msg), 400)]))
+			continue
+		}
 		ratio := r.swapShare / r.consulShare
 		met = met && ratio <= 0.25
 		fmt.Fprintf(&b, "| %d | %.1f%% | %.2f%% | %.1f%% | %.2f%% | **%.2f** | %.0f | %.0f | %s | %s | %s | %d MiB | %d MiB | %d of %d |\n",
@@ -84,17 +94,23 @@ func sweepTable(results []result, interval, window time.Duration, machineLine st
 	}
 	verdict := "met at every size"
 	if !met {
-		verdict = "**not met** at every size (see the ratio column)"
+		verdict = "**not met** at every size (see the ratio column and the sizes not measured)"
 	}
 	fmt.Fprintf(&b, "\nGoal: swap's CPU ≤ 0.25× the agent's at every size — %s. HTTP checks every %s, %s windows, both probers on the same targets in the same window. ", verdict, interval, window)
 	b.WriteString("Probe lag: the gap between two consecutive probes of one target, as the target saw them, minus the interval (1 ms buckets). ")
 	fmt.Fprintf(&b, "Load average before and after each window: %s. %s\n", loads(results), machineLine)
+	for _, f := range failed {
+		fmt.Fprintf(&b, "\nNot measured: %s\n", f)
+	}
 	return b.String()
 }
 
 func loads(results []result) string {
 	var parts []string
 	for _, r := range results {
+		if r.err != nil {
+			continue
+		}
 		parts = append(parts, fmt.Sprintf("%d: %s → %s", r.targets, r.load0, r.load1))
 	}
 	return strings.Join(parts, ", ")
@@ -104,6 +120,9 @@ func loads(results []result) string {
 func sweepPlots(results []result, img string) error {
 	var x, swapCPU, consulCPU, swapLag, consulLag []float64
 	for _, r := range results {
+		if r.err != nil {
+			continue
+		}
 		x = append(x, float64(r.targets))
 		swapCPU = append(swapCPU, perThousand(r.swapShare, r.targets))
 		consulCPU = append(consulCPU, perThousand(r.consulShare, r.targets))
@@ -111,14 +130,14 @@ func sweepPlots(results []result, img string) error {
 		swapLag = append(swapLag, max(0.1, float64(r.swapGap99)/float64(time.Millisecond)))
 		consulLag = append(consulLag, max(0.1, float64(r.consulGap99)/float64(time.Millisecond)))
 	}
-	err := benchkit.LinePlot(filepath.Join(img, "bench-health-cpu.png"), "Health checks: CPU per 1,000 targets (HTTP, every 1 s)",
-		"targets", "% of one core per 1,000 targets", false,
+	err := benchkit.LinePlotWith(filepath.Join(img, "bench-health-cpu.png"), benchkit.PlotOptions{
+		Title: "Health checks: CPU per 1,000 targets (HTTP, every 1 s)", XLabel: "targets", YLabel: "% of one core per 1,000 targets", Headroom: true},
 		benchkit.Series{Name: "swap health.Scheduler", X: x, Y: swapCPU}, benchkit.Series{Name: "Consul agent", X: x, Y: consulCPU})
 	if err != nil {
 		return err
 	}
-	return benchkit.LinePlot(filepath.Join(img, "bench-health-lag.png"), "Health checks: p99 probe lag (gap between probes - interval)",
-		"targets", "ms (log)", true,
+	return benchkit.LinePlotWith(filepath.Join(img, "bench-health-lag.png"), benchkit.PlotOptions{
+		Title: "Health checks: p99 probe lag (gap between probes - interval)", XLabel: "targets", YLabel: "ms (log)", LogY: true, Headroom: true},
 		benchkit.Series{Name: "swap health.Scheduler", X: x, Y: swapLag}, benchkit.Series{Name: "Consul agent", X: x, Y: consulLag})
 }
 

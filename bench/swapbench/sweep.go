@@ -318,14 +318,16 @@ func sweepPlots(results []sweepResult, base int, img string) error {
 		return out
 	}
 	for _, set := range plotSets {
-		err := benchkit.LinePlot(filepath.Join(img, "bench-swap-replicas-"+set.file+".png"),
-			"swap's steps against the replicas per color (1 HAProxy): "+set.what, "replicas per color", "median ms (log)", true,
+		err := benchkit.LinePlotWith(filepath.Join(img, "bench-swap-replicas-"+set.file+".png"),
+			benchkit.PlotOptions{Title: "swap's steps against the replicas per color (1 HAProxy): " + set.what,
+				XLabel: "replicas per color (log)", YLabel: "median ms (log)", LogX: true, LogY: true, Headroom: true},
 			series(byReplicas, set.rows, func(r sweepResult) float64 { return float64(r.Replicas) })...)
 		if err != nil {
 			return err
 		}
-		err = benchkit.LinePlot(filepath.Join(img, "bench-swap-haproxies-"+set.file+".png"),
-			fmt.Sprintf("swap's steps against the HAProxys (%d replicas): %s", base, set.what), "HAProxy instances", "median ms (log)", true,
+		err = benchkit.LinePlotWith(filepath.Join(img, "bench-swap-haproxies-"+set.file+".png"),
+			benchkit.PlotOptions{Title: fmt.Sprintf("swap's steps against the HAProxys (%d replicas): %s", base, set.what),
+				XLabel: "HAProxy instances (log)", YLabel: "median ms (log)", LogX: true, LogY: true, Headroom: true},
 			series(byHAProxies, set.rows, func(r sweepResult) float64 { return float64(r.HAProxies) })...)
 		if err != nil {
 			return err

@@ -3,6 +3,7 @@ package benchkit
 import (
 	"fmt"
 	"image/color"
+	"math"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -28,15 +29,35 @@ func Color(i int) color.Color { return palette[i%len(palette)] }
 // LinePlot draws series as lines with points and writes a PNG of 16×9 cm to path. A log
 // y axis (logY) suits latencies that differ by orders of magnitude; it needs Y > 0.
 func LinePlot(path, title, xLabel, yLabel string, logY bool, series ...Series) error {
+	return LinePlotWith(path, PlotOptions{Title: title, XLabel: xLabel, YLabel: yLabel, LogY: logY}, series...)
+}
+
+// PlotOptions are a line plot's title, labels and axes.
+type PlotOptions struct {
+	Title, XLabel, YLabel string
+	LogX, LogY            bool // log axes need values > 0
+	// Headroom, when set, ends the y axis above the highest point so that the legend
+	// (top right) covers no line: a linear axis at 1.1 + 0.09 per series times the
+	// highest value, a log axis as many decades higher in proportion.
+	Headroom bool
+}
+
+// LinePlotWith is LinePlot with more choices.
+func LinePlotWith(path string, o PlotOptions, series ...Series) error {
 	p := plot.New()
-	p.Title.Text = title
-	p.X.Label.Text = xLabel
-	p.Y.Label.Text = yLabel
-	if logY {
+	p.Title.Text = o.Title
+	p.X.Label.Text = o.XLabel
+	p.Y.Label.Text = o.YLabel
+	if o.LogX {
+		p.X.Scale = plot.LogScale{}
+		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	}
+	if o.LogY {
 		p.Y.Scale = plot.LogScale{}
 		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	}
 	p.Add(plotter.NewGrid())
+	lo, hi := math.Inf(1), math.Inf(-1)
 	for i, s := range series {
 		if len(s.X) != len(s.Y) {
 			return fmt.Errorf("plot %s: series %q has %d x and %d y values", path, s.Name, len(s.X), len(s.Y))
@@ -44,6 +65,7 @@ func LinePlot(path, title, xLabel, yLabel string, logY bool, series ...Series) e
 		xy := make(plotter.XYs, len(s.X))
 		for k := range s.X {
 			xy[k].X, xy[k].Y = s.X[k], s.Y[k]
+			lo, hi = math.Min(lo, s.Y[k]), math.Max(hi, s.Y[k])
 		}
 		l, pts, err := plotter.NewLinePoints(xy)
 		if err != nil {
@@ -52,6 +74,17 @@ func LinePlot(path, title, xLabel, yLabel string, logY bool, series ...Series) e
 		l.Color, pts.Color = Color(i), Color(i)
 		p.Add(l, pts)
 		p.Legend.Add(s.Name, l, pts)
+	}
+	share := 0.0 // of the y axis, above the highest point, for the legend
+	if o.Headroom {
+		share = 0.1 + 0.09*float64(len(series))
+	}
+	switch {
+	case o.LogY && lo > 0: // also gives a single value a range: gonum's would reach 0
+		p.Y.Min = lo / 1.5
+		p.Y.Max = math.Pow(10, math.Log10(hi*1.5)+(math.Log10(hi*1.5)-math.Log10(p.Y.Min))*share/(1-share))
+	case o.Headroom && hi > lo:
+		p.Y.Max = hi + (hi-math.Min(0, lo))*share/(1-share)
 	}
 	p.Legend.Top = true
 	return p.Save(16*vg.Centimeter, 9*vg.Centimeter, path)
