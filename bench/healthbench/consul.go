@@ -111,14 +111,9 @@ func startConsul(bin string, ports []int, interval, timeout time.Duration) (a *c
 	if err := os.WriteFile(filepath.Join(conf, "services.json"), servicesJSON(ports, interval, timeout), 0o600); err != nil {
 		return nil, err
 	}
+	// The reload returns once the services and their checks are registered.
 	if err := a.client.Agent().Reload(); err != nil {
 		return nil, fmt.Errorf("consul reload with %d services: %w", len(ports), err)
-	}
-	if err := a.poll(3*time.Minute, fmt.Sprintf("%d services", len(ports)), func() (bool, error) {
-		svcs, err := a.client.Agent().Services()
-		return err == nil && len(svcs) >= len(ports), nil
-	}); err != nil {
-		return nil, err
 	}
 	return a, nil
 }

@@ -91,7 +91,7 @@ func TestSweepPoints_RunEachPointOnceOnBothAxes(t *testing.T) {
 		}
 	}
 	full, _ := sweepPoints(false)
-	if len(full) != 6 || full[3].Replicas != 64 || full[len(full)-1].HAProxies != 9 {
+	if len(full) != 7 || full[4].Replicas != 64 || full[len(full)-1].HAProxies != 9 {
 		t.Errorf("full sweep = %v", full)
 	}
 }
