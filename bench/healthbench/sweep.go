@@ -68,28 +68,37 @@ func runSweep(short bool, doc string, interval, timeout time.Duration, consulBin
 	return benchkit.Splice(doc, "health-scaling", table)
 }
 
+// perProbes is the CPU time per 1,000 probes done at rate probes/s, for a CPU share.
+func perProbes(share, rate float64) string {
+	if rate <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f ms", 1000*share*1000/rate)
+}
+
 // perThousand is a CPU share (of one core) per 1,000 targets, in percent of a core.
 func perThousand(share float64, targets int) float64 { return 100 * share * 1000 / float64(targets) }
 
 func sweepTable(results []result, interval, window time.Duration, machineLine string) string {
 	var b strings.Builder
-	b.WriteString("| targets | swap CPU (% of a core) | per 1,000 targets | Consul CPU | per 1,000 targets | **swap / Consul** | probes/s: swap | Consul | p99 probe lag: swap | Consul | swap's scheduler lag p99 | RSS: swap | Consul | Consul checks passing at the end |\n")
-	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| targets | swap CPU (% of a core) | per 1,000 targets | Consul CPU | per 1,000 targets | **swap / Consul** | probes/s: swap | Consul | CPU per 1,000 probes: swap | Consul | p99 probe lag: swap | Consul | swap's scheduler lag p99 | RSS: swap | Consul | Consul checks passing at the end |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	met := true
 	var failed []string
 	for _, r := range results {
 		if r.err != nil {
 			met = false
-			fmt.Fprintf(&b, "| %d | not measured |%s\n", r.targets, strings.Repeat(" |", 13))
+			fmt.Fprintf(&b, "| %d | not measured |%s\n", r.targets, strings.Repeat(" |", 15))
 			msg := strings.Join(strings.Fields(r.err.Error()), " ")
 			failed = append(failed, fmt.Sprintf("%d targets: %s", r.targets, msg[:min(len(msg), 400)]))
 			continue
 		}
 		ratio := r.swapShare / r.consulShare
 		met = met && ratio <= 0.25
-		fmt.Fprintf(&b, "| %d | %.1f%% | %.2f%% | %.1f%% | %.2f%% | **%.2f** | %.0f | %.0f | %s | %s | %s | %d MiB | %d MiB | %d of %d |\n",
+		fmt.Fprintf(&b, "| %d | %.1f%% | %.2f%% | %.1f%% | %.2f%% | **%.2f** | %.0f | %.0f | %s | %s | %s | %s | %s | %d MiB | %d MiB | %d of %d |\n",
 			r.targets, 100*r.swapShare, perThousand(r.swapShare, r.targets), 100*r.consulShare, perThousand(r.consulShare, r.targets),
-			ratio, r.swapRate, r.consulRate, benchkit.Ms(r.swapGap99)+" ms", benchkit.Ms(r.consulGap99)+" ms",
+			ratio, r.swapRate, r.consulRate, perProbes(r.swapShare, r.swapRate), perProbes(r.consulShare, r.consulRate),
+			benchkit.Ms(r.swapGap99)+" ms", benchkit.Ms(r.consulGap99)+" ms",
 			benchkit.Ms(r.swapLag)+" ms", r.swapRSS>>10, r.consulRSS>>10, r.consulPassing, r.targets)
 	}
 	verdict := "met at every size"
@@ -98,6 +107,7 @@ func sweepTable(results []result, interval, window time.Duration, machineLine st
 	}
 	fmt.Fprintf(&b, "\nGoal: swap's CPU ≤ 0.25× the agent's at every size — %s. HTTP checks every %s, %s windows, both probers on the same targets in the same window. ", verdict, interval, window)
 	b.WriteString("Probe lag: the gap between two consecutive probes of one target, as the target saw them, minus the interval (1 ms buckets). ")
+	b.WriteString("Where the agent does fewer probes than it has targets (it falls behind), its CPU per 1,000 targets understates what the same work would cost it: compare the CPU per 1,000 probes too. ")
 	fmt.Fprintf(&b, "Load average before and after each window: %s. %s\n", loads(results), machineLine)
 	for _, f := range failed {
 		fmt.Fprintf(&b, "\nNot measured: %s\n", f)
