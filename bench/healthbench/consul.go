@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,9 @@ import (
 
 	"github.com/hashicorp/consul/api"
 )
+
+// reloadTimeout bounds the agent's reload with the services (and every other call).
+var reloadTimeout = 90 * time.Second
 
 // consulAgent is a Consul dev agent this program started, on free ports.
 type consulAgent struct {
@@ -99,6 +103,9 @@ func startConsul(bin string, ports []int, interval, timeout time.Duration) (a *c
 
 	cfg := api.DefaultConfig()
 	cfg.Address = fmt.Sprintf("127.0.0.1:%d", p[0])
+	// Bounds the reload below: an agent starved of CPU can take many minutes to take
+	// thousands of checks (each starts running while the others are added).
+	cfg.HttpClient = &http.Client{Timeout: reloadTimeout}
 	if a.client, err = api.NewClient(cfg); err != nil {
 		return nil, err
 	}
@@ -113,7 +120,7 @@ func startConsul(bin string, ports []int, interval, timeout time.Duration) (a *c
 	}
 	// The reload returns once the services and their checks are registered.
 	if err := a.client.Agent().Reload(); err != nil {
-		return nil, fmt.Errorf("consul reload with %d services: %w", len(ports), err)
+		return nil, fmt.Errorf("the agent did not take %d services with their checks (a reload) within %s: %w", len(ports), reloadTimeout, err)
 	}
 	return a, nil
 }

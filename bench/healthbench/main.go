@@ -86,6 +86,7 @@ type result struct {
 	consulPassing, failures int64
 	load0, load1            string
 	err                     error // the size could not be measured (sweep)
+	consulErr               error // the agent could not be started (sweep): swap measured alone
 }
 
 func run(n int, duration, interval, timeout, warmup time.Duration, consulBin, profile string) (res result, err error) {
@@ -101,12 +102,21 @@ func run(n int, duration, interval, timeout, warmup time.Duration, consulBin, pr
 	defer ts.stop()
 
 	var agent *consulAgent
+	t0 := time.Now()
 	if consulBin != "none" {
 		logf("starting consul dev agent %s with %d services", consulBin, n)
-		t0 := time.Now()
-		if agent, err = startConsul(consulBin, ts.ports, interval, timeout); err != nil {
+		agent, err = startConsul(consulBin, ts.ports, interval, timeout)
+		switch {
+		case err != nil && sweeping:
+			// The sweep still measures swap's scheduler at this size, and says why the
+			// agent is missing.
+			logf("consul: %v: measuring swap's scheduler alone", err)
+			res.consulErr, err = err, nil
+		case err != nil:
 			return res, err
 		}
+	}
+	if agent != nil {
 		defer func() {
 			agent.stop()
 			if err != nil {
@@ -166,7 +176,7 @@ func run(n int, duration, interval, timeout, warmup time.Duration, consulBin, pr
 	go func() { runDone <- s.Run(ctx) }()
 	defer func() { cancel(); <-runDone }()
 
-	t0 := time.Now()
+	t0 = time.Now()
 	if err := s.Wait(ctx, ids, 0, time.Now().Add(2*time.Minute)); err != nil {
 		return res, fmt.Errorf("scheduler targets: %w", err)
 	}

@@ -93,6 +93,15 @@ func sweepTable(results []result, interval, window time.Duration, machineLine st
 			failed = append(failed, fmt.Sprintf("%d targets: %s", r.targets, msg[:min(len(msg), 400)]))
 			continue
 		}
+		if r.consulErr != nil {
+			met = false
+			fmt.Fprintf(&b, "| %d | %.1f%% | %.2f%% | – | – | – | %.0f | – | %s | – | %s | – | %s | %d MiB | – | – |\n",
+				r.targets, 100*r.swapShare, perThousand(r.swapShare, r.targets), r.swapRate, perProbes(r.swapShare, r.swapRate),
+				benchkit.Ms(r.swapGap99)+" ms", benchkit.Ms(r.swapLag)+" ms", r.swapRSS>>10)
+			msg := strings.Join(strings.Fields(r.consulErr.Error()), " ")
+			failed = append(failed, fmt.Sprintf("the Consul agent at %d targets: %s", r.targets, msg[:min(len(msg), 400)]))
+			continue
+		}
 		ratio := r.swapShare / r.consulShare
 		met = met && ratio <= 0.25
 		fmt.Fprintf(&b, "| %d | %.1f%% | %.2f%% | %.1f%% | %.2f%% | **%.2f** | %.0f | %.0f | %s | %s | %s | %s | %s | %d MiB | %d MiB | %d of %d |\n",
@@ -103,7 +112,7 @@ func sweepTable(results []result, interval, window time.Duration, machineLine st
 	}
 	verdict := "met at every size"
 	if !met {
-		verdict = "**not met** at every size (see the ratio column and the sizes not measured)"
+		verdict = "**not met** at every size (see the ratio column, and what could not be measured below)"
 	}
 	fmt.Fprintf(&b, "\nGoal: swap's CPU ≤ 0.25× the agent's at every size — %s. HTTP checks every %s, %s windows, both probers on the same targets in the same window. ", verdict, interval, window)
 	b.WriteString("Probe lag: the gap between two consecutive probes of one target, as the target saw them, minus the interval (1 ms buckets). ")
@@ -128,27 +137,30 @@ func loads(results []result) string {
 
 // sweepPlots writes docs/img/bench-health-cpu.png and bench-health-lag.png.
 func sweepPlots(results []result, img string) error {
-	var x, swapCPU, consulCPU, swapLag, consulLag []float64
+	var x, cx, swapCPU, consulCPU, swapLag, consulLag []float64
 	for _, r := range results {
 		if r.err != nil {
 			continue
 		}
 		x = append(x, float64(r.targets))
 		swapCPU = append(swapCPU, perThousand(r.swapShare, r.targets))
-		consulCPU = append(consulCPU, perThousand(r.consulShare, r.targets))
 		// a log axis needs values above 0: lags under 0.1 ms are drawn at 0.1 ms
 		swapLag = append(swapLag, max(0.1, float64(r.swapGap99)/float64(time.Millisecond)))
-		consulLag = append(consulLag, max(0.1, float64(r.consulGap99)/float64(time.Millisecond)))
+		if r.consulErr == nil {
+			cx = append(cx, float64(r.targets))
+			consulCPU = append(consulCPU, perThousand(r.consulShare, r.targets))
+			consulLag = append(consulLag, max(0.1, float64(r.consulGap99)/float64(time.Millisecond)))
+		}
 	}
 	err := benchkit.LinePlotWith(filepath.Join(img, "bench-health-cpu.png"), benchkit.PlotOptions{
 		Title: "Health checks: CPU per 1,000 targets (HTTP, every 1 s)", XLabel: "targets", YLabel: "% of one core per 1,000 targets", Headroom: true},
-		benchkit.Series{Name: "swap health.Scheduler", X: x, Y: swapCPU}, benchkit.Series{Name: "Consul agent", X: x, Y: consulCPU})
+		benchkit.Series{Name: "swap health.Scheduler", X: x, Y: swapCPU}, benchkit.Series{Name: "Consul agent", X: cx, Y: consulCPU})
 	if err != nil {
 		return err
 	}
 	return benchkit.LinePlotWith(filepath.Join(img, "bench-health-lag.png"), benchkit.PlotOptions{
 		Title: "Health checks: p99 probe lag (gap between probes - interval)", XLabel: "targets", YLabel: "ms (log)", LogY: true, Headroom: true},
-		benchkit.Series{Name: "swap health.Scheduler", X: x, Y: swapLag}, benchkit.Series{Name: "Consul agent", X: x, Y: consulLag})
+		benchkit.Series{Name: "swap health.Scheduler", X: x, Y: swapLag}, benchkit.Series{Name: "Consul agent", X: cx, Y: consulLag})
 }
 
 // waitConntrack waits, at most for wait, until the connection tracking table has room
