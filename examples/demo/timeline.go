@@ -78,7 +78,9 @@ func (t timeline) save(path, title string) error {
 			top = max(top, v)
 		}
 	}
-	p.Y.Min, p.Y.Max = 0, top*1.35 // room above the lines for the step names
+	// Room above the lines: the step names in four rows at the top, the legend below
+	// them (both would hide the lines otherwise).
+	p.Y.Min, p.Y.Max = 0, top*1.5
 	for _, s := range []struct {
 		name string
 		ys   []float64
@@ -98,14 +100,14 @@ func (t timeline) save(path, title string) error {
 	}
 	var labels plotter.XYLabels
 	for i, m := range t.marks {
-		l, err := plotter.NewLine(plotter.XYs{{X: m.at, Y: 0}, {X: m.at, Y: top * 1.35}})
+		l, err := plotter.NewLine(plotter.XYs{{X: m.at, Y: 0}, {X: m.at, Y: p.Y.Max}})
 		if err != nil {
 			return err
 		}
 		l.Color, l.Dashes = grayInk, []vg.Length{vg.Points(3), vg.Points(3)}
 		p.Add(l)
 		// Steps a few ms apart would print over each other: four heights in turn.
-		labels.XYs = append(labels.XYs, plotter.XY{X: m.at, Y: top * (1.3 - 0.07*float64(i%4))})
+		labels.XYs = append(labels.XYs, plotter.XY{X: m.at, Y: p.Y.Max * (1 - 0.045*float64(i%4+1))})
 		labels.Labels = append(labels.Labels, string(m.step))
 	}
 	if len(t.marks) > 0 {
@@ -120,5 +122,6 @@ func (t timeline) save(path, title string) error {
 		p.Add(ls)
 	}
 	p.Legend.Top, p.Legend.Left = true, true
+	p.Legend.YOffs = -vg.Points(52) // under the four rows of step names
 	return p.Save(24*vg.Centimeter, 12*vg.Centimeter, path)
 }
