@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"math"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -37,8 +38,7 @@ type PlotOptions struct {
 	Title, XLabel, YLabel string
 	LogX, LogY            bool // log axes need values > 0
 	// Headroom, when set, ends the y axis above the highest point so that the legend
-	// (top right) covers no line: a linear axis at 1.1 + 0.09 per series times the
-	// highest value, a log axis as many decades higher in proportion.
+	// (top right) covers no line: it gets 4% of the axis plus 6% per series.
 	Headroom bool
 }
 
@@ -49,8 +49,19 @@ func LinePlotWith(path string, o PlotOptions, series ...Series) error {
 	p.X.Label.Text = o.XLabel
 	p.Y.Label.Text = o.YLabel
 	if o.LogX {
+		// Ticks at the values measured: a few points (1, 4, 16, 64) span no decades.
+		var ticks []plot.Tick
+		seen := map[float64]bool{}
+		for _, s := range series {
+			for _, x := range s.X {
+				if !seen[x] {
+					seen[x] = true
+					ticks = append(ticks, plot.Tick{Value: x, Label: strconv.FormatFloat(x, 'g', -1, 64)})
+				}
+			}
+		}
 		p.X.Scale = plot.LogScale{}
-		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+		p.X.Tick.Marker = plot.ConstantTicks(ticks)
 	}
 	if o.LogY {
 		p.Y.Scale = plot.LogScale{}
@@ -77,7 +88,7 @@ func LinePlotWith(path string, o PlotOptions, series ...Series) error {
 	}
 	share := 0.0 // of the y axis, above the highest point, for the legend
 	if o.Headroom {
-		share = 0.1 + 0.09*float64(len(series))
+		share = 0.04 + 0.06*float64(len(series))
 	}
 	switch {
 	case o.LogY && lo > 0: // also gives a single value a range: gonum's would reach 0
