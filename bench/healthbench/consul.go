@@ -70,13 +70,14 @@ func startConsul(bin string, ports []int, interval, timeout time.Duration) (a *c
 		return nil, err
 	}
 	a = &consulAgent{dir: dir, logPath: filepath.Join(dir, "consul.log"), done: make(chan struct{})}
+	started := a // the returns below set a to nil on failure
 	defer func() {
 		if err != nil {
-			if a.cmd != nil && a.cmd.Process != nil {
-				a.stop()
+			if started.cmd != nil && started.cmd.Process != nil {
+				started.stop()
 			}
-			err = fmt.Errorf("%w; the agent's log ended with:\n%s", err, logTail(a.logPath, 5))
-			a.cleanup()
+			err = fmt.Errorf("%w; the agent's log ended with:\n%s", err, logTail(started.logPath, 5))
+			started.cleanup()
 		}
 	}()
 	conf := filepath.Join(dir, "conf")
