@@ -128,3 +128,15 @@ func TestLogTail_IsTheLastLines(t *testing.T) {
 		t.Errorf("logTail of a short file = %q", got)
 	}
 }
+
+func TestStartConsul_AnAgentThatDoesNotStartLeavesNothingBehind(t *testing.T) {
+	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "healthbench-consul-*"))
+	a, err := startConsul("/bin/false", []int{4001}, time.Second, 2*time.Second)
+	if err == nil || a != nil || !strings.Contains(err.Error(), "exited") {
+		t.Fatalf("startConsul(/bin/false) = %v, %v; want an error saying the agent exited", a, err)
+	}
+	after, _ := filepath.Glob(filepath.Join(os.TempDir(), "healthbench-consul-*"))
+	if len(after) > len(before) {
+		t.Errorf("directories left: %v (before: %v)", after, before)
+	}
+}
