@@ -57,7 +57,7 @@ func freePorts(n int) ([]int, error) {
 // this machine, and an agent that starts with 5,000 checks to run can starve its own
 // election; the checks are the same). On failure it stops the agent and removes its
 // directory, quoting the end of its log.
-func startConsul(bin string, ports []int, interval, timeout time.Duration) (a *consulAgent, err error) {
+func startConsul(bin string, ports []int, interval, timeout time.Duration) (_ *consulAgent, err error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("consul binary %s: %w (build it with `make consul`, or pass -consul none)", bin, err)
 	}
@@ -69,15 +69,14 @@ func startConsul(bin string, ports []int, interval, timeout time.Duration) (a *c
 	if err != nil {
 		return nil, err
 	}
-	a = &consulAgent{dir: dir, logPath: filepath.Join(dir, "consul.log"), done: make(chan struct{})}
-	started := a // the returns below set a to nil on failure
+	a := &consulAgent{dir: dir, logPath: filepath.Join(dir, "consul.log"), done: make(chan struct{})}
 	defer func() {
 		if err != nil {
-			if started.cmd != nil && started.cmd.Process != nil {
-				started.stop()
+			if a.cmd != nil && a.cmd.Process != nil {
+				a.stop()
 			}
-			err = fmt.Errorf("%w; the agent's log ended with:\n%s", err, logTail(started.logPath, 5))
-			started.cleanup()
+			err = fmt.Errorf("%w; the agent's log ended with:\n%s", err, logTail(a.logPath, 5))
+			a.cleanup()
 		}
 	}()
 	conf := filepath.Join(dir, "conf")
