@@ -102,11 +102,11 @@ func TestSweepTable_PerThousandTargetsAndTheGoal(t *testing.T) {
 }
 
 func TestSweepTable_NamesASizeThatWasNotMeasured(t *testing.T) {
-	rs := []result{{targets: 1000, swapShare: 0.05, consulShare: 0.40}, {targets: 5000, err: errors.New("consul agent has no leader after 1m0s")},
+	rs := []result{{targets: 1000, swapShare: 0.05, consulShare: 0.40, swapRate: 1000}, {targets: 5000, err: errors.New("consul agent has no leader after 1m0s")},
 		{targets: 10000, swapShare: 0.4, swapRate: 10000, consulErr: errors.New("the agent did not take 10000 services")}}
 	got := sweepTable(rs, time.Second, 20*time.Second, "")
 	for _, want := range []string{"| 5000 | not measured |", "Not measured: 5000 targets: consul agent has no leader after 1m0s", "**not met**",
-		"| 10000 | 40.0% | 4.00% | – | – | – | 10000 | – | 40 ms | – |", "Not measured: the Consul agent at 10000 targets: the agent did not take 10000 services"} {
+		"| 10000 | 40.0% | 4.00% | – | – | – | 10000 | – | 40 ms | – |", "| 1000 | 5.0% | 5.00% | 40.0% | 40.00% | **0.12** | 1000 | 0 | 50 ms | – | 0.00 ms | – |", "Not measured: the Consul agent at 10000 targets: the agent did not take 10000 services"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks %q:\n%s", want, got)
 		}

@@ -76,6 +76,15 @@ func perProbes(share, rate float64) string {
 	return fmt.Sprintf("%.0f ms", 1000*share*1000/rate)
 }
 
+// lagCell is a p99 probe lag for the table: "–" when the prober probed nothing in the
+// window (no gaps to measure).
+func lagCell(lag time.Duration, rate float64) string {
+	if rate <= 0 {
+		return "–"
+	}
+	return benchkit.Ms(lag) + " ms"
+}
+
 // perThousand is a CPU share (of one core) per 1,000 targets, in percent of a core.
 func perThousand(share float64, targets int) float64 { return 100 * share * 1000 / float64(targets) }
 
@@ -107,7 +116,7 @@ func sweepTable(results []result, interval, window time.Duration, machineLine st
 		fmt.Fprintf(&b, "| %d | %.1f%% | %.2f%% | %.1f%% | %.2f%% | **%.2f** | %.0f | %.0f | %s | %s | %s | %s | %s | %d MiB | %d MiB | %d of %d |\n",
 			r.targets, 100*r.swapShare, perThousand(r.swapShare, r.targets), 100*r.consulShare, perThousand(r.consulShare, r.targets),
 			ratio, r.swapRate, r.consulRate, perProbes(r.swapShare, r.swapRate), perProbes(r.consulShare, r.consulRate),
-			benchkit.Ms(r.swapGap99)+" ms", benchkit.Ms(r.consulGap99)+" ms",
+			benchkit.Ms(r.swapGap99)+" ms", lagCell(r.consulGap99, r.consulRate),
 			benchkit.Ms(r.swapLag)+" ms", r.swapRSS>>10, r.consulRSS>>10, r.consulPassing, r.targets)
 	}
 	verdict := "met at every size"
@@ -146,7 +155,7 @@ func sweepPlots(results []result, img string) error {
 		swapCPU = append(swapCPU, perThousand(r.swapShare, r.targets))
 		// a log axis needs values above 0: lags under 0.1 ms are drawn at 0.1 ms
 		swapLag = append(swapLag, max(0.1, float64(r.swapGap99)/float64(time.Millisecond)))
-		if r.consulErr == nil {
+		if r.consulErr == nil && r.consulRate > 0 {
 			cx = append(cx, float64(r.targets))
 			consulCPU = append(consulCPU, perThousand(r.consulShare, r.targets))
 			consulLag = append(consulLag, max(0.1, float64(r.consulGap99)/float64(time.Millisecond)))
