@@ -81,6 +81,9 @@ BENCH ?= full
 BENCH_SUITE += cutoverbench
 BENCH_SUITE += reconcilebench
 BENCH_SUITE += datapathbench
+BENCH_SUITE += servemem
+BENCH_SUITE += swapbench
+BENCH_SUITE += healthbench
 
 bench: deps build ## the benchmark suite (BENCH=short: the quick run): tables into docs/benchmarks.md, plots into docs/img/
 	@$(GO) run ./bench/suite -mode $(BENCH) $(BENCH_SUITE)

@@ -31,6 +31,10 @@ import (
 	"github.com/swap-dev/swap/health"
 )
 
+// imgDir is -img: where the plots go (make bench's suite passes docs/img); "" is img/
+// beside -doc.
+var imgDir = flag.String("img", "", "with -doc: the `directory` of the plots (default: img/ beside -doc)")
+
 func main() {
 	var (
 		targets  = flag.Int("targets", 5000, "number of HTTP targets")
@@ -43,9 +47,11 @@ func main() {
 		client   = flag.String("client", "health", "HTTP client of the probes: health (health.Transport) or nethttp (net/http, for comparison)")
 		quiet    = flag.Float64("max-other-cpu", 0, "before measuring, wait until other processes use less than this share of one core (e.g. 0.3; 0: do not wait)")
 		quietFor = flag.Duration("quiet-wait", 30*time.Minute, "how long -max-other-cpu may wait")
-		regPar   = flag.Int("register-parallel", 32, "consul service registrations in flight")
 		res      = flag.Duration("resolution", 0, "scheduler resolution (health.Options.Resolution; 0: the default, negative: exact)")
 		serve    = flag.Int("serve-targets", 0, "internal: serve this many targets (the child process)")
+		sweep    = flag.Bool("sweep", false, "the scaling curve: 1,000, 5,000 and 10,000 targets, swap's scheduler and the Consul agent side by side at each, 20 s windows")
+		short    = flag.Bool("short", false, "with -sweep: 250 and 1,000 targets, 10 s windows")
+		doc      = flag.String("doc", "", "with -sweep: splice the table into this Markdown `file` (docs/benchmarks.md) and write the plot to img/ beside it")
 	)
 	flag.Parse()
 	if *serve > 0 {
@@ -56,46 +62,73 @@ func main() {
 		return
 	}
 	resolution, clientKind = *res, *client
-	maxOtherCPU, quietWait, registerParallel = *quiet, *quietFor, *regPar
+	maxOtherCPU, quietWait = *quiet, *quietFor
 	if resolution == 0 {
 		resolution = health.DefaultResolution
 	}
-	if err := run(*targets, *duration, *interval, *timeout, *warmup, *consul, *profile); err != nil {
+	if *sweep || *short || *doc != "" {
+		if err := runSweep(*short, *doc, *interval, *timeout, *consul); err != nil {
+			fmt.Fprintln(os.Stderr, "healthbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if _, err := run(*targets, *duration, *interval, *timeout, *warmup, *consul, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, "healthbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n int, duration, interval, timeout, warmup time.Duration, consulBin, profile string) (err error) {
+// result is what one run measured.
+type result struct {
+	targets                 int
+	swapShare, consulShare  float64 // CPU, share of one core
+	swapRate, consulRate    float64 // probes per second the targets saw
+	swapLag                 time.Duration
+	swapGap99, consulGap99  time.Duration // p99 of the gap between one target's probes, minus the interval
+	swapRSS, consulRSS      int64         // KiB
+	consulPassing, failures int64
+	load0, load1            string
+	err                     error // the size could not be measured (sweep)
+	consulErr               error // the agent could not be started (sweep): swap measured alone
+}
+
+func run(n int, duration, interval, timeout, warmup time.Duration, consulBin, profile string) (res result, err error) {
+	res.targets = n
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	logf("machine: %s", machine())
 	logf("starting %d targets in a child process", n)
 	ts, err := startTargets(n)
 	if err != nil {
-		return err
+		return res, err
 	}
 	defer ts.stop()
 
 	var agent *consulAgent
+	t0 := time.Now()
 	if consulBin != "none" {
-		logf("starting consul dev agent %s", consulBin)
-		if agent, err = startConsul(consulBin); err != nil {
-			return err
+		logf("starting consul dev agent %s with %d services", consulBin, n)
+		agent, err = startConsul(consulBin, ts.ports, interval, timeout)
+		switch {
+		case err != nil && sweeping:
+			// The sweep still measures swap's scheduler at this size, and says why the
+			// agent is missing.
+			logf("consul: %v: measuring swap's scheduler alone", err)
+			res.consulErr, err = err, nil
+		case err != nil:
+			return res, err
 		}
+	}
+	if agent != nil {
 		defer func() {
 			agent.stop()
-			if err == nil {
-				agent.cleanup()
-			} else {
-				logf("consul agent log kept: %s", agent.logPath)
+			if err != nil {
+				err = fmt.Errorf("%w; the consul agent's log ended with:\n%s", err, logTail(agent.logPath, 5))
 			}
+			agent.cleanup()
 		}()
-		t0 := time.Now()
-		if err := agent.register(ctx, ts.info.Ports, interval, timeout, registerParallel); err != nil {
-			return fmt.Errorf("%w (consul log: %s)", err, agent.logPath)
-		}
-		logf("registered %d consul services with HTTP checks in %s", n, time.Since(t0).Round(time.Millisecond))
+		logf("consul agent up with %d services with HTTP checks in %s", n, time.Since(t0).Round(time.Millisecond))
 	}
 	// Registration garbage is not the scheduler's: give it back first.
 	runtime.GC()
@@ -125,51 +158,55 @@ func run(n int, duration, interval, timeout, warmup time.Duration, consulBin, pr
 		Transport:     &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, DisableCompression: true},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	for i, port := range ts.info.Ports {
+	for i, port := range ts.ports {
 		url := fmt.Sprintf("http://127.0.0.1:%d/health", port)
 		var c health.Checker
 		switch clientKind {
 		case "health":
 			if c, err = health.NewHTTPChecker(health.HTTPConfig{URL: url, Timeout: timeout}); err != nil {
-				return err
+				return res, err
 			}
 		case "nethttp":
 			c = netHTTPChecker(nethttp, url, timeout)
 		default:
-			return fmt.Errorf("-client %q: use health or nethttp", clientKind)
+			return res, fmt.Errorf("-client %q: use health or nethttp", clientKind)
 		}
 		ids[i] = fmt.Sprintf("bench-%d", i)
 		if err := s.Add(health.Target{ID: ids[i], Checker: c}); err != nil {
-			return err
+			return res, err
 		}
 	}
 	runDone := make(chan error, 1)
 	go func() { runDone <- s.Run(ctx) }()
 	defer func() { cancel(); <-runDone }()
 
-	t0 := time.Now()
+	t0 = time.Now()
 	if err := s.Wait(ctx, ids, 0, time.Now().Add(2*time.Minute)); err != nil {
-		return fmt.Errorf("scheduler targets: %w", err)
+		return res, fmt.Errorf("scheduler targets: %w", err)
 	}
 	logf("swap: all %d targets healthy after %s", n, time.Since(t0).Round(time.Millisecond))
 	if agent != nil {
-		passing, err := agent.waitPassing(n, time.Now().Add(3*time.Minute))
-		if err != nil {
-			return fmt.Errorf("%w (consul log: %s)", err, agent.logPath)
+		passing, err := agent.waitPassing(n, time.Now().Add(passingWait))
+		switch {
+		case err != nil && sweeping:
+			logf("consul: %v: measuring all the same", err) // at 10,000 it may never keep up
+		case err != nil:
+			return res, fmt.Errorf("%w (consul log: %s)", err, agent.logPath)
+		default:
+			logf("consul: %d checks passing", passing)
 		}
-		logf("consul: %d checks passing", passing)
 	}
 	logf("warming up for %s", warmup)
 	time.Sleep(warmup)
 	if maxOtherCPU > 0 {
-		pids := []string{"self", ts.pid()}
+		pids := append([]string{"self"}, ts.pids()...)
 		if agent != nil {
 			pids = append(pids, agent.pid())
 		}
 		for waitUntil := time.Now().Add(quietWait); ; {
 			other, err := otherCPU(5*time.Second, pids...)
 			if err != nil {
-				return err
+				return res, err
 			}
 			if other < maxOtherCPU {
 				logf("other processes use %.0f%% of a core: measuring", 100*other)
@@ -187,35 +224,42 @@ func run(n int, duration, interval, timeout, warmup time.Duration, consulBin, pr
 	logf("measuring for %s", duration)
 	self, err := startCPU("self")
 	if err != nil {
-		return err
+		return res, err
 	}
-	srvCPU, err := startCPU(ts.pid())
-	if err != nil {
-		return err
+	var srvCPU []*cpuMeter
+	for _, pid := range ts.pids() {
+		m, err := startCPU(pid)
+		if err != nil {
+			return res, err
+		}
+		srvCPU = append(srvCPU, m)
 	}
 	var agentCPU *cpuMeter
 	if agent != nil {
 		if agentCPU, err = startCPU(agent.pid()); err != nil {
-			return err
+			return res, err
 		}
 	}
-	stats0, err := ts.stats()
+	if err := ts.resetGaps(); err != nil {
+		return res, err
+	}
+	stats0, _, _, err := ts.stats()
 	if err != nil {
-		return err
+		return res, err
 	}
 	busy0, soft0, err := machineBusy()
 	if err != nil {
-		return err
+		return res, err
 	}
 	load0 := loadavg()
 	if profile != "" {
 		f, err := os.Create(profile)
 		if err != nil {
-			return err
+			return res, err
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
+			return res, err
 		}
 	}
 	windowStart.Store(time.Now().UnixNano())
@@ -231,20 +275,25 @@ func run(n int, duration, interval, timeout, warmup time.Duration, consulBin, pr
 	wall := time.Since(time.Unix(0, windowStart.Load()))
 	selfShare, selfUsed, err := self.share()
 	if err != nil {
-		return err
+		return res, err
 	}
-	srvShare, srvUsed, err := srvCPU.share()
-	if err != nil {
-		return err
+	var srvShare float64
+	var srvUsed time.Duration
+	for _, m := range srvCPU {
+		sh, used, err := m.share()
+		if err != nil {
+			return res, err
+		}
+		srvShare, srvUsed = srvShare+sh, srvUsed+used
 	}
 	busy1, soft1, err := machineBusy()
 	if err != nil {
-		return err
+		return res, err
 	}
 	load1 := loadavg()
-	stats1, err := ts.stats()
+	stats1, swapGaps, consulGaps, err := ts.stats()
 	if err != nil {
-		return err
+		return res, err
 	}
 	rss, hwm, _ := memKB("self")
 	var ms runtime.MemStats
@@ -266,9 +315,10 @@ func run(n int, duration, interval, timeout, warmup time.Duration, consulBin, pr
 		var agentUsed time.Duration
 		agentShare, agentUsed, err = agentCPU.share()
 		if err != nil {
-			return err
+			return res, err
 		}
 		arss, ahwm, _ := memKB(agent.pid())
+		res.consulShare, res.consulRate, res.consulRSS = agentShare, float64(stats1.Consul-stats0.Consul)/wall.Seconds(), arss
 		fmt.Printf("| consul agent -dev | **%.1f%%** | %s | %.0f | %s | %d MiB (peak %d MiB) |\n",
 			100*agentShare, agentUsed.Round(time.Millisecond), float64(stats1.Consul-stats0.Consul)/wall.Seconds(),
 			perK(agentUsed, stats1.Consul-stats0.Consul), arss>>10, ahwm>>10)
@@ -282,8 +332,9 @@ func run(n int, duration, interval, timeout, warmup time.Duration, consulBin, pr
 		fmt.Printf("- swap / consul CPU: **%.2f**\n", selfShare/agentShare)
 		status, reasons, err := agent.checkSummary()
 		if err != nil {
-			return err
+			return res, err
 		}
+		res.consulPassing = int64(status["passing"])
 		fmt.Printf("- consul checks at the end: %d passing, %d critical, %d warning of %d\n",
 			status["passing"], status["critical"], status["warning"], n)
 		for i, r := range reasons {
@@ -298,8 +349,28 @@ func run(n int, duration, interval, timeout, warmup time.Duration, consulBin, pr
 		probes, float64(probes)/wall.Seconds(), failures.Load())
 	fmt.Printf("- swap process: Go heap in use %d MiB, sys %d MiB, %d goroutines, %d GC cycles since start\n",
 		ms.HeapInuse>>20, ms.Sys>>20, goroutines, ms.NumGC)
+	fmt.Printf("- gap between one target's probes, minus the interval, at the target: swap p50 %s, p99 %s, max %s",
+		gapLag(swapGaps, 0.5, interval), gapLag(swapGaps, 0.99, interval), time.Duration(swapGaps.max.Load())-interval)
+	if agent != nil {
+		fmt.Printf("; consul p50 %s, p99 %s, max %s", gapLag(consulGaps, 0.5, interval), gapLag(consulGaps, 0.99, interval),
+			time.Duration(consulGaps.max.Load())-interval)
+	}
+	fmt.Println()
 	fmt.Printf("- load average at the start and end of the window: %s / %s\n", load0, load1)
-	return nil
+	res.swapShare, res.swapRate, res.swapRSS = selfShare, swapRate, rss
+	res.swapLag, res.failures = lag.quantile(0.99), failures.Load()
+	res.swapGap99, res.consulGap99 = gapLag(swapGaps, 0.99, interval), gapLag(consulGaps, 0.99, interval)
+	res.load0, res.load1 = load0, load1
+	return res, nil
+}
+
+// gapLag is the q-quantile of the gaps between one target's consecutive probes minus
+// the interval: how late a probe came after the one before it (0 without gaps).
+func gapLag(h *histogram, q float64, interval time.Duration) time.Duration {
+	if h.n.Load() == 0 {
+		return 0
+	}
+	return h.quantile(q) - interval
 }
 
 var (
@@ -307,8 +378,9 @@ var (
 	clientKind  string
 	maxOtherCPU float64
 	quietWait   time.Duration
-	// registerParallel is how many consul registrations are in flight.
-	registerParallel int
+	// sweeping: a Consul agent that never passes every check is measured all the same.
+	sweeping    bool
+	passingWait = 3 * time.Minute
 )
 
 // otherCPU samples for d the CPU the machine spends outside pids, as a share of one core.

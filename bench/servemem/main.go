@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/swap-dev/swap/bench/internal/benchkit"
 	"github.com/swap-dev/swap/examples/demo/stack"
 )
 
@@ -64,15 +65,30 @@ func main() {
 		swapBin = flag.String("swap", "bin/swap", "the swap `binary`")
 		consul  = flag.String("consul", "bin/consul", "the consul `binary`")
 		demoapp = flag.String("demoapp", "bin/demoapp", "the static demoapp `binary`")
+		short   = flag.Bool("short", false, "idle 10s instead of -idle (make bench BENCH=short)")
+		doc     = flag.String("doc", "", "splice the table into this Markdown `file` (docs/benchmarks.md), section serve-memory")
+		_       = flag.String("img", "", "the suite's plot directory (this program draws no plot)")
 	)
 	flag.Parse()
+	if *short {
+		*idle = 10 * time.Second
+	}
+	table = &strings.Builder{}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *apps, *deploy, *idle, *dir, *prefix, *swapBin, *consul, *demoapp); err != nil {
+	err := run(ctx, *apps, *deploy, *idle, *dir, *prefix, *swapBin, *consul, *demoapp)
+	if err == nil && *doc != "" {
+		line := benchkit.ReadMachine().Line(strings.Join(append([]string{"go run ./bench/servemem"}, os.Args[1:]...), " "), nil)
+		err = benchkit.Splice(*doc, "serve-memory", table.String()+"\n"+line)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "servemem: %v\n", err)
 		os.Exit(1)
 	}
 }
+
+// table is the result as Markdown, also printed.
+var table *strings.Builder
 
 func run(ctx context.Context, n int, deploy bool, idle time.Duration, dir, prefix, swapBin, consul, demoapp string) error {
 	if n < 1 {
@@ -173,9 +189,10 @@ func measure(ctx context.Context, st *stack.Stack, bin []byte, image string, nam
 		return fmt.Errorf("swap serve was no longer ready after idling: %w", err)
 	}
 
-	fmt.Printf("| machine | command | apps (instances) | idle | VmRSS | VmRSS peak while idle | VmHWM | Go heap in use | Go runtime total (sys) | goroutines |\n")
-	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|\n")
-	fmt.Printf("| %s | `swap serve --listen %s` (reconcile loop on, metrics on) | %d (%d) | %s | %s | %s | %s | %s | %s | %.0f |\n",
+	out := io.MultiWriter(os.Stdout, table)
+	fmt.Fprintf(out, "| machine | command | apps (instances) | idle | VmRSS | VmRSS peak while idle | VmHWM | Go heap in use | Go runtime total (sys) | goroutines |\n")
+	fmt.Fprintf(out, "|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(out, "| %s | `swap serve --listen %s` (reconcile loop on, metrics on) | %d (%d) | %s | %s | %s | %s | %s | %s | %.0f |\n",
 		machine(), "127.0.0.1:<port>", len(names), instances, idle, mib(mem["VmRSS"]), mib(idlePeak), mib(mem["VmHWM"]),
 		mib(int64(gm["go_memstats_heap_inuse_bytes"])), mib(int64(gm["go_memstats_sys_bytes"])), gm["go_goroutines"])
 	return nil

@@ -24,6 +24,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -56,11 +57,15 @@ const appYAML = `  %[1]s:
       rise: 2
       fall: 2
     min_healthy_time: 1s
-    deploy_timeout: 1m
+    deploy_timeout: %[5]s
     drain_timeout: 10s
     stop_timeout: 5s
     scale_down_delay: %[4]s
 `
+
+// imgDir is -img: where the plots go (make bench's suite passes docs/img); "" is img/
+// beside -doc.
+var imgDir = flag.String("img", "", "with -doc: the `directory` of the plots (default: img/ beside -doc)")
 
 func main() {
 	var (
@@ -76,10 +81,22 @@ func main() {
 		maxLoad  = flag.Float64("max-load", 0, "before the swaps, wait until the 1-minute load average is below this (0: do not wait)")
 		quietFor = flag.Duration("quiet-wait", 20*time.Minute, "how long -max-load may wait")
 		check    = flag.String("check-binary", "", "haproxy.binary in swap.yaml, which checks each rendered config (`<binary> -c`); /bin/true measures swap without those checks (an experiment only)")
+		sweep    = flag.Bool("sweep", false, "measure how a swap's steps grow with the replicas per color (1, 4, 16, 64) and the HAProxy instances (1, 3, 9), and the swap CLI's peak memory")
+		short    = flag.Bool("short", false, "with -sweep: a smaller sweep (1 and 4 replicas on 1 HAProxy, 3 HAProxys at 1 replica, 1 swap each)")
+		doc      = flag.String("doc", "", "with -sweep: splice the tables into this Markdown `file` (docs/benchmarks.md) and write the plots to img/ beside it")
 	)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *sweep || *short || *doc != "" {
+		err := runSweep(ctx, sweepConfig{short: *short, doc: *doc, dir: *dir, app: *app, swapBin: *swapBin, consul: *consul,
+			demoapp: *demoapp, workers: *workers, log: os.Stderr})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "swapbench: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	waitQuiet(ctx, *maxLoad, *quietFor)
 	if err := run(ctx, *n, *replicas, *workers, *delay, *dir, *app, *swapBin, *consul, *demoapp, *check); err != nil {
 		fmt.Fprintf(os.Stderr, "swapbench: %v\n", err)
@@ -87,35 +104,29 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, n, replicas, workers int, delay time.Duration, dir, app, swapBin, consul, demoapp, check string) error {
+func run(ctx context.Context, n, replicas, workers int, delay time.Duration, dir, app, swapBin, consul, demoapp, check string) (err error) {
 	bin, err := os.ReadFile(demoapp)
 	if err != nil {
 		return fmt.Errorf("%w: run `make build` first", err)
 	}
-	v1, v2 := "swap-bench/"+app+":v1", "swap-bench/"+app+":v2"
-	opts := stack.Options{Dir: dir, Swap: swapBin, Consul: consul, Log: os.Stderr, CheckBinary: check,
-		Apps: fmt.Sprintf(appYAML, app, v1, replicas, delay)}
-	return stack.With(ctx, opts, func(st *stack.Stack) error {
-		return measureSwaps(ctx, st, bin, n, replicas, workers, delay, app, v1, v2, check)
-	})
-}
-
-// measureSwaps deploys v1, then measures n swaps between v2 and v1 on st.
-func measureSwaps(ctx context.Context, st *stack.Stack, bin []byte, n, replicas, workers int, delay time.Duration, app, v1, v2, check string) error {
-	if insts, err := st.Docker.List(ctx, app); err != nil || len(insts) > 0 {
-		return fmt.Errorf("docker already runs swap containers of app %s (%d, %v): pick another -app", app, len(insts), err)
+	v1, v2 := imageRefs(app)
+	st, err := upWithImages(ctx, stack.Options{Dir: dir, Swap: swapBin, Consul: consul, Log: os.Stderr, CheckBinary: check,
+		Apps: fmt.Sprintf(appYAML, app, v1, replicas, delay, "1m")}, app, bin)
+	if st != nil {
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			err = errors.Join(err, st.Down(cctx))
+		}()
 	}
-	for _, v := range []struct{ ref, version string }{{v1, "v1"}, {v2, "v2"}} {
-		if err := st.DemoImage(ctx, v.ref, v.version, bin); err != nil {
-			return err
-		}
+	if err != nil {
+		return err
 	}
 	if _, err := st.SwapJSON(ctx, "", nil, "deploy", app, "--image", v1); err != nil {
 		return err
 	}
 	var load *stack.Load
 	if workers > 0 {
-		var err error
 		if load, err = stack.StartLoad(st.Frontend, app+".bench", workers, 5*time.Millisecond, time.Duration(n+1)*2*time.Minute); err != nil {
 			return err
 		}
@@ -159,6 +170,35 @@ func measureSwaps(ctx context.Context, st *stack.Stack, bin []byte, n, replicas,
 	}
 	fmt.Fprintf(os.Stdout, "Machine: %d CPUs, load average (1m 5m 15m) %s before the swaps, %s after.\n", runtime.NumCPU(), loadBefore, loadavg())
 	return nil
+}
+
+// imageRefs are the benchmark's two images of app.
+func imageRefs(app string) (v1, v2 string) {
+	return "swap-bench/" + app + ":v1", "swap-bench/" + app + ":v2"
+}
+
+// upWithImages starts a stack (after removing what a killed run left in its directory),
+// checks Docker runs no containers of app, and makes app's two images. When st is not
+// nil the caller owns it, error or not: Down removes it.
+func upWithImages(ctx context.Context, opts stack.Options, app string, bin []byte) (st *stack.Stack, err error) {
+	if _, err := os.Stat(opts.Dir); err == nil {
+		if err := stack.Down(ctx, opts.Dir, opts.Log); err != nil {
+			return nil, err
+		}
+	}
+	if st, err = stack.Up(ctx, opts); err != nil {
+		return st, err
+	}
+	if insts, err := st.Docker.List(ctx, app); err != nil || len(insts) > 0 {
+		return st, fmt.Errorf("docker already runs swap containers of app %s (%d, %v): pick another -app", app, len(insts), err)
+	}
+	v1, v2 := imageRefs(app)
+	for _, v := range []struct{ ref, version string }{{v1, "v1"}, {v2, "v2"}} {
+		if err := st.DemoImage(ctx, v.ref, v.version, bin); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
 }
 
 // waitQuiet waits until the 1-minute load average is below max, at most for wait.
@@ -207,6 +247,8 @@ type measure struct {
 	steps         map[switcher.Step]time.Duration
 	containerStop time.Duration // inside retire
 	delay         time.Duration // scale_down_delay
+	// peakRSS is the swap process's own peak (VmHWM), maxRSS wait4's (with children).
+	peakRSS, maxRSS stack.Bytes
 }
 
 func (m measure) waited() time.Duration {
@@ -223,7 +265,7 @@ func (m measure) overheadWall() time.Duration { return m.wall - m.waited() }
 func (m measure) overheadSpan() time.Duration { return m.span - m.waited() }
 
 func measureRun(r *stack.Run, wall, delay time.Duration) (measure, error) {
-	m := measure{wall: wall, cpu: r.CPU, steps: map[switcher.Step]time.Duration{}}
+	m := measure{wall: wall, cpu: r.CPU, steps: map[switcher.Step]time.Duration{}, peakRSS: r.PeakRSS, maxRSS: r.MaxRSS}
 	if r.Result.Plan.From != "" {
 		m.delay = delay
 	}

@@ -71,6 +71,7 @@ func main() {
 		swapBin = flag.String("swap", "bin/swap", "the swap `binary`")
 		consul  = flag.String("consul", "bin/consul", "the consul `binary`")
 		demoapp = flag.String("demoapp", "bin/demoapp", "the static demoapp `binary` the images are made of")
+		tl      = flag.String("timeline", "demo-timeline.png", "where to write the timeline PNG: requests per 100 ms by color and failed, the swap's steps marked (empty: none)")
 	)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -84,7 +85,7 @@ func main() {
 		fmt.Fprintln(out, "demo-down: done")
 		return
 	}
-	d := &demo{out: out, dir: *dir, app: *app, swap: *swapBin, consul: *consul, demoapp: *demoapp, keep: *keep}
+	d := &demo{out: out, dir: *dir, app: *app, swap: *swapBin, consul: *consul, demoapp: *demoapp, keep: *keep, timeline: *tl}
 	err := d.run(ctx, stop)
 	switch {
 	case err != nil && d.interrupted:
@@ -102,7 +103,8 @@ type demo struct {
 	swap, consul        string
 	demoapp             string
 	keep                bool
-	interrupted         bool // by a signal: the teardown saw ctx done
+	timeline            string // the PNG's path ("": none)
+	interrupted         bool   // by a signal: the teardown saw ctx done
 	st                  *stack.Stack
 	v1, v2, host, front string
 }
@@ -168,7 +170,7 @@ func (d *demo) run(ctx context.Context, stopSignals context.CancelFunc) (err err
 
 	d.printf("\n== swap deploy %s --image %s --output json    (blue -> green, under load)\n", d.app, d.v2)
 	cli := swapOf{cmd: fmt.Sprintf("swap deploy %s --image %s", d.app, d.v2),
-		from: "color=blue version=v1", to: "color=green version=v2", fromColor: "blue", toColor: "green"}
+		from: "color=blue version=v1", to: "color=green version=v2", fromColor: "blue", toColor: "green", timeline: d.timeline}
 	if err := d.swapUnderLoad(ctx, load, cli, "deploy", d.app, "--image", d.v2); err != nil {
 		return err
 	}
@@ -197,6 +199,8 @@ func (d *demo) run(ctx context.Context, stopSignals context.CancelFunc) (err err
 type swapOf struct {
 	cmd, from, to      string
 	fromColor, toColor string
+	// timeline is where to draw what the load saw ("": nowhere).
+	timeline string
 }
 
 // swapUnderLoad runs swap args with --output json while load runs, prints its steps as
@@ -211,7 +215,16 @@ func (d *demo) swapUnderLoad(ctx context.Context, load *stack.Load, sw swapOf, a
 		return err
 	}
 	results := load.Stop()
-	if failed := d.summary(sw, run, load, results); failed > 0 {
+	failed := d.summary(sw, run, load, results)
+	if sw.timeline != "" {
+		t := newTimeline(results, run, load.Start, load.Stopped(), 100*time.Millisecond)
+		title := fmt.Sprintf("%s under load: %d requests, %d failed", sw.cmd, len(results), failed)
+		if err := t.save(sw.timeline, title); err != nil {
+			return fmt.Errorf("timeline %s: %w", sw.timeline, err)
+		}
+		d.printf("\n  timeline  %s  (requests per 100 ms by color and failed; the steps marked where they start)\n", sw.timeline)
+	}
+	if failed > 0 {
 		return fmt.Errorf("%d requests failed during %s", failed, sw.cmd)
 	}
 	return nil

@@ -86,11 +86,20 @@ func TestPlots_WritePNGs(t *testing.T) {
 		Series{Name: "reload", X: []float64{1, 2, 3}, Y: []float64{5, 50, 500}}); err != nil {
 		t.Fatal(err)
 	}
+	with := filepath.Join(dir, "with.png")
+	if err := LinePlotWith(with, PlotOptions{Title: "t", LogX: true, LogY: true, Headroom: true},
+		Series{Name: "a", X: []float64{1, 4, 16, 64}, Y: []float64{3, 30, 300, 3000}}); err != nil {
+		t.Fatal(err)
+	}
+	one := filepath.Join(dir, "one.png") // a single value on a log axis
+	if err := LinePlotWith(one, PlotOptions{LogY: true}, Series{Name: "a", X: []float64{1000}, Y: []float64{0.1}}); err != nil {
+		t.Fatal(err)
+	}
 	bar := filepath.Join(dir, "bar.png")
 	if err := BarPlot(bar, "t", "ms", false, []string{"median", "p99"}, []Bar{{"swap", []float64{1, 2}}, {"reload", []float64{50, 90}}}); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{line, bar} {
+	for _, p := range []string{line, with, one, bar} {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)

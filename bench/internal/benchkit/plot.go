@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"math"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -29,15 +30,45 @@ func Color(i int) color.Color { return palette[i%len(palette)] }
 // LinePlot draws series as lines with points and writes a PNG of 16×9 cm to path. A log
 // y axis (logY) suits latencies that differ by orders of magnitude; it needs Y > 0.
 func LinePlot(path, title, xLabel, yLabel string, logY bool, series ...Series) error {
+	return LinePlotWith(path, PlotOptions{Title: title, XLabel: xLabel, YLabel: yLabel, LogY: logY, Headroom: true}, series...)
+}
+
+// PlotOptions are a line plot's title, labels and axes.
+type PlotOptions struct {
+	Title, XLabel, YLabel string
+	LogX, LogY            bool // log axes need values > 0
+	// Headroom, when set, ends the y axis above the highest point so that the legend
+	// (top right) covers no line: it gets 4% of the axis plus 6% per series.
+	Headroom bool
+}
+
+// LinePlotWith is LinePlot with more choices.
+func LinePlotWith(path string, o PlotOptions, series ...Series) error {
 	p := plot.New()
-	p.Title.Text = title
-	p.X.Label.Text = xLabel
-	p.Y.Label.Text = yLabel
-	if logY {
+	p.Title.Text = o.Title
+	p.X.Label.Text = o.XLabel
+	p.Y.Label.Text = o.YLabel
+	if o.LogX {
+		// Ticks at the values measured: a few points (1, 4, 16, 64) span no decades.
+		var ticks []plot.Tick
+		seen := map[float64]bool{}
+		for _, s := range series {
+			for _, x := range s.X {
+				if !seen[x] {
+					seen[x] = true
+					ticks = append(ticks, plot.Tick{Value: x, Label: strconv.FormatFloat(x, 'g', -1, 64)})
+				}
+			}
+		}
+		p.X.Scale = plot.LogScale{}
+		p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	}
+	if o.LogY {
 		p.Y.Scale = plot.LogScale{}
 		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	}
 	p.Add(plotter.NewGrid())
+	lo, hi := math.Inf(1), math.Inf(-1)
 	for i, s := range series {
 		if len(s.X) != len(s.Y) {
 			return fmt.Errorf("plot %s: series %q has %d x and %d y values", path, s.Name, len(s.X), len(s.Y))
@@ -45,6 +76,7 @@ func LinePlot(path, title, xLabel, yLabel string, logY bool, series ...Series) e
 		xy := make(plotter.XYs, len(s.X))
 		for k := range s.X {
 			xy[k].X, xy[k].Y = s.X[k], s.Y[k]
+			lo, hi = math.Min(lo, s.Y[k]), math.Max(hi, s.Y[k])
 		}
 		l, pts, err := plotter.NewLinePoints(xy)
 		if err != nil {
@@ -54,19 +86,19 @@ func LinePlot(path, title, xLabel, yLabel string, logY bool, series ...Series) e
 		p.Add(l, pts)
 		p.Legend.Add(s.Name, l, pts)
 	}
-	p.Legend.Top = true
-	headroom(p, logY, len(series))
-	return p.Save(16*vg.Centimeter, 9*vg.Centimeter, path)
-}
-
-// headroom raises the top of the y axis so that the legend (top right, one line per
-// series) does not cover the data.
-func headroom(p *plot.Plot, logY bool, lines int) {
-	if logY {
-		p.Y.Max *= math.Pow(2.5, float64(lines))
-		return
+	share := 0.0 // of the y axis, above the highest point, for the legend
+	if o.Headroom {
+		share = 0.04 + 0.06*float64(len(series))
 	}
-	p.Y.Max += (p.Y.Max - min(p.Y.Min, 0)) * 0.12 * float64(lines)
+	switch {
+	case o.LogY && lo > 0: // also gives a single value a range: gonum's would reach 0
+		p.Y.Min = lo / 1.5
+		p.Y.Max = math.Pow(10, math.Log10(hi*1.5)+(math.Log10(hi*1.5)-math.Log10(p.Y.Min))*share/(1-share))
+	case o.Headroom && hi > lo:
+		p.Y.Max = hi + (hi-math.Min(0, lo))*share/(1-share)
+	}
+	p.Legend.Top = true
+	return p.Save(16*vg.Centimeter, 9*vg.Centimeter, path)
 }
 
 // Bar is one group of a bar plot: a label and one value per series.
@@ -76,15 +108,15 @@ type Bar struct {
 }
 
 // BarPlot draws grouped bars (one group per label, one bar per series name) and writes a
-// PNG of 16×9 cm to path.
-// Bars start at 0, which a log scale cannot show: logY is an error (gonum/plot panics on it).
+// PNG of 16×9 cm to path. Bars start at 0, which a log scale cannot show: logY is an
+// error (gonum/plot panics on it).
 func BarPlot(path, title, yLabel string, logY bool, names []string, groups []Bar) error {
-	if logY {
-		return fmt.Errorf("plot %s: bars start at 0, which a log scale cannot show: use a linear scale or LinePlot", path)
-	}
 	p := plot.New()
 	p.Title.Text = title
 	p.Y.Label.Text = yLabel
+	if logY {
+		return fmt.Errorf("plot %s: bars start at 0, which a log scale cannot show: use a linear scale or LinePlot", path)
+	}
 	w := vg.Points(min(40, 240/float64(max(1, len(names)*len(groups)))))
 	labels := make([]string, len(groups))
 	for i, g := range groups {
@@ -109,7 +141,8 @@ func BarPlot(path, title, yLabel string, logY bool, names []string, groups []Bar
 		p.Legend.Add(name, b)
 	}
 	p.Legend.Top = true
-	headroom(p, false, len(names))
 	p.NominalX(labels...)
+	// Room above the bars for the legend (top right, one line per series).
+	p.Y.Max += (p.Y.Max - min(p.Y.Min, 0)) * 0.12 * float64(len(names))
 	return p.Save(16*vg.Centimeter, 9*vg.Centimeter, path)
 }

@@ -7,8 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/swap-dev/swap/switcher"
@@ -25,7 +29,18 @@ type Run struct {
 	// CPU is the user and system time of the swap process and of the children it
 	// waited for (haproxy -c).
 	CPU time.Duration
+	// PeakRSS is the swap process's own peak resident memory (VmHWM in
+	// /proc/<pid>/status, sampled every 20 ms while it runs: the last sample, taken at
+	// most 20 ms before its exit). MaxRSS is the kernel's at exit (wait4's ru_maxrss):
+	// the largest of the process and the children it waited for (haproxy -c).
+	PeakRSS, MaxRSS Bytes
 }
+
+// Bytes is a memory size.
+type Bytes int64
+
+// MiB is the size in mebibytes.
+func (b Bytes) MiB() float64 { return float64(b) / (1 << 20) }
 
 // SwapJSON runs `swap args... --output json`, calls onEvent (when not nil) for every
 // event line as it arrives, and returns the run. logLevel is swap's --log-level ("" for
@@ -46,6 +61,7 @@ func (s *Stack) SwapJSON(ctx context.Context, logLevel string, onEvent func(swit
 		return nil, fmt.Errorf("start swap: %w", err)
 	}
 	run := &Run{Args: args}
+	hwm := sampleHWM(cmd.Process.Pid, 20*time.Millisecond)
 	sc := bufio.NewScanner(stdout)
 	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
 	var parseErr error
@@ -55,9 +71,13 @@ func (s *Stack) SwapJSON(ctx context.Context, logLevel string, onEvent func(swit
 		}
 	}
 	waitErr := cmd.Wait()
+	run.PeakRSS = hwm()
 	run.Stderr = stderr.String()
 	if ps := cmd.ProcessState; ps != nil {
 		run.CPU = ps.UserTime() + ps.SystemTime()
+		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+			run.MaxRSS = Bytes(ru.Maxrss) << 10 // KiB on Linux
+		}
 	}
 	var ee *exec.ExitError
 	switch {
@@ -76,6 +96,52 @@ func (s *Stack) SwapJSON(ctx context.Context, logLevel string, onEvent func(swit
 		return run, fmt.Errorf("swap %s printed no result line", strings.Join(args, " "))
 	}
 	return run, nil
+}
+
+// sampleHWM reads pid's VmHWM every interval until the process is gone; the returned
+// function stops the sampling and returns the last value read.
+func sampleHWM(pid int, interval time.Duration) func() Bytes {
+	var last atomic.Int64
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	path := fmt.Sprintf("/proc/%d/status", pid)
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			b, err := os.ReadFile(path)
+			if err != nil { // exited (and maybe reaped)
+				return
+			}
+			if kb, ok := statusKB(b, "VmHWM"); ok && kb > 0 {
+				last.Store(kb << 10)
+			}
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() Bytes {
+		close(done)
+		<-stopped
+		return Bytes(last.Load())
+	}
+}
+
+// statusKB reads a "Key:   1234 kB" line of /proc/<pid>/status.
+func statusKB(status []byte, key string) (int64, bool) {
+	for line := range strings.SplitSeq(string(status), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || k != key {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		return n, err == nil
+	}
+	return 0, false
 }
 
 // parseLine reads one line of `--output json`: {"type":"event",...} or

@@ -62,6 +62,16 @@ type Options struct {
 	// config (`<binary> -c -f <file>`). The benchmark sets /bin/true to measure swap
 	// without those checks; nothing else should.
 	CheckBinary string
+	// HAProxies is how many HAProxy instances to start (0: one). Each has its own
+	// directory, sockets and pid file (haproxy/, haproxy-2/, ...), and all bind the
+	// frontend's address (HAProxy binds with SO_REUSEPORT: the kernel spreads the
+	// connections over them).
+	HAProxies int
+	// HostPorts is swap.yaml's docker.host_ports ("": swap's default, 32768-60999).
+	// The benchmark sets a range below Linux's ephemeral ports (ip_local_port_range,
+	// 32768-60999 too): its load generator's outgoing connections take ports from there,
+	// and one may take the port swap picked for a container before Docker binds it.
+	HostPorts string
 	// Log hears one line per thing done (nil: io.Discard).
 	Log io.Writer
 }
@@ -77,9 +87,8 @@ type Stack struct {
 	Preview  string // the preview frontend, when Options.Preview
 	Docker   *docker.Driver
 
-	opts    Options
-	procs   []*proc
-	haproxy *proc
+	opts  Options
+	procs []*proc
 }
 
 // Up starts the world in opts.Dir. On error, what was started is left for Down (the
@@ -109,8 +118,11 @@ func Up(ctx context.Context, opts Options) (*Stack, error) {
 	if _, err := os.Stat(dir); err == nil {
 		return nil, fmt.Errorf("%s exists: a demo may still run there, or one was killed; run `make demo-down` first", dir)
 	}
-	if err := os.MkdirAll(filepath.Join(dir, haproxyDir), 0o700); err != nil {
-		return nil, err
+	opts.HAProxies = max(opts.HAProxies, 1)
+	for i := range opts.HAProxies {
+		if err := os.MkdirAll(filepath.Join(dir, instanceDir(i)), 0o700); err != nil {
+			return nil, err
+		}
 	}
 	s := &Stack{ID: newID(), Dir: dir, Config: filepath.Join(dir, configFile), opts: opts}
 	s.Label = LabelKey + "=" + s.ID
@@ -134,10 +146,43 @@ func Up(ctx context.Context, opts Options) (*Stack, error) {
 	if err := s.render(ctx); err != nil {
 		return s, err
 	}
-	if err := s.startHAProxy(ctx); err != nil {
-		return s, err
+	for i := range opts.HAProxies {
+		if err := s.startHAProxy(ctx, i); err != nil {
+			return s, err
+		}
 	}
 	return s, nil
+}
+
+// instanceDir is the directory of the i-th HAProxy (from 0), relative to the stack's:
+// haproxy, haproxy-2, haproxy-3...
+func instanceDir(i int) string {
+	if i == 0 {
+		return haproxyDir
+	}
+	return fmt.Sprintf("%s-%d", haproxyDir, i+1)
+}
+
+// instanceName names the i-th HAProxy in swap.yaml: demo, demo-2, demo-3...
+func instanceName(i int) string {
+	if i == 0 {
+		return "demo"
+	}
+	return fmt.Sprintf("demo-%d", i+1)
+}
+
+// instancesYAML is swap.yaml's haproxy.instances for n instances, each in its own
+// directory (swap refuses two instances on one).
+func instancesYAML(n int) string {
+	var b strings.Builder
+	for i := range n {
+		d := instanceDir(i)
+		fmt.Fprintf(&b, "    - name: %s\n      socket: %s/admin.sock\n      master_socket: %s/master.sock\n", instanceName(i), d, d)
+		if i > 0 {
+			fmt.Fprintf(&b, "      dir: %s\n", d)
+		}
+	}
+	return b.String()
 }
 
 func newID() string {
@@ -237,20 +282,21 @@ func (s *Stack) writeConfig() error {
 	if s.opts.CheckBinary != "" {
 		preview += fmt.Sprintf("  binary: %q\n", s.opts.CheckBinary)
 	}
+	docker := "{}"
+	if s.opts.HostPorts != "" {
+		docker = fmt.Sprintf("{host_ports: %q}", s.opts.HostPorts)
+	}
 	cfg := fmt.Sprintf(`# swap.yaml written by the demo (examples/demo): everything on 127.0.0.1.
-docker: {}
+docker: %s
 consul:
   address: %s
 haproxy:
   dir: %s
   instances:
-    - name: demo
-      socket: %s/admin.sock
-      master_socket: %s/master.sock
-  frontend: {name: demo, bind: %q}
+%s  frontend: {name: demo, bind: %q}
 %s  routing: host
 apps:
-%s`, s.Consul, haproxyDir, haproxyDir, haproxyDir, s.Frontend, preview, s.opts.Apps)
+%s`, docker, s.Consul, haproxyDir, instancesYAML(s.opts.HAProxies), s.Frontend, preview, s.opts.Apps)
 	return os.WriteFile(s.Config, []byte(cfg), 0o600)
 }
 
@@ -263,21 +309,26 @@ func (s *Stack) render(ctx context.Context) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("swap lb render: %v\n%s", err, out.String())
 	}
-	s.logf("haproxy files      swap lb render wrote %s (%s)", filepath.Join(s.Dir, haproxyDir), since(t0))
+	s.logf("haproxy files      swap lb render wrote %s (%d instances, %s)", filepath.Join(s.Dir, haproxyDir), s.opts.HAProxies, since(t0))
 	return nil
 }
 
-func (s *Stack) startHAProxy(ctx context.Context) error {
+// startHAProxy starts the i-th HAProxy (from 0) on the files in its directory.
+func (s *Stack) startHAProxy(ctx context.Context, i int) error {
 	t0 := time.Now()
-	hdir := filepath.Join(s.Dir, haproxyDir)
+	hdir := filepath.Join(s.Dir, instanceDir(i))
 	cfg := filepath.Join(hdir, "haproxy.cfg")
 	master := filepath.Join(hdir, "master.sock")
 	admin := filepath.Join(hdir, "admin.sock")
-	p, err := s.start(s.opts.HAProxy, haproxyPid, haproxyLog, cfg, nil, "-W", "-S", master+",mode,600", "-f", cfg)
+	pidName, logName := haproxyPid, haproxyLog
+	if i > 0 {
+		pidName = fmt.Sprintf("haproxy-%d.pid", i+1)
+		logName = fmt.Sprintf("haproxy-%d.log", i+1)
+	}
+	p, err := s.start(s.opts.HAProxy, pidName, logName, cfg, nil, "-W", "-S", master+",mode,600", "-f", cfg)
 	if err != nil {
 		return fmt.Errorf("start haproxy: %w", err)
 	}
-	s.haproxy = p
 	err = poll(ctx, 20*time.Second, p, func() error {
 		info, err := socketExec(admin, "show info")
 		if err != nil || !strings.Contains(info, "Pid:") {
@@ -290,9 +341,9 @@ func (s *Stack) startHAProxy(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("haproxy on %s: %w (see %s)", cfg, err, filepath.Join(s.Dir, haproxyLog))
+		return fmt.Errorf("haproxy on %s: %w (see %s)", cfg, err, filepath.Join(s.Dir, logName))
 	}
-	s.logf("haproxy            frontend %s, pid %d (%s)", s.Frontend, p.cmd.Process.Pid, since(t0))
+	s.logf("haproxy %-10s frontend %s, pid %d (%s)", instanceName(i), s.Frontend, p.cmd.Process.Pid, since(t0))
 	return nil
 }
 
@@ -460,8 +511,14 @@ func Down(ctx context.Context, dir string, log io.Writer) error {
 		}
 		errs = append(errs, err)
 	}
-	for _, name := range []string{servePid, haproxyPid, consulPid} {
-		errs = append(errs, killFromPidFile(filepath.Join(dir, name), log))
+	pidFiles, err := filepath.Glob(filepath.Join(dir, "haproxy*.pid")) // one per instance
+	if err != nil {
+		return err
+	}
+	// swap serve first: it may still be changing HAProxy.
+	paths := append([]string{filepath.Join(dir, servePid)}, pidFiles...)
+	for _, path := range append(paths, filepath.Join(dir, consulPid)) {
+		errs = append(errs, killFromPidFile(path, log))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err

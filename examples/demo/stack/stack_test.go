@@ -60,7 +60,10 @@ const testApps = `  %[1]s:
 `
 
 // up starts a stack with one app running demoapp, deployed, and checks it serves.
-func up(t *testing.T) *Stack {
+func up(t *testing.T) *Stack { t.Helper(); return upWith(t, 1) }
+
+// upWith is up with that many HAProxys.
+func upWith(t *testing.T, haproxies int) *Stack {
 	t.Helper()
 	env := testenv.Docker(t) // checks the engine; the stack labels its own things
 	if _, err := exec.LookPath("haproxy"); err != nil {
@@ -78,7 +81,8 @@ func up(t *testing.T) *Stack {
 	app := "stk" + env.RunID
 	ref := "swap-test-stack-" + env.RunID + ":v1"
 	ctx := context.Background()
-	s, err := Up(ctx, Options{Dir: filepath.Join(base, "w"), Swap: swapBinary(t), Consul: consul, Apps: fmt.Sprintf(testApps, app, ref)})
+	s, err := Up(ctx, Options{Dir: filepath.Join(base, "w"), Swap: swapBinary(t), Consul: consul, Apps: fmt.Sprintf(testApps, app, ref),
+		HAProxies: haproxies})
 	if s != nil {
 		t.Cleanup(func() { s.Down(context.Background()) })
 	}
@@ -162,6 +166,12 @@ func TestDownDir_RemovesWhatAKilledRunLeftBehind(t *testing.T) {
 	s := up(t)
 	pids := s.pids()
 	// As if the demo was killed: nothing of s runs its cleanup, only the directory is left.
+	downDir(t, s, pids)
+}
+
+// downDir removes s by its directory alone, as after a crash, and checks nothing is left.
+func downDir(t *testing.T, s *Stack, pids []int) {
+	t.Helper()
 	if err := Down(context.Background(), s.Dir, io.Discard); err != nil {
 		t.Fatalf("Down(dir): %v", err)
 	}
@@ -202,5 +212,56 @@ func TestDownDir_TouchesNoDockerObjectWithoutTheRunsID(t *testing.T) {
 	}
 	if err := Down(context.Background(), dir, &log); err != nil {
 		t.Errorf("Down of a directory that is gone: %v, want nil", err)
+	}
+}
+
+func TestUp_StartsSeveralHAProxysThatAllTakeTheSwapAndDownStopsThemAll(t *testing.T) {
+	s := upWith(t, 3)
+	pids := s.pids()
+	if len(pids) != 4 {
+		t.Fatalf("%d processes started, want consul and 3 haproxy", len(pids))
+	}
+	app := strings.TrimSuffix(strings.Fields(s.opts.Apps)[0], ":")
+	run, err := s.SwapJSON(context.Background(), "", nil, "deploy", app) // blue -> green
+	if err != nil {
+		t.Fatalf("swap deploy: %v\n%s", err, run.Stderr)
+	}
+	for i := range 3 {
+		sock := filepath.Join(s.Dir, instanceDir(i), "admin.sock")
+		out, err := socketExec(sock, "show servers state "+app+"_green")
+		if err != nil || !strings.Contains(out, app+"-green-") {
+			t.Errorf("HAProxy %d (%s) has no green server after the swap: %v\n%s", i+1, sock, err, out)
+		}
+	}
+	if run.PeakRSS < 1<<20 || run.MaxRSS < run.PeakRSS {
+		t.Errorf("peak RSS %d (VmHWM) and %d (wait4): want a sampled peak over 1 MiB, not above the kernel's", run.PeakRSS, run.MaxRSS)
+	}
+	downDir(t, s, pids)
+}
+
+func TestInstancesYAML_GivesEveryHAProxyButTheFirstItsOwnDirectory(t *testing.T) {
+	want := `    - name: demo
+      socket: haproxy/admin.sock
+      master_socket: haproxy/master.sock
+    - name: demo-2
+      socket: haproxy-2/admin.sock
+      master_socket: haproxy-2/master.sock
+      dir: haproxy-2
+`
+	if got := instancesYAML(2); got != want {
+		t.Errorf("instancesYAML(2) =\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestStatusKB_ReadsAKiBLineOfProcStatus(t *testing.T) {
+	status := []byte("Name:\tswap\nVmPeak:\t 1300000 kB\nVmHWM:\t   41234 kB\nVmRSS:\t   40000 kB\n")
+	if n, ok := statusKB(status, "VmHWM"); !ok || n != 41234 {
+		t.Errorf("VmHWM = %d, %v", n, ok)
+	}
+	if _, ok := statusKB(status, "VmSwap"); ok {
+		t.Error("a missing key was found")
+	}
+	if _, ok := statusKB([]byte("VmHWM:\tlots kB\n"), "VmHWM"); ok {
+		t.Error("a value that is not a number was read")
 	}
 }
