@@ -7,7 +7,7 @@
 //	make deps build && go run ./bench/datapathbench [-short] [-doc docs/benchmarks.md]
 //
 // The app is deployed by swap (one demoapp container) on the demo's stack
-// (examples/demo/stack); everything is removed at the end.
+// (internal/stack); everything is removed at the end.
 package main
 
 import (

@@ -3,7 +3,7 @@
 //
 //	make build && go run ./bench/servemem
 //
-// It starts the demo's world (examples/demo/stack: a Consul dev agent, HAProxy,
+// It starts the demo's world (internal/stack: a Consul dev agent, HAProxy,
 // FROM-scratch demoapp images) with -apps apps in swap.yaml, deploys each (one
 // instance, unless -deploy=false), then runs `bin/swap serve` on a loopback port, waits
 // until /readyz says ready (every app's reconcile pass worked), lets it idle for -idle,
@@ -31,7 +31,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/swap-dev/swap/bench/internal/benchkit"
-	"github.com/swap-dev/swap/examples/demo/stack"
+	"github.com/swap-dev/swap/internal/stack"
 )
 
 // appYAML is one app of the config.

@@ -4,7 +4,7 @@
 //
 //	make build && go run ./bench/swapbench -n 10
 //
-// It starts the demo's world (examples/demo/stack: a Consul dev agent, HAProxy, two
+// It starts the demo's world (internal/stack: a Consul dev agent, HAProxy, two
 // FROM-scratch demoapp images), deploys v1, then runs n real swaps through the CLI —
 // `bin/swap deploy <app> --image v2`, then v1, and so on — under a light load on
 // HAProxy's frontend, each with --output json (the step events) and --log-level debug
@@ -39,7 +39,7 @@ import (
 	"time"
 
 	"github.com/swap-dev/swap/bench/internal/benchkit"
-	"github.com/swap-dev/swap/examples/demo/stack"
+	"github.com/swap-dev/swap/internal/stack"
 	"github.com/swap-dev/swap/switcher"
 )
 

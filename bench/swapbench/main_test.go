@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swap-dev/swap/examples/demo/stack"
+	"github.com/swap-dev/swap/internal/stack"
 	"github.com/swap-dev/swap/switcher"
 )
 

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/swap-dev/swap/bench/internal/benchkit"
-	"github.com/swap-dev/swap/examples/demo/stack"
+	"github.com/swap-dev/swap/internal/stack"
 	"github.com/swap-dev/swap/switcher"
 )
 

@@ -9,7 +9,7 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 
-	"github.com/swap-dev/swap/examples/demo/stack"
+	"github.com/swap-dev/swap/internal/stack"
 	"github.com/swap-dev/swap/switcher"
 )
 

@@ -8,11 +8,11 @@ import (
 	"os"
 	"time"
 
-	"github.com/swap-dev/swap/examples/demo/stack"
+	"github.com/swap-dev/swap/internal/stack"
 )
 
 // StackFlags are the flags of the programs that run swap on the demo's stack
-// (examples/demo/stack): its working directory and the binaries.
+// (internal/stack): its working directory and the binaries.
 type StackFlags struct {
 	Dir, Swap, Consul, Demoapp string
 }
