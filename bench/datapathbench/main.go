@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/swap-dev/swap/bench/internal/benchkit"
+	"github.com/swap-dev/swap/internal/stack"
 	"github.com/swap-dev/swap/lbconfig"
 )
 
@@ -29,20 +30,6 @@ const (
 	app   = "dpbench"
 	route = "dpbench.bench"
 )
-
-const appYAML = `  %s:
-    image: %s
-    replicas: 1
-    port: 8080
-    route: %s
-    healthcheck:
-      path: /healthz
-      interval: 1s
-      timeout: 1s
-    min_healthy_time: 1s
-    deploy_timeout: 1m
-    stop_timeout: 5s
-`
 
 func main() {
 	o := benchkit.RegisterFlags(nil, "datapathbench")
@@ -71,7 +58,7 @@ type point struct {
 }
 
 func run(ctx context.Context, o *benchkit.Options, sf *benchkit.StackFlags, dur time.Duration, rounds int) (err error) {
-	st, down, err := sf.UpStack(ctx, fmt.Sprintf(appYAML, app, "swap-bench/"+app+":v1", route))
+	st, down, err := sf.UpStack(ctx, stack.App{Name: app, Image: "swap-bench/" + app + ":v1", Route: route, Check: time.Second}.YAML())
 	defer down(&err)
 	if err != nil {
 		return err

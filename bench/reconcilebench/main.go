@@ -36,6 +36,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/swap-dev/swap/bench/internal/benchkit"
+	"github.com/swap-dev/swap/internal/stack"
 )
 
 // A benchmark program in one file: setup, the alternating rounds, the statistics and
@@ -47,23 +48,6 @@ const (
 	// ctService is the second registration of the app's instances, for consul-template.
 	ctService = "rcbench-ct"
 )
-
-const appYAML = `  %s:
-    image: %s
-    replicas: 2
-    port: 8080
-    route: %s
-    healthcheck:
-      path: /healthz
-      interval: 250ms
-      timeout: 250ms
-      rise: 2
-      fall: 2
-    min_healthy_time: 1s
-    deploy_timeout: 1m
-    drain_timeout: 10s
-    stop_timeout: 5s
-`
 
 func main() {
 	o := benchkit.RegisterFlags(nil, "reconcilebench")
@@ -113,7 +97,7 @@ func run(ctx context.Context, o *benchkit.Options, sf *benchkit.StackFlags, roun
 		return err
 	}
 	image := "swap-bench/" + app + ":v1"
-	st, down, err := sf.UpStack(ctx, fmt.Sprintf(appYAML, app, image, route))
+	st, down, err := sf.UpStack(ctx, stack.App{Name: app, Image: image, Route: route, Replicas: 2}.YAML())
 	defer func() {
 		if keep && err != nil {
 			fmt.Fprintf(os.Stderr, "-keep: the stack stays in %s\n", sf.Dir)

@@ -34,24 +34,6 @@ import (
 	"github.com/swap-dev/swap/internal/stack"
 )
 
-// appYAML is one app of the config.
-const appYAML = `  %[1]s:
-    image: %[2]s
-    replicas: 1
-    port: 8080
-    route: %[1]s.bench
-    healthcheck:
-      path: /healthz
-      interval: 1s
-      timeout: 1s
-      rise: 2
-      fall: 2
-    min_healthy_time: 1s
-    deploy_timeout: 1m
-    drain_timeout: 10s
-    stop_timeout: 5s
-`
-
 // token is the API's bearer token (the API is not used: swap serve needs one on TCP).
 const token = "servemem"
 
@@ -103,7 +85,7 @@ func run(ctx context.Context, n int, deploy bool, idle time.Duration, dir, prefi
 	names := make([]string, n)
 	for i := range n {
 		names[i] = fmt.Sprintf("%s-%d", prefix, i)
-		fmt.Fprintf(&cfg, appYAML, names[i], image)
+		cfg.WriteString(stack.App{Name: names[i], Image: image, Check: time.Second}.YAML())
 	}
 	opts := stack.Options{Dir: dir, Swap: swapBin, Consul: consul, Log: os.Stderr, Apps: cfg.String()}
 	return stack.With(ctx, opts, func(st *stack.Stack) error {

@@ -43,26 +43,6 @@ import (
 	"github.com/swap-dev/swap/switcher"
 )
 
-// appYAML is the benchmark's app: the demo's, without a verify window (a configured wait
-// like scale_down_delay) so that every second of a swap is either waited on or swap's.
-const appYAML = `  %[1]s:
-    image: %[2]s
-    replicas: %[3]d
-    port: 8080
-    route: %[1]s.bench
-    healthcheck:
-      path: /healthz
-      interval: 250ms
-      timeout: 250ms
-      rise: 2
-      fall: 2
-    min_healthy_time: 1s
-    deploy_timeout: %[5]s
-    drain_timeout: 10s
-    stop_timeout: 5s
-    scale_down_delay: %[4]s
-`
-
 // imgDir is -img: where the plots go (make bench's suite passes docs/img); "" is img/
 // beside -doc.
 var imgDir = flag.String("img", "", "with -doc: the `directory` of the plots (default: img/ beside -doc)")
@@ -111,7 +91,7 @@ func run(ctx context.Context, n, replicas, workers int, delay time.Duration, dir
 	}
 	v1, v2 := imageRefs(app)
 	st, err := upWithImages(ctx, stack.Options{Dir: dir, Swap: swapBin, Consul: consul, Log: os.Stderr, CheckBinary: check,
-		Apps: fmt.Sprintf(appYAML, app, v1, replicas, delay, "1m")}, app, bin)
+		Apps: stack.App{Name: app, Image: v1, Replicas: replicas, ScaleDownDelay: delay}.YAML()}, app, bin)
 	if st != nil {
 		defer func() {
 			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -127,7 +127,7 @@ func runPoint(ctx context.Context, c sweepConfig, p point, bin []byte) (res swee
 	res.point = p
 	v1, v2 := imageRefs(c.app)
 	st, err := upWithImages(ctx, stack.Options{Dir: c.dir, Swap: c.swapBin, Consul: c.consul, Log: indentWriter{c.log},
-		HAProxies: p.HAProxies, HostPorts: "20000-29999", Apps: fmt.Sprintf(appYAML, c.app, v1, p.Replicas, "0s", "5m")}, c.app, bin) // 5m: time to start 64
+		HAProxies: p.HAProxies, HostPorts: "20000-29999", Apps: stack.App{Name: c.app, Image: v1, Replicas: p.Replicas, DeployTimeout: 5 * time.Minute}.YAML()}, c.app, bin) // 5m: time to start 64
 	if st != nil {
 		defer func() {
 			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

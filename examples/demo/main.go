@@ -40,28 +40,6 @@ const (
 	loadAfter   = 2 * time.Second      // and on green after it ends
 )
 
-// appYAML is the demo's app: two replicas of demoapp routed by the Host header
-// web.demo, checked every 250ms, with a 3s verify window after the shift.
-const appYAML = `  %[1]s:
-    image: %[2]s
-    replicas: 2
-    port: 8080
-    route: %[1]s.demo
-    healthcheck:
-      path: /healthz
-      interval: 250ms
-      timeout: 250ms
-      rise: 2
-      fall: 2
-    min_healthy_time: 1s
-    deploy_timeout: 1m
-    drain_timeout: 10s
-    stop_timeout: 5s
-    verify:
-      window: 3s
-      max_5xx_rate: 0.01
-`
-
 func main() {
 	var (
 		dir     = flag.String("dir", ".demo", "working `directory` (created, and removed at the end)")
@@ -125,7 +103,7 @@ func (d *demo) run(ctx context.Context, stopSignals context.CancelFunc) (err err
 	d.printf("== starting Consul and HAProxy on 127.0.0.1 (working directory %s)\n", d.dir)
 	st, err := stack.Up(ctx, stack.Options{
 		Dir: d.dir, Swap: d.swap, Consul: d.consul, Log: indent(d.out, "  "),
-		Apps: fmt.Sprintf(appYAML, d.app, "swap-demo/"+d.app+":v1"),
+		Apps: stack.App{Name: d.app, Image: "swap-demo/" + d.app + ":v1", Route: d.app + ".demo", Replicas: 2, Verify: 3 * time.Second}.YAML(),
 	})
 	if st != nil {
 		d.st = st
