@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 )
@@ -204,6 +205,27 @@ func (f *Fleet) AddServer(ctx context.Context, backend string, s Server) error {
 // AddServers adds servers to backend on every instance.
 func (f *Fleet) AddServers(ctx context.Context, backend string, servers []Server) error {
 	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.AddServers(ctx, backend, servers) })
+}
+
+// AddMissingServers adds, on every instance, those of servers its backend lacks (a
+// server of that name is left as it is), then persists.
+func (f *Fleet) AddMissingServers(ctx context.Context, backend string, servers []Server) error {
+	return f.change(ctx, func(ctx context.Context, c *Client) error {
+		have, err := c.ServersState(ctx, backend)
+		if err != nil {
+			return err
+		}
+		var add []Server
+		for _, s := range servers {
+			if !slices.ContainsFunc(have, func(h ServerState) bool { return h.Backend == backend && h.Name == s.Name }) {
+				add = append(add, s)
+			}
+		}
+		if len(add) == 0 {
+			return nil
+		}
+		return c.AddServers(ctx, backend, add)
+	})
 }
 
 // DelServer deletes a server on every instance, retrying each until it is removable or

@@ -20,6 +20,10 @@ type Rotation interface {
 	ServerAdmins(ctx context.Context, backend string) ([]ServerAdmin, error)
 	// SetAdmin sets the servers' admin state on every instance, then persists.
 	SetAdmin(ctx context.Context, backend string, servers []string, a Admin) error
+	// AddMissing adds servers to backend on every instance that lacks them (one that
+	// has a server of that name keeps it), as Balancer.AddServers adds them, then
+	// persists.
+	AddMissing(ctx context.Context, backend string, servers []Server) error
 	// RouteEntries returns key's entries in the routes, preview and canary maps, by
 	// instance name.
 	RouteEntries(ctx context.Context, key string) (map[string]RouteEntries, error)
@@ -144,13 +148,23 @@ func (r *Reconciler) Pass(ctx context.Context, app string) (PassResult, error) {
 		return res, err
 	}
 	var errs []error
+	added := map[string]bool{}
 	for _, a := range d.Actions {
+		if a.Kind == ActRoute && added[a.Backend] {
+			// Traffic never moves to servers HAProxy's checks have not passed yet.
+			if err := r.waitServing(ctx, spec, a.Backend); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", a, err))
+				log.Warn("reconcile route waits", zap.String("backend", a.Backend), zap.Error(err))
+				continue
+			}
+		}
 		if err := r.apply(ctx, spec, a); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", a, err))
 			log.Warn("reconcile change failed", zap.String("action", a.String()), zap.Error(err))
 			continue
 		}
 		res.Applied = append(res.Applied, a)
+		added[a.Backend] = added[a.Backend] || a.Kind == ActAdd
 		log.Info("reconciled", zap.String("action", string(a.Kind)), zap.String("backend", a.Backend),
 			zap.Strings("servers", a.Servers), zap.String("why", a.Why))
 	}
@@ -228,6 +242,8 @@ func (r *Reconciler) saveOut(ctx context.Context, app string, out, was map[strin
 // apply makes one change through the Balancer (every HAProxy instance, then its files).
 func (r *Reconciler) apply(ctx context.Context, spec *deployments.App, a Action) error {
 	switch a.Kind {
+	case ActAdd:
+		return r.Rotation.AddMissing(ctx, a.Backend, a.Add)
 	case ActRoute:
 		return r.Balancer.Route(ctx, spec.Route, a.Backend)
 	case ActPreview:
@@ -247,6 +263,30 @@ func (r *Reconciler) apply(ctx context.Context, spec *deployments.App, a Action)
 		return r.Mesh.Route(ctx, spec.Name, a.Color)
 	}
 	return fmt.Errorf("unknown reconcile action %q", a.Kind)
+}
+
+// waitServing waits until every HAProxy instance has a healthy server in backend, a few
+// check intervals at most (riseWait).
+func (r *Reconciler) waitServing(ctx context.Context, spec *deployments.App, backend string) error {
+	wait := riseWait(spec.HealthCheck)
+	deadline := time.Now().Add(wait)
+	for {
+		stats, err := r.Balancer.Servers(ctx, backend)
+		if err == nil {
+			err = everyLBServes(stats, backend)
+		}
+		if err == nil || !errors.Is(err, ErrNotHealthy) {
+			return err
+		}
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("%w (waited %s for the servers added); the route stays until the next pass", err, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(spec.HealthCheck.Interval, 100*time.Millisecond)):
+		}
+	}
 }
 
 // settlePasses bounds Settle.
