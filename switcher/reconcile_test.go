@@ -2,9 +2,9 @@ package switcher
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
-	"errors"
 	"strconv"
 	"strings"
 	"sync"
