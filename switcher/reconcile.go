@@ -29,6 +29,12 @@ type Rotation interface {
 	RouteEntries(ctx context.Context, key string) (map[string]RouteEntries, error)
 }
 
+// LBFiles writes this host's HAProxy files from what each instance serves (files whose
+// bytes are equal are left alone).
+type LBFiles interface {
+	WriteFiles(ctx context.Context) error
+}
+
 // LockReader says who holds an app's lock, without taking it.
 type LockReader interface {
 	// LockHolder returns the holder ("" and false when the lock is free).
@@ -47,6 +53,11 @@ type Reconciler struct {
 	Locks    LockReader
 	// Mesh is the service mesh's routing (consul.mesh); nil when the mesh is off.
 	Mesh Mesh
+	// Files, when set, writes this host's HAProxy files after every pass that ran: a
+	// swap run elsewhere changes an HAProxy of another host at runtime only, and the
+	// loop on that host keeps its files in step (nil: only the Balancer's own changes
+	// are written).
+	Files LBFiles
 	// Host names this host in the loop's record of the servers it took out
 	// (RotationKey): each host puts back only what its own loop took out of its own
 	// HAProxy instances.
@@ -91,10 +102,23 @@ func (r *Reconciler) log() *zap.Logger {
 }
 
 // Pass runs one reconcile pass for app: it reads the desired state and HAProxy's, and
-// applies the difference. It is idempotent: a second pass with nothing changed applies
-// nothing. An error says what could not be read or changed; a change that failed wraps
-// ErrNotInLine.
+// applies the difference, then writes HAProxy's files (Files) unless the pass left the
+// app alone. It is idempotent: a second pass with nothing changed applies nothing. An
+// error says what could not be read or changed; a change that failed, or files that
+// could not be written, wrap ErrNotInLine.
 func (r *Reconciler) Pass(ctx context.Context, app string) (PassResult, error) {
+	res, err := r.pass(ctx, app)
+	if err != nil || res.Skipped != "" || r.Files == nil {
+		return res, err
+	}
+	if err := r.Files.WriteFiles(ctx); err != nil {
+		return res, fmt.Errorf("%w for %s: write HAProxy's files: %w; the next pass retries", ErrNotInLine, app, err)
+	}
+	return res, nil
+}
+
+// pass is Pass without the files.
+func (r *Reconciler) pass(ctx context.Context, app string) (PassResult, error) {
 	res := PassResult{App: app}
 	spec, err := r.Config.App(app)
 	if err != nil {

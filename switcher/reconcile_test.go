@@ -589,3 +589,38 @@ func TestReconcilePass_TheRouteWaitsForTheServersItAdded(t *testing.T) {
 		t.Fatalf("pass with web-green-1 up: %v, route %s", res.Applied, h.lb.route("web.example.com"))
 	}
 }
+
+// fakeFiles counts the writes of HAProxy's files; err fails them.
+type fakeFiles struct {
+	n   atomic.Int32
+	err error
+}
+
+func (f *fakeFiles) WriteFiles(context.Context) error {
+	f.n.Add(1)
+	return f.err
+}
+
+func TestReconcilePass_WritesTheFilesAfterEveryPassThatRanEvenWithNothingToChange(t *testing.T) {
+	h := newHarness(t, twoReplicas)
+	h.deploy(t, "web:v1")
+	files := &fakeFiles{}
+	r := h.reconciler()
+	r.Files = files
+	// A swap run elsewhere changed this HAProxy at runtime only: the pass has nothing to
+	// change, and writes the files.
+	if res := h.pass(t, r); len(res.Applied) != 0 || files.n.Load() != 1 {
+		t.Fatalf("pass applied %v and wrote the files %d times, want nothing and once", res.Applied, files.n.Load())
+	}
+	u := h.s.Locker.(*fakeLocker).tryLock("web")
+	if res := h.pass(t, r); res.Skipped == "" || files.n.Load() != 1 {
+		t.Fatalf("pass under a swap's lock: %+v, files written %d times, want left to the swap", res, files.n.Load())
+	}
+	if err := u.Unlock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	files.err = errors.New("disk full")
+	if _, err := r.Pass(context.Background(), "web"); !errors.Is(err, ErrNotInLine) || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("pass whose files could not be written: %v, want ErrNotInLine with the cause", err)
+	}
+}
