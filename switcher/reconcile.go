@@ -172,10 +172,10 @@ func (r *Reconciler) pass(ctx context.Context, app string) (PassResult, error) {
 		return res, err
 	}
 	var errs []error
-	added := map[string]bool{}
 	for _, a := range d.Actions {
-		if a.Kind == ActRoute && added[a.Backend] {
-			// Traffic never moves to servers HAProxy's checks have not passed yet.
+		if a.Kind == ActRoute && a.Backend != "" {
+			// Traffic never moves to a backend without a server HAProxy's checks pass
+			// (servers just added start DOWN).
 			if err := r.waitServing(ctx, spec, a.Backend); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", a, err))
 				log.Warn("reconcile route waits", zap.String("backend", a.Backend), zap.Error(err))
@@ -188,7 +188,6 @@ func (r *Reconciler) pass(ctx context.Context, app string) (PassResult, error) {
 			continue
 		}
 		res.Applied = append(res.Applied, a)
-		added[a.Backend] = added[a.Backend] || a.Kind == ActAdd
 		log.Info("reconciled", zap.String("action", string(a.Kind)), zap.String("backend", a.Backend),
 			zap.Strings("servers", a.Servers), zap.String("why", a.Why))
 	}
@@ -303,7 +302,7 @@ func (r *Reconciler) waitServing(ctx context.Context, spec *deployments.App, bac
 			return err
 		}
 		if !time.Now().Before(deadline) {
-			return fmt.Errorf("%w (waited %s for the servers added); the route stays until the next pass", err, wait)
+			return fmt.Errorf("%w (waited %s); the route stays where it is until the next pass", err, wait)
 		}
 		select {
 		case <-ctx.Done():
