@@ -23,8 +23,9 @@ import (
 // TCP admin address (haproxy.instances[].address without dir), while a `swap watch` of
 // lb2's own, with a config that lists only lb2, writes lb2's files from Consul KV. A
 // deploy, a switch and a rollback run under load through both HAProxies without a
-// failed request. Then lb2 is stopped, its files from before the last swap (routing to
-// the other color) are put back and it is started again: its swap watch brings it to
+// failed request. The rollback keeps the old color up for a scale_down_delay; meanwhile
+// lb2 is stopped, its files from before the rollback (routing to the other color) are
+// put back and it is started again: its swap watch brings it to
 // the live color (servers added, route moved once they serve), and the load through lb2
 // failed only while it was down.
 //
@@ -38,10 +39,7 @@ func TestE2E_TwoHAProxyHostsFollowEverySwapAndAStaleRestartConverges(t *testing.
 	t.Parallel()
 	app := e2eApp("lbhosts")
 	host := app + ".test"
-	// scale_down_delay keeps the old color serving a while after each swap: lb2
-	// restarted from stale files then routes to a color that still answers, so its
-	// load may fail only while lb2 is down.
-	s, _ := hostsStack(t, appConfig(app, "    replicas: 4\n    scale_down_delay: 40s\n"), 0)
+	s, _ := hostsStack(t, appConfig(app, "    replicas: 4\n"), 0)
 	hdir := filepath.Join(s.dir, "haproxy")
 	hdir2 := filepath.Join(s.dir, "lb2")
 	if err := os.MkdirAll(hdir2, 0o700); err != nil {
@@ -97,25 +95,38 @@ func TestE2E_TwoHAProxyHostsFollowEverySwapAndAStaleRestartConverges(t *testing.
 	l2 := s.startLoadOn(fe2, host, "/", 2)
 	start := time.Now()
 	s.mustSwap(app, "green")
-	t.Logf("switch to green (with its scale_down_delay): %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("switch to green: %s", time.Since(start).Round(time.Millisecond))
 	s.waitAnswer(host, "color=green version=v1")
 	waitAnswerOn(t, fe2, host, "color=green version=v1")
+	start = time.Now()
+	s.mustSwap("deploy", app, "--image", s.v2)
+	t.Logf("deploy of v2: %s", time.Since(start).Round(time.Millisecond))
+	s.waitAnswer(host, "color=blue version=v2")
+	waitAnswerOn(t, fe2, host, "color=blue version=v2")
 
-	// lb2's files before the last swap, as its swap watch wrote them: green live, blue
+	// lb2's files before the last swap, as its swap watch wrote them: blue live, green
 	// gone (the CLI changed lb2 at runtime only).
 	green, blue := app+"_green", app+"_blue"
 	waitFiles(t, hdir2, func(cfg, routes string) bool {
-		return strings.Contains(routes, host+" "+green) && strings.Contains(cfg, "server "+app+"-green-") && !strings.Contains(cfg, "server "+app+"-blue-")
+		return strings.Contains(routes, host+" "+blue) && strings.Contains(cfg, "server "+app+"-blue-") && !strings.Contains(cfg, "server "+app+"-green-")
 	}, why)
 	stale := readDir(t, hdir2)
 
+	// The rollback keeps blue up (scale_down_delay): lb2 restarted from the stale files
+	// then routes to a color that still answers, so its load may fail only while lb2 is
+	// down.
+	cli = replace(cli, "    stop_timeout: 5s\n", "    stop_timeout: 5s\n    scale_down_delay: 40s\n")
+	if err := os.WriteFile(s.cfgPath, []byte(cli), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	rb := s.swapBackground(nil, "rollback", app, "--output", "json")
 	rb.waitEvent(switcher.StepRetire, switcher.EventStart, "waiting until", 3*time.Minute)
-	s.waitAnswer(host, "color=blue")
-	waitAnswerOn(t, fe2, host, "color=blue")
+	s.waitAnswer(host, "color=green version=v1")
+	waitAnswerOn(t, fe2, host, "color=green version=v1")
 
-	// lb2 restarted from its stale files: it routes to green (retiring, still up).
+	// lb2 restarted from its stale files: it routes to blue (retiring, still up).
 	stoppedAt := time.Now()
+	logAt := len(w.err.String())
 	lb2.Stop()
 	for name, data := range stale {
 		if err := os.WriteFile(filepath.Join(hdir2, name), data, 0o600); err != nil {
@@ -125,9 +136,9 @@ func TestE2E_TwoHAProxyHostsFollowEverySwapAndAStaleRestartConverges(t *testing.
 	lb2.Restart(t)
 	restartedAt := time.Now()
 	start = time.Now()
-	waitAnswerOn(t, fe2, host, "color=blue")
+	waitAnswerOn(t, fe2, host, "color=green version=v1")
 	t.Logf("lb2 restarted from stale files served the live color again after %s", time.Since(start).Round(time.Millisecond))
-	states, err := lb2.Exec("show servers state " + blue)
+	states, err := lb2.Exec("show servers state " + green)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,21 +147,23 @@ func TestE2E_TwoHAProxyHostsFollowEverySwapAndAStaleRestartConverges(t *testing.
 		t.Fatal(err)
 	}
 	if len(rows) != 4 {
-		t.Fatalf("lb2 has %d servers in %s after the watch's pass, want 4:\n%s%s", len(rows), blue, states, why())
+		t.Fatalf("lb2 has %d servers in %s after the watch's pass, want 4:\n%s%s", len(rows), green, states, why())
 	}
-	if !strings.Contains(w.err.String(), `"action":"add"`) {
-		t.Fatalf("lb2's swap watch did not log the servers it added:%s", why())
+	if after := w.err.String()[logAt:]; !strings.Contains(after, `"action":"add"`) || !strings.Contains(after, `"action":"route"`) {
+		t.Fatalf("lb2's swap watch did not log the servers it added and the route it moved after the restart:%s", why())
 	}
 
 	rb.mustSucceed(3 * time.Minute)
-	// Green retired: gone from lb2 at runtime (by the CLI), and from its files (by its watch).
+	// Blue retired: gone from lb2 at runtime (by the CLI), and from its files (by its watch).
 	waitFiles(t, hdir2, func(cfg, routes string) bool {
-		return strings.Contains(routes, host+" "+blue) && strings.Contains(cfg, "server "+app+"-blue-") && !strings.Contains(cfg, "server "+app+"-green-")
+		return strings.Contains(routes, host+" "+green) && strings.Contains(cfg, "server "+app+"-green-") && !strings.Contains(cfg, "server "+app+"-blue-")
 	}, why)
 
 	l1.requireNoFailures(t)
 	fails := l2.finish()
-	t.Logf("load through lb2: %d requests, %d failed, by color %v", l2.total.Load(), len(fails), l2.byColor)
+	t.Logf("load through lb2: %d requests, by color %v; %d failed (a refused connection is retried at once) from %s to %s after lb2's stop, which was down %s",
+		l2.total.Load(), l2.byColor, len(fails), l2.firstFail.Sub(stoppedAt).Round(time.Millisecond), l2.lastFail.Sub(stoppedAt).Round(time.Millisecond),
+		restartedAt.Sub(stoppedAt).Round(time.Millisecond))
 	if len(fails) == 0 {
 		t.Fatal("no request through lb2 failed while it was down: was the load running?")
 	}
