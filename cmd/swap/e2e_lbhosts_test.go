@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -218,16 +217,12 @@ func tcpToUnix(t *testing.T, sock string) string {
 func waitAnswerOn(t *testing.T, frontend, host, want string) {
 	t.Helper()
 	testenv.WaitFor(t, 60*time.Second, frontend+" answers "+want, func() error {
-		req, _ := http.NewRequest("GET", "http://"+frontend+"/", nil)
-		req.Host = host
-		resp, err := http.DefaultClient.Do(req)
+		code, body, err := getOn(frontend, host, "/")
 		if err != nil {
 			return err
 		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil || resp.StatusCode != 200 || !strings.Contains(string(b), want) {
-			return fmt.Errorf("GET / = %d %q %v", resp.StatusCode, b, err)
+		if code != 200 || !strings.Contains(body, want) {
+			return fmt.Errorf("GET / = %d %q", code, body)
 		}
 		return nil
 	})

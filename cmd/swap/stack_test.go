@@ -306,8 +306,11 @@ func (s *stack) mustSwap(args ...string) cliRun {
 }
 
 // get sends one request for host through the frontend and returns status and body.
-func (s *stack) get(host, path string) (int, string, error) {
-	req, _ := http.NewRequest("GET", "http://"+s.frontend+path, nil)
+func (s *stack) get(host, path string) (int, string, error) { return getOn(s.frontend, host, path) }
+
+// getOn sends one request for host through the HAProxy frontend at frontend.
+func getOn(frontend, host, path string) (int, string, error) {
+	req, _ := http.NewRequest("GET", "http://"+frontend+path, nil)
 	req.Host = host
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
