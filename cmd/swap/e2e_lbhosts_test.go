@@ -28,17 +28,21 @@ import (
 // the live color (servers added, route moved once they serve), and the load through lb2
 // failed only while it was down.
 //
-// lb2 is a second HAProxy process on loopback, with its own directory, frontend and
-// `swap watch`, standing for another host: a network namespace of its own cannot reach
-// the Docker hosts' namespaces without forwarding between them, which the machine's
-// firewall drops (FORWARD policy DROP) and the tests must not change. Its TCP admin
-// address is a forwarder to its unix admin socket, the one the rendered haproxy.cfg has
-// (docs/hosts.md: expose a remote HAProxy's admin socket over TCP yourself).
+// lb2 runs in a network namespace of its own (testenv.NewLBHost), with its own
+// directory, frontend (on the namespace's address) and `swap watch`: it reaches the
+// Docker hosts' namespaces over veths of its own, straight, since the root namespace
+// would not forward between them (the machine's firewall drops forwarded packets, FORWARD
+// policy DROP, and the tests do not change it). Its TCP admin address is a loopback
+// forwarder to its unix admin socket, the one the rendered haproxy.cfg has (docs/hosts.md:
+// expose a remote HAProxy's admin socket over TCP yourself); its swap watch runs in the
+// root namespace, where Consul's dev agent listens on loopback, and reaches lb2 by its
+// unix socket, a file.
 func TestE2E_TwoHAProxyHostsFollowEverySwapAndAStaleRestartConverges(t *testing.T) {
 	t.Parallel()
 	app := e2eApp("lbhosts")
 	host := app + ".test"
-	s, _ := hostsStack(t, appConfig(app, "    replicas: 4\n"), 0)
+	s, dockerHosts := hostsStack(t, appConfig(app, "    replicas: 4\n"), 0)
+	lbHost := testenv.NewLBHost(t, dockerHosts["a"], dockerHosts["b"])
 	hdir := filepath.Join(s.dir, "haproxy")
 	hdir2 := filepath.Join(s.dir, "lb2")
 	if err := os.MkdirAll(hdir2, 0o700); err != nil {
@@ -48,8 +52,8 @@ func TestE2E_TwoHAProxyHostsFollowEverySwapAndAStaleRestartConverges(t *testing.
 	if err != nil {
 		t.Fatal(err)
 	}
-	fe2 := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	pv2 := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	fe2 := fmt.Sprintf("%s:%d", lbHost.Addr, testenv.FreePort(t))
+	pv2 := fmt.Sprintf("%s:%d", lbHost.Addr, testenv.FreePort(t))
 	lb1Block := fmt.Sprintf("    - name: lb1\n      socket: %s/admin.sock\n      master_socket: %s/master.sock\n", hdir, hdir)
 	replace := func(in, old, new string) string {
 		t.Helper()
@@ -68,7 +72,7 @@ func TestE2E_TwoHAProxyHostsFollowEverySwapAndAStaleRestartConverges(t *testing.
 		t.Fatal(err)
 	}
 	renderConfig(t, cfg2Path, hdir2)
-	lb2 := testenv.RunHAProxy(t, filepath.Join(hdir2, "haproxy.cfg"), filepath.Join(hdir2, "admin.sock"))
+	lb2 := testenv.RunHAProxyIn(t, lbHost.Wrap(), filepath.Join(hdir2, "haproxy.cfg"), filepath.Join(hdir2, "admin.sock"))
 	admin2 := tcpToUnix(t, lb2.AdminSock)
 	// The swap CLI's config: lb1 with its files here, lb2 another host's (an address,
 	// no dir: its map ids are paths in haproxy.dir, where lb2's host has its files).
