@@ -3,9 +3,12 @@ package testenv
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -32,6 +35,7 @@ func NewLBHost(t testing.TB, dockerHosts ...*DockerHost) *LBHost {
 			Require(t, bin+" (for a load balancer host)", err)
 		}
 	}
+	sweepDeadLBHosts(t)
 	var n int
 	var name string
 	for range 100 {
@@ -51,7 +55,15 @@ func NewLBHost(t testing.TB, dockerHosts ...*DockerHost) *LBHost {
 		if err := ipCmd("netns", "del", name); err != nil && !strings.Contains(err.Error(), "No such file") {
 			t.Errorf("testenv: delete network namespace %s: %v", name, err)
 		}
+		os.Remove(ownerFile(name))
 	})
+	// The owner file lets a later fixture remove it if this process dies first.
+	if err := os.MkdirAll(filepath.Dir(ownerFile(name)), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ownerFile(name), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	root, peer := fmt.Sprintf("swl%da", n), fmt.Sprintf("swl%db", n)
 	run(t, "ip", "link", "add", root, "type", "veth", "peer", "name", peer)
 	t.Cleanup(func() { _ = ipCmd("link", "del", root) })
@@ -85,3 +97,28 @@ func (h *LBHost) inNS(t testing.TB, args ...string) {
 // Wrap is the command prefix that runs a program in the host's namespace (nsenter
 // execs it: its pid is the program's).
 func (h *LBHost) Wrap() []string { return []string{"nsenter", "--net=/var/run/netns/" + h.Name} }
+
+// sweepDeadLBHosts removes the LB hosts (namespace, veth to the root namespace) of test
+// processes that died before their cleanup ran; one without an owner file is being made.
+func sweepDeadLBHosts(t testing.TB) {
+	entries, _ := os.ReadDir("/var/run/netns")
+	for _, e := range entries {
+		name := e.Name()
+		n, err := strconv.Atoi(strings.TrimPrefix(name, "swap-l"))
+		if !strings.HasPrefix(name, "swap-l") || err != nil {
+			continue
+		}
+		b, err := os.ReadFile(ownerFile(name))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue
+		}
+		t.Logf("testenv: removing %s, left by test process %d that died before its cleanup", name, pid)
+		_ = ipCmd("link", "del", fmt.Sprintf("swl%da", n))
+		_ = ipCmd("netns", "del", name)
+		os.Remove(ownerFile(name))
+	}
+}
