@@ -152,9 +152,13 @@ func TestE2E_TwoHAProxyHostsFollowEverySwapAndAStaleRestartConverges(t *testing.
 	if len(rows) != 4 {
 		t.Fatalf("lb2 has %d servers in %s after the watch's pass, want 4:\n%s%s", len(rows), green, states, why())
 	}
-	if after := w.err.String()[logAt:]; !strings.Contains(after, `"action":"add"`) || !strings.Contains(after, `"action":"route"`) {
-		t.Fatalf("lb2's swap watch did not log the servers it added and the route it moved after the restart:%s", why())
-	}
+	// The watch logs a change once it is live and written (the route is live first).
+	testenv.WaitFor(t, 30*time.Second, "lb2's swap watch logs the servers it added and the route it moved after the restart", func() error {
+		if after := w.err.String()[logAt:]; !strings.Contains(after, `"action":"add"`) || !strings.Contains(after, `"action":"route"`) {
+			return fmt.Errorf("not yet:%s", why())
+		}
+		return nil
+	})
 
 	rb.mustSucceed(3 * time.Minute)
 	// Blue retired: gone from lb2 at runtime (by the CLI), and from its files (by its watch).
