@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -100,25 +99,4 @@ func (h *LBHost) Wrap() []string { return []string{"nsenter", "--net=/var/run/ne
 
 // sweepDeadLBHosts removes the LB hosts (namespace, veth to the root namespace) of test
 // processes that died before their cleanup ran; one without an owner file is being made.
-func sweepDeadLBHosts(t testing.TB) {
-	entries, _ := os.ReadDir("/var/run/netns")
-	for _, e := range entries {
-		name := e.Name()
-		n, err := strconv.Atoi(strings.TrimPrefix(name, "swap-l"))
-		if !strings.HasPrefix(name, "swap-l") || err != nil {
-			continue
-		}
-		b, err := os.ReadFile(ownerFile(name))
-		if err != nil {
-			continue
-		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
-			continue
-		}
-		t.Logf("testenv: removing %s, left by test process %d that died before its cleanup", name, pid)
-		_ = ipCmd("link", "del", fmt.Sprintf("swl%da", n))
-		_ = ipCmd("netns", "del", name)
-		os.Remove(ownerFile(name))
-	}
-}
+func sweepDeadLBHosts(t testing.TB) { sweepDead(t, "swap-l", "swl%da") }
