@@ -162,9 +162,20 @@ type HAProxyInstance struct {
 	// MasterSocket is the master CLI, for reloads (optional).
 	MasterSocket string `yaml:"master_socket" mapstructure:"master_socket"`
 	// Dir is where this HAProxy reads its files (haproxy.cfg, the maps, server-state)
-	// and where swap writes them (default haproxy.dir). Each instance has its own; one
-	// reached over TCP must say where (see HAProxyConfig.InstanceDir).
+	// and where swap writes them (default haproxy.dir). Each instance has its own. One
+	// reached over TCP without dir is another host's HAProxy whose files swap does not
+	// write (see HAProxyConfig.WritesFiles).
 	Dir string `yaml:"dir" mapstructure:"dir"`
+}
+
+// WritesFiles says whether swap writes instances[i]'s files. It does not for one
+// reached over TCP without dir: an HAProxy on another host, which swap changes at
+// runtime only, while the `swap serve` (or `swap watch`) running on that host writes
+// its files from Consul KV (docs/hosts.md). Its maps are still named by their paths in
+// haproxy.dir (their ids in the Runtime API): on its host its files are in that path.
+func (h *HAProxyConfig) WritesFiles(i int) bool {
+	in := h.Instances[i]
+	return in.Address == "" || in.Dir != ""
 }
 
 // InstanceDir is the directory of instances[i]'s files: its dir, or haproxy.dir.

@@ -130,9 +130,9 @@ func (c *Config) validateConsul(ps *problems) {
 	}
 }
 
-// validateInstanceDir checks instances[i].dir: a path haproxy.cfg can hold, given for an
-// instance reached over TCP (swap cannot know where a remote HAProxy reads its files),
-// and no other instance's (the files of one HAProxy — its admin socket, maps and server
+// validateInstanceDir checks instances[i].dir: a path haproxy.cfg can hold, and no
+// other instance's (an instance reached over TCP without dir has no files here: see
+// HAProxyConfig.WritesFiles) (the files of one HAProxy — its admin socket, maps and server
 // state — are its own; two sharing them would overwrite each other's).
 func (c *Config) validateInstanceDir(ps *problems, ip Path, i int, dirs map[string]int) {
 	h := &c.HAProxy
@@ -147,9 +147,8 @@ func (c *Config) validateInstanceDir(ps *problems, ip Path, i int, dirs map[stri
 		if n := len(in.Dir) + len("/admin.sock"); n > MaxSocketPath {
 			ps.add(ip.Key("dir"), "%q is too long: the admin socket %s/admin.sock would be %d bytes and HAProxy takes at most %d; use a shorter directory", in.Dir, in.Dir, n, MaxSocketPath)
 		}
-	} else if in.Address != "" {
-		ps.add(ip.Key("dir"), "set the directory this HAProxy reads its files from: it is reached over TCP, so swap cannot assume it reads haproxy.dir (for a remote HAProxy, its directory mounted on this host); swap cannot keep the files of an HAProxy it cannot write to")
-		return
+	} else if !h.WritesFiles(i) {
+		return // another host's HAProxy: its own swap serve writes its files there
 	}
 	dir := h.InstanceDir(i)
 	if j, dup := dirs[dir]; dup {

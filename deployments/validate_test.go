@@ -39,6 +39,24 @@ func TestValidConfigPassesValidation(t *testing.T) {
 	}
 }
 
+func TestAnotherHostsHAProxyOverTCPWithoutDirIsValidAndGetsNoFilesHere(t *testing.T) {
+	c := validConfig()
+	// The swap CLI's view: its own HAProxy (files in haproxy.dir) and another host's,
+	// changed at runtime only; that host's swap serve writes its files.
+	c.HAProxy.Instances = []HAProxyInstance{{Name: "lb1", Socket: "/run/haproxy/admin.sock"}, {Name: "lb2", Address: "10.0.0.12:9999"}}
+	c.SetDefaults()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("config with another host's HAProxy rejected: %v", err)
+	}
+	if !c.HAProxy.WritesFiles(0) || c.HAProxy.WritesFiles(1) {
+		t.Fatalf("WritesFiles: lb1 %v lb2 %v, want true and false", c.HAProxy.WritesFiles(0), c.HAProxy.WritesFiles(1))
+	}
+	c.HAProxy.Instances[1].Dir = "/mnt/lb2"
+	if !c.HAProxy.WritesFiles(1) {
+		t.Fatal("an instance over TCP with dir: swap writes its files there")
+	}
+}
+
 func TestValidateReportsEachMalformedConfigWithItsPathAndWhatToDo(t *testing.T) {
 	web := func(c *Config) *App { return c.Apps["web"] }
 	cases := []struct {
@@ -232,8 +250,6 @@ func TestValidateReportsEachMalformedConfigWithItsPathAndWhatToDo(t *testing.T) 
 		}, []string{
 			`haproxy.instances[2].dir: "/srv/x" is also where haproxy.instances[1] has its files: each HAProxy needs a directory of its own (its admin socket, maps and server state are in it); set dir on one of them`,
 		}},
-		{"an instance reached over TCP without a dir", func(c *Config) { c.HAProxy.Instances[0] = HAProxyInstance{Address: "10.0.0.12:9999"} },
-			[]string{"haproxy.instances[0].dir: set the directory this HAProxy reads its files from: it is reached over TCP, so swap cannot assume it reads haproxy.dir (for a remote HAProxy, its directory mounted on this host); swap cannot keep the files of an HAProxy it cannot write to"}},
 		{"an instance dir with a quote", func(c *Config) { c.HAProxy.Instances[0].Dir = `/srv/x"` },
 			[]string{`haproxy.instances[0].dir: "/srv/x\"" must not contain spaces, quotes, '#', '$', '\' or control characters: it is written into haproxy.cfg`}},
 		{"an instance address without a port", func(c *Config) { c.HAProxy.Instances[0] = HAProxyInstance{Address: "127.0.0.1", Dir: "/srv/edge"} },

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 )
@@ -16,8 +17,13 @@ type Instance struct {
 	Master *Master // nil: Reload is not possible
 	// Dir is where this HAProxy reads its files (haproxy.cfg, the maps, server-state;
 	// its admin socket is Dir/admin.sock in them). "": the fleet layout's Dir. No two
-	// instances of a fleet may have the same: the files of one HAProxy are its own.
+	// instances of a fleet that writes their files may have the same: the files of one
+	// HAProxy are its own.
 	Dir string
+	// NoFiles: the fleet changes this HAProxy at runtime only and never writes its
+	// files (another host's HAProxy, whose files are written there). Its maps are still
+	// named by their paths in Dir.
+	NoFiles bool
 }
 
 // Fleet applies each change to every HAProxy instance in front of the apps and, when it
@@ -68,12 +74,15 @@ func NewFleet(layout *Layout, write WriteOptions, instances ...Instance) (*Fleet
 		if err := l.Validate(); err != nil {
 			return nil, fmt.Errorf("haproxy fleet: instance %s: %w", in.Client.Name(), err)
 		}
+		f.layouts[in.Client] = l
+		if in.NoFiles {
+			continue
+		}
 		if other, dup := dirs[l.Dir]; dup {
 			return nil, fmt.Errorf("haproxy fleet: instances %s and %s both have their files in %s: each HAProxy needs a directory of its own (its admin socket, maps and server state are in it)",
 				other, in.Client.Name(), l.Dir)
 		}
 		dirs[l.Dir] = in.Client.Name()
-		f.layouts[in.Client] = l
 	}
 	return f, nil
 }
@@ -180,6 +189,9 @@ func (f *Fleet) Persist(ctx context.Context) (WriteResult, error) {
 	var all WriteResult
 	var errs []error
 	for _, in := range f.instances {
+		if in.NoFiles {
+			continue
+		}
 		l := f.layouts[in.Client]
 		res, err := Persist(ctx, in.Client, l, f.write)
 		for _, n := range res.Changed {
@@ -204,6 +216,27 @@ func (f *Fleet) AddServer(ctx context.Context, backend string, s Server) error {
 // AddServers adds servers to backend on every instance.
 func (f *Fleet) AddServers(ctx context.Context, backend string, servers []Server) error {
 	return f.change(ctx, func(ctx context.Context, c *Client) error { return c.AddServers(ctx, backend, servers) })
+}
+
+// AddMissingServers adds, on every instance, those of servers its backend lacks (a
+// server of that name is left as it is), then persists.
+func (f *Fleet) AddMissingServers(ctx context.Context, backend string, servers []Server) error {
+	return f.change(ctx, func(ctx context.Context, c *Client) error {
+		have, err := c.ServersState(ctx, backend)
+		if err != nil {
+			return err
+		}
+		var add []Server
+		for _, s := range servers {
+			if !slices.ContainsFunc(have, func(h ServerState) bool { return h.Backend == backend && h.Name == s.Name }) {
+				add = append(add, s)
+			}
+		}
+		if len(add) == 0 {
+			return nil
+		}
+		return c.AddServers(ctx, backend, add)
+	})
 }
 
 // delServer deletes a server on every instance, retrying each until it is removable or

@@ -264,3 +264,42 @@ func TestFleetDrainsAndDeletesSeveralServersInOneChange(t *testing.T) {
 		t.Fatalf("deleted servers still in haproxy.cfg:\n%s", cfg)
 	}
 }
+
+func TestFleetChangesAnotherHostsHAProxyAtRuntimeOnlyAndAddsOnlyWhatAnInstanceLacks(t *testing.T) {
+	env := startLayout(t, baseLayout)
+	h2 := startTwin(t, env) // another host's HAProxy: its files are written there
+	a := env.c
+	b, err := New("unix", h2.AdminSock, WithName("edge-b"))
+	must(t, err)
+	f, err := NewFleet(env.layout, WriteOptions{}, Instance{Client: a}, Instance{Client: b, Dir: h2.Dir, NoFiles: true})
+	must(t, err)
+	ctx := testCtx(t)
+	twinCfg := readFile(t, filepath.Join(h2.Dir, ConfigFile))
+	blue := newBackend(t, "blue")
+	s0, err := env.layout.NewServer("app_blue", "app-blue-0", "127.0.0.1", blue.port())
+	must(t, err)
+	s1, err := env.layout.NewServer("app_blue", "app-blue-1", "127.0.0.1", blue.port())
+	must(t, err)
+	must(t, a.AddServers(ctx, "app_blue", []Server{s0})) // a has s0 already, b has none
+	must(t, f.AddMissingServers(ctx, "app_blue", []Server{s0, s1}))
+	for _, c := range []*Client{a, b} {
+		waitUp(t, c, "app_blue", "app-blue-0")
+		waitUp(t, c, "app_blue", "app-blue-1")
+	}
+	must(t, f.Flip(ctx, env.layout.RoutesMap(), "app.test", "app_blue"))
+	got, err := f.GetMap(ctx, env.layout.RoutesMap(), "app.test")
+	must(t, err)
+	if got[a.Name()] != "app_blue" || got["edge-b"] != "app_blue" {
+		t.Fatalf("route on each instance: %v", got)
+	}
+	if cfg := readFile(t, env.layout.Path(ConfigFile)); !strings.Contains(cfg, "server app-blue-1 ") {
+		t.Fatalf("edge-a's files do not have the server added:\n%s", cfg)
+	}
+	if cfg := readFile(t, filepath.Join(h2.Dir, ConfigFile)); cfg != twinCfg {
+		t.Fatalf("the fleet wrote the files of edge-b, whose files are its own host's:\n%s", cfg)
+	}
+	// Its directory is no other instance's concern: another instance may use the same.
+	if _, err := NewFleet(env.layout, WriteOptions{}, Instance{Client: a}, Instance{Client: b, NoFiles: true}); err != nil {
+		t.Fatalf("a files-less instance with the default dir refused: %v", err)
+	}
+}

@@ -305,8 +305,8 @@ func Persist(ctx context.Context, c *Client, l *Layout, opts WriteOptions) (Writ
 	return res, nil
 }
 
-// lockFile is the lock file in a files' directory (see LockDir).
-const lockFile = ".swap.lock"
+// LockFile is the lock file in a files' directory (see LockDir).
+const LockFile = ".swap.lock"
 
 // LockDir takes an exclusive flock(2) on dir/.swap.lock (creating dir and the file),
 // waiting until it is free or ctx ends, and returns its release. Every swap process that
@@ -317,7 +317,7 @@ func LockDir(ctx context.Context, dir string) (unlock func(), err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
-	path := filepath.Join(dir, lockFile)
+	path := filepath.Join(dir, LockFile)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock %s: %w", path, err)

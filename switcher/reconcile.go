@@ -20,9 +20,19 @@ type Rotation interface {
 	ServerAdmins(ctx context.Context, backend string) ([]ServerAdmin, error)
 	// SetAdmin sets the servers' admin state on every instance, then persists.
 	SetAdmin(ctx context.Context, backend string, servers []string, a Admin) error
+	// AddMissing adds servers to backend on every instance that lacks them (one that
+	// has a server of that name keeps it), as Balancer.AddServers adds them, then
+	// persists.
+	AddMissing(ctx context.Context, backend string, servers []Server) error
 	// RouteEntries returns key's entries in the routes, preview and canary maps, by
 	// instance name.
 	RouteEntries(ctx context.Context, key string) (map[string]RouteEntries, error)
+}
+
+// LBFiles writes this host's HAProxy files from what each instance serves (files whose
+// bytes are equal are left alone).
+type LBFiles interface {
+	WriteFiles(ctx context.Context) error
 }
 
 // LockReader says who holds an app's lock, without taking it.
@@ -43,6 +53,11 @@ type Reconciler struct {
 	Locks    LockReader
 	// Mesh is the service mesh's routing (consul.mesh); nil when the mesh is off.
 	Mesh Mesh
+	// Files, when set, writes this host's HAProxy files after every pass that ran: a
+	// swap run elsewhere changes an HAProxy of another host at runtime only, and the
+	// loop on that host keeps its files in step (nil: only the Balancer's own changes
+	// are written).
+	Files LBFiles
 	// Host names this host in the loop's record of the servers it took out
 	// (RotationKey): each host puts back only what its own loop took out of its own
 	// HAProxy instances.
@@ -87,10 +102,23 @@ func (r *Reconciler) log() *zap.Logger {
 }
 
 // Pass runs one reconcile pass for app: it reads the desired state and HAProxy's, and
-// applies the difference. It is idempotent: a second pass with nothing changed applies
-// nothing. An error says what could not be read or changed; a change that failed wraps
-// ErrNotInLine.
+// applies the difference, then writes HAProxy's files (Files) unless the pass left the
+// app alone. It is idempotent: a second pass with nothing changed applies nothing. An
+// error says what could not be read or changed; a change that failed, or files that
+// could not be written, wrap ErrNotInLine.
 func (r *Reconciler) Pass(ctx context.Context, app string) (PassResult, error) {
+	res, err := r.pass(ctx, app)
+	if err != nil || res.Skipped != "" || r.Files == nil {
+		return res, err
+	}
+	if err := r.Files.WriteFiles(ctx); err != nil {
+		return res, fmt.Errorf("%w for %s: write HAProxy's files: %w; the next pass retries", ErrNotInLine, app, err)
+	}
+	return res, nil
+}
+
+// pass is Pass without the files.
+func (r *Reconciler) pass(ctx context.Context, app string) (PassResult, error) {
 	res := PassResult{App: app}
 	spec, err := r.Config.App(app)
 	if err != nil {
@@ -145,6 +173,15 @@ func (r *Reconciler) Pass(ctx context.Context, app string) (PassResult, error) {
 	}
 	var errs []error
 	for _, a := range d.Actions {
+		if a.Kind == ActRoute && a.Backend != "" {
+			// Traffic never moves to a backend without a server HAProxy's checks pass
+			// (servers just added start DOWN).
+			if err := r.waitServing(ctx, spec, a.Backend); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", a, err))
+				log.Warn("reconcile route waits", zap.String("backend", a.Backend), zap.Error(err))
+				continue
+			}
+		}
 		if err := r.apply(ctx, spec, a); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", a, err))
 			log.Warn("reconcile change failed", zap.String("action", a.String()), zap.Error(err))
@@ -228,6 +265,8 @@ func (r *Reconciler) saveOut(ctx context.Context, app string, out, was map[strin
 // apply makes one change through the Balancer (every HAProxy instance, then its files).
 func (r *Reconciler) apply(ctx context.Context, spec *deployments.App, a Action) error {
 	switch a.Kind {
+	case ActAdd:
+		return r.Rotation.AddMissing(ctx, a.Backend, a.Add)
 	case ActRoute:
 		return r.Balancer.Route(ctx, spec.Route, a.Backend)
 	case ActPreview:
@@ -247,6 +286,30 @@ func (r *Reconciler) apply(ctx context.Context, spec *deployments.App, a Action)
 		return r.Mesh.Route(ctx, spec.Name, a.Color)
 	}
 	return fmt.Errorf("unknown reconcile action %q", a.Kind)
+}
+
+// waitServing waits until every HAProxy instance has a healthy server in backend, a few
+// check intervals at most (riseWait).
+func (r *Reconciler) waitServing(ctx context.Context, spec *deployments.App, backend string) error {
+	wait := riseWait(spec.HealthCheck)
+	deadline := time.Now().Add(wait)
+	for {
+		stats, err := r.Balancer.Servers(ctx, backend)
+		if err == nil {
+			err = everyLBServes(stats, backend)
+		}
+		if err == nil || !errors.Is(err, ErrNotHealthy) {
+			return err
+		}
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("%w (waited %s); the route stays where it is until the next pass", err, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(spec.HealthCheck.Interval, 100*time.Millisecond)):
+		}
+	}
 }
 
 // settlePasses bounds Settle.

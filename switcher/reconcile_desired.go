@@ -3,7 +3,9 @@ package switcher
 import (
 	"fmt"
 	"maps"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/swap-dev/swap/deployments"
@@ -44,6 +46,7 @@ type ActionKind string
 
 // Reconcile actions, in the order a pass applies them.
 const (
+	ActAdd     ActionKind = "add"      // add Add to Backend where an HAProxy lacks them
 	ActRoute   ActionKind = "route"    // point the routes map at Backend
 	ActPreview ActionKind = "preview"  // point the preview map at Backend ("" removes it)
 	ActCanary  ActionKind = "canary"   // remove the canary entry (no swap runs)
@@ -58,6 +61,8 @@ type Action struct {
 	Kind    ActionKind `json:"kind"`
 	Backend string     `json:"backend,omitempty"`
 	Servers []string   `json:"servers,omitempty"`
+	// Add are the servers ActAdd adds (Servers names them).
+	Add []Server `json:"-"`
 	// Color is where ActMesh routes the mesh.
 	Color deployments.Color `json:"color,omitempty"`
 	Why   string            `json:"why"`
@@ -117,6 +122,10 @@ func outKey(backend, server string) string { return backend + "/" + server }
 // desiredActions compares the desired state of an app with HAProxy's and says what to
 // change. The rules:
 //
+//   - the live color's instances Consul passes join the live backend on every HAProxy
+//     instance that lacks them (one restarted from files older than the last swap), as
+//     a swap's stage adds them, before the route moves there; the instances of any other
+//     color are the swaps' to add;
 //   - a journal that is not waiting for promote is a swap that was interrupted (the lock
 //     is free, or the pass would not run): the app is left alone until `swap resume`;
 //   - routes.map points the key at the live color's backend (nothing before the first
@@ -162,6 +171,8 @@ func desiredActions(o Observed) Desired {
 			wantPreview = j.Plan.ToBackend()
 		}
 	}
+	adds, notes := addActions(o)
+	d.Actions, d.Notes = append(d.Actions, adds...), append(d.Notes, notes...)
 	d.Actions = append(d.Actions, mapActions(o, wantRoute, wantPreview)...)
 	d.Actions, d.Notes = append(d.Actions, meshActions(o)...), append(d.Notes, meshNotes(o)...)
 
@@ -258,6 +269,72 @@ func desiredActions(o Observed) Desired {
 	d.Actions = append(d.Actions, takeOut...)
 	d.Actions = append(d.Actions, remove...)
 	return d
+}
+
+// addActions adds to the live backend, on every HAProxy instance that lacks them, the
+// live color's instances Consul passes. One Consul fails is left out until it passes
+// (its health change runs the next pass): the route only moves to servers that serve.
+func addActions(o Observed) ([]Action, []string) {
+	live := o.State.Live
+	if live == "" {
+		return nil, nil
+	}
+	be := deployments.BackendName(o.App, live)
+	has := map[string]map[string]bool{} // HAProxy instance -> its servers in be
+	for lb := range o.Maps {
+		has[lb] = map[string]bool{}
+	}
+	for _, r := range o.Servers[be] {
+		if has[r.LB] == nil {
+			has[r.LB] = map[string]bool{}
+		}
+		has[r.LB][r.Name] = true
+	}
+	var add []Server
+	var names, failing []string
+	var notes []string
+	for _, in := range slices.SortedFunc(slices.Values(o.Instances), func(a, b RegisteredInstance) int { return strings.Compare(a.ID, b.ID) }) {
+		missing := false
+		for _, m := range has {
+			missing = missing || !m[in.ID]
+		}
+		if in.Color != live || !missing {
+			continue
+		}
+		if !in.Passing {
+			failing = append(failing, in.ID+": "+orNot(in.Why, "failing in Consul"))
+			continue
+		}
+		host, port, err := splitAddr(in.Addr)
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("%s is not added to %s: Consul registers it at %q: %v", in.ID, be, in.Addr, err))
+			continue
+		}
+		add = append(add, Server{Name: in.ID, Host: host, Port: port})
+		names = append(names, in.ID)
+	}
+	if len(failing) > 0 {
+		notes = append(notes, fmt.Sprintf("%s is missing on an HAProxy instance but Consul fails it, so it is added once it passes: %s",
+			be, strings.Join(failing, "; ")))
+	}
+	if len(add) == 0 {
+		return nil, notes
+	}
+	return []Action{{Kind: ActAdd, Backend: be, Servers: names, Add: add,
+		Why: "the live color in KV is " + string(live) + " and Consul passes them, but an HAProxy instance lacks them"}}, notes
+}
+
+// splitAddr splits a registered "host:port".
+func splitAddr(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port <= 0 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q is not a TCP port", p)
+	}
+	return host, port, nil
 }
 
 // mapActions compares the routing key's entries on every HAProxy instance with the

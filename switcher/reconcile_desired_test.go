@@ -35,7 +35,7 @@ func reg(id string, passing bool) RegisteredInstance {
 	if strings.Contains(id, "green") {
 		c = deployments.Green
 	}
-	r := RegisteredInstance{ID: id, Color: c, Passing: passing}
+	r := RegisteredInstance{ID: id, Color: c, Passing: passing, Addr: "10.0.0.1:31000"}
 	if !passing {
 		r.Why = "instance " + id + " is in maintenance"
 	}
@@ -72,9 +72,14 @@ func TestDesiredActions_ComparesTheDesiredStateWithHAProxys(t *testing.T) {
 		{name: "KV says blue while the routes map says green: route to blue",
 			o:    Observed{State: liveBlue(), Instances: bothPass, Servers: blueUp, Maps: map[string]RouteEntries{"lb1": {Route: "web_green"}}},
 			want: []string{"route web_blue"}},
-		{name: "one HAProxy of two without the route (restarted from old files): route",
+		{name: "one HAProxy of two without the live servers and the route (restarted from old files): added, then routed",
 			o:    Observed{State: liveBlue(), Instances: bothPass, Servers: blueUp, Maps: map[string]RouteEntries{"lb1": {Route: "web_blue"}, "lb2": {}}},
-			want: []string{"route web_blue"}},
+			want: []string{"add web_blue web-blue-0,web-blue-1", "route web_blue"}},
+		{name: "a live server missing on one HAProxy: added; Consul fails one: it waits; the other color's: the swaps'",
+			o: Observed{State: liveBlue(), Instances: append(slices.Clone(bothPass), reg("web-blue-2", false), reg("web-green-0", true)),
+				Servers: map[string][]ServerAdmin{"web_blue": append(rows("lb1", "web-blue-0", "web-blue-1"), rows("lb2", "web-blue-1")...)},
+				Maps:    inLine("lb1", "lb2")},
+			want: []string{"add web_blue web-blue-0"}, wantNote: "web-blue-2: instance web-blue-2 is in maintenance"},
 		{name: "a preview entry without a swap waiting: removed",
 			o:    Observed{State: liveBlue(), Instances: bothPass, Servers: blueUp, Maps: map[string]RouteEntries{"lb1": {Route: "web_blue", Preview: "web_green"}}},
 			want: []string{"preview "}},
@@ -113,9 +118,10 @@ func TestDesiredActions_ComparesTheDesiredStateWithHAProxys(t *testing.T) {
 		{name: "a recorded server already ready again (put back by hand): only forgotten",
 			o: Observed{State: liveBlue(), Instances: bothPass, Servers: blueUp, Maps: inLine("lb1"),
 				Out: map[string]string{"web_blue/web-blue-0": "maint"}}},
-		{name: "a recorded server no longer in HAProxy: forgotten",
+		{name: "a recorded server no longer in HAProxy: forgotten (and added again: Consul passes it)",
 			o: Observed{State: liveBlue(), Instances: bothPass, Servers: map[string][]ServerAdmin{"web_blue": rows("lb1", "web-blue-1")}, Maps: inLine("lb1"),
-				Out: map[string]string{"web_blue/web-blue-0": "maint"}}},
+				Out: map[string]string{"web_blue/web-blue-0": "maint"}},
+			want: []string{"add web_blue web-blue-0"}},
 		{name: "a retiring color's recorded servers are the swap's: not put back",
 			o: Observed{State: State{App: "web", Live: deployments.Green, Colors: map[deployments.Color]ColorState{deployments.Blue: {RetiredBy: "d2"}}},
 				Instances: append(slices.Clone(bothPass), reg("web-green-0", true)),

@@ -3,6 +3,8 @@ package switcher
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +45,18 @@ func (f *fakeBalancer) SetAdmin(_ context.Context, backend string, servers []str
 		s.Status = map[Admin]string{AdminReady: "", AdminDrain: "DRAIN", AdminMaint: "MAINT"}[a]
 	}
 	return nil
+}
+
+func (f *fakeBalancer) AddMissing(ctx context.Context, backend string, servers []Server) error {
+	f.mu.Lock()
+	var add []Server
+	for _, srv := range servers {
+		if _, ok := f.servers[backend][srv.Name]; !ok {
+			add = append(add, srv)
+		}
+	}
+	f.mu.Unlock()
+	return f.AddServers(ctx, backend, add)
 }
 
 func (f *fakeBalancer) RouteEntries(_ context.Context, key string) (map[string]RouteEntries, error) {
@@ -447,5 +461,166 @@ func TestReconcilerRun_AFailedWatchQueryLeadsToAPassThatSaysConsulIsAway(t *test
 	}
 	if err := r.Status().InSync(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// snapshot copies the fake HAProxy's servers and routes: what its files hold.
+func (f *fakeBalancer) snapshot() (map[string]map[string]*ServerStat, map[string]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	servers := map[string]map[string]*ServerStat{}
+	for be, m := range f.servers {
+		servers[be] = map[string]*ServerStat{}
+		for n, s := range m {
+			c := *s
+			servers[be][n] = &c
+		}
+	}
+	return servers, maps.Clone(f.routes)
+}
+
+// restart starts the fake HAProxy again from the files of snapshot.
+func (f *fakeBalancer) restart(servers map[string]map[string]*ServerStat, routes map[string]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.servers, f.routes = servers, routes
+}
+
+func TestReconcilePass_AnHAProxyRestartedFromStaleFilesConvergesToTheLiveColor(t *testing.T) {
+	h := newHarness(t, twoReplicas)
+	h.deploy(t, "web:v1") // blue live
+	staleServers, staleRoutes := h.lb.snapshot()
+	h.deploy(t, "web:v2") // green live, blue retired
+	_, wantGreen := h.lb.snapshot()
+	if wantGreen["web.example.com"] != "web_green" {
+		t.Fatalf("route after the second deploy: %s", wantGreen["web.example.com"])
+	}
+	greenAddrs := map[string]string{}
+	h.lb.mu.Lock()
+	for n, s := range h.lb.servers["web_green"] {
+		greenAddrs[n] = s.Addr
+	}
+	h.lb.mu.Unlock()
+
+	h.lb.restart(staleServers, staleRoutes) // lists blue's servers, routes to blue
+	res := h.pass(t, h.reconciler())
+	var kinds []ActionKind
+	for _, a := range res.Applied {
+		kinds = append(kinds, a.Kind)
+	}
+	if want := []ActionKind{ActAdd, ActRoute, ActRemove}; !slices.Equal(kinds, want) {
+		t.Fatalf("pass on the stale HAProxy applied %v, want %v", res.Applied, want)
+	}
+	if got := h.lb.route("web.example.com"); got != "web_green" {
+		t.Fatalf("route %s after the pass, want web_green", got)
+	}
+	h.lb.mu.Lock()
+	got := map[string]string{}
+	for n, s := range h.lb.servers["web_green"] {
+		got[n] = s.Addr
+		if s.Backup {
+			t.Errorf("%s was added as a backup server", n)
+		}
+	}
+	blueLeft := len(h.lb.servers["web_blue"])
+	h.lb.mu.Unlock()
+	if !maps.Equal(got, greenAddrs) {
+		t.Fatalf("web_green after the pass: %v, want the stage's %v", got, greenAddrs)
+	}
+	if blueLeft != 0 {
+		t.Fatalf("%d of blue's servers are left, Consul no longer has them", blueLeft)
+	}
+	if res := h.pass(t, h.reconciler()); len(res.Applied) != 0 {
+		t.Fatalf("a repeated pass changed %v", res.Applied)
+	}
+}
+
+func TestReconcilePass_AddsOnlyTheServersConsulPassesAndNeverUnderASwap(t *testing.T) {
+	h := newHarness(t, twoReplicas)
+	h.deploy(t, "web:v1")
+	if err := h.lb.RemoveServers(context.Background(), "web_blue", []string{"web-blue-0", "web-blue-1"}); err != nil {
+		t.Fatal(err)
+	}
+	u := h.s.Locker.(*fakeLocker).tryLock("web")
+	if res := h.pass(t, h.reconciler()); res.Skipped == "" || h.lb.serverCount("web_blue") != 0 {
+		t.Fatalf("pass under a swap's lock: %+v, %d servers in web_blue", res, h.lb.serverCount("web_blue"))
+	}
+	if err := u.Unlock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.reg.mu.Lock()
+	h.reg.failing["web-blue-1"] = true
+	h.reg.mu.Unlock()
+	res := h.pass(t, h.reconciler())
+	if len(res.Applied) != 1 || res.Applied[0].Kind != ActAdd || !slices.Equal(res.Applied[0].Servers, []string{"web-blue-0"}) {
+		t.Fatalf("pass applied %v, want web-blue-0 added", res.Applied)
+	}
+	if len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "web-blue-1") {
+		t.Fatalf("notes %q, want one that says web-blue-1 waits until Consul passes it", res.Notes)
+	}
+	h.reg.mu.Lock()
+	h.reg.failing["web-blue-1"] = false
+	h.reg.mu.Unlock()
+	if res := h.pass(t, h.reconciler()); len(res.Applied) != 1 || !slices.Equal(res.Applied[0].Servers, []string{"web-blue-1"}) {
+		t.Fatalf("pass with web-blue-1 passing applied %v, want it added", res.Applied)
+	}
+}
+
+func TestReconcilePass_TheRouteWaitsForTheServersItAdded(t *testing.T) {
+	h := newHarness(t, twoReplicas)
+	h.deploy(t, "web:v1")
+	staleServers, staleRoutes := h.lb.snapshot()
+	h.deploy(t, "web:v2")
+	h.lb.restart(staleServers, staleRoutes)
+	h.lb.mu.Lock()
+	h.lb.down["web-green-0"], h.lb.down["web-green-1"] = true, true
+	h.lb.mu.Unlock()
+	_, err := h.reconciler().Pass(context.Background(), "web")
+	if !errors.Is(err, ErrNotInLine) || !errors.Is(err, ErrNotHealthy) {
+		t.Fatalf("pass with the added servers down: %v, want ErrNotInLine for the route", err)
+	}
+	if got := h.lb.route("web.example.com"); got != "web_blue" {
+		t.Fatalf("route %s while web_green has no server up, want web_blue left", got)
+	}
+	h.lb.mu.Lock()
+	h.lb.down["web-green-1"] = false
+	h.lb.mu.Unlock()
+	if res := h.pass(t, h.reconciler()); len(res.Applied) == 0 || res.Applied[0].Kind != ActRoute || h.lb.route("web.example.com") != "web_green" {
+		t.Fatalf("pass with web-green-1 up: %v, route %s", res.Applied, h.lb.route("web.example.com"))
+	}
+}
+
+// fakeFiles counts the writes of HAProxy's files; err fails them.
+type fakeFiles struct {
+	n   atomic.Int32
+	err error
+}
+
+func (f *fakeFiles) WriteFiles(context.Context) error {
+	f.n.Add(1)
+	return f.err
+}
+
+func TestReconcilePass_WritesTheFilesAfterEveryPassThatRanEvenWithNothingToChange(t *testing.T) {
+	h := newHarness(t, twoReplicas)
+	h.deploy(t, "web:v1")
+	files := &fakeFiles{}
+	r := h.reconciler()
+	r.Files = files
+	// A swap run elsewhere changed this HAProxy at runtime only: the pass has nothing to
+	// change, and writes the files.
+	if res := h.pass(t, r); len(res.Applied) != 0 || files.n.Load() != 1 {
+		t.Fatalf("pass applied %v and wrote the files %d times, want nothing and once", res.Applied, files.n.Load())
+	}
+	u := h.s.Locker.(*fakeLocker).tryLock("web")
+	if res := h.pass(t, r); res.Skipped == "" || files.n.Load() != 1 {
+		t.Fatalf("pass under a swap's lock: %+v, files written %d times, want left to the swap", res, files.n.Load())
+	}
+	if err := u.Unlock(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	files.err = errors.New("disk full")
+	if _, err := r.Pass(context.Background(), "web"); !errors.Is(err, ErrNotInLine) || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("pass whose files could not be written: %v, want ErrNotInLine with the cause", err)
 	}
 }

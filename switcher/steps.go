@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -312,7 +313,7 @@ func (r *run) routeBack(ctx context.Context, why string, err error) error {
 func (r *run) requireHealthy(ctx context.Context) error {
 	s := r.s
 	hc := r.app.HealthCheck
-	wait := max(2*time.Second, time.Duration(hc.Rise+2)*hc.Interval)
+	wait := riseWait(hc)
 	deadline := s.now().Add(wait)
 	for {
 		err := r.healthyOnEveryLB(ctx)
@@ -330,12 +331,16 @@ func (r *run) requireHealthy(ctx context.Context) error {
 	}
 }
 
-func (r *run) healthyOnEveryLB(ctx context.Context) error {
-	s := r.s
-	stats, err := s.Balancer.Servers(ctx, r.plan.ToBackend())
-	if err != nil {
-		return err
-	}
+// riseWait is how long traffic waits for a backend's servers to rise on every HAProxy
+// (a HAProxy that just got them, or was reloaded, starts them DOWN until rise checks
+// pass): a few check intervals.
+func riseWait(hc deployments.HealthCheck) time.Duration {
+	return max(2*time.Second, time.Duration(hc.Rise+2)*hc.Interval)
+}
+
+// everyLBServes says whether every HAProxy instance of stats (backend's server rows) has
+// a healthy server in backend that is not a backup; the error wraps ErrNotHealthy.
+func everyLBServes(stats []ServerStat, backend string) error {
 	up := map[string]bool{}
 	lbs := map[string]bool{}
 	for _, st := range stats {
@@ -344,13 +349,25 @@ func (r *run) healthyOnEveryLB(ctx context.Context) error {
 			up[st.LB] = true
 		}
 	}
-	for lb := range lbs {
+	for _, lb := range slices.Sorted(maps.Keys(lbs)) {
 		if !up[lb] {
-			return fmt.Errorf("%w: HAProxy %s has no healthy server in %s", ErrNotHealthy, lb, r.plan.ToBackend())
+			return fmt.Errorf("%w: HAProxy %s has no healthy server in %s", ErrNotHealthy, lb, backend)
 		}
 	}
 	if len(lbs) == 0 {
-		return fmt.Errorf("%w: %s has no servers", ErrNotHealthy, r.plan.ToBackend())
+		return fmt.Errorf("%w: %s has no servers", ErrNotHealthy, backend)
+	}
+	return nil
+}
+
+func (r *run) healthyOnEveryLB(ctx context.Context) error {
+	s := r.s
+	stats, err := s.Balancer.Servers(ctx, r.plan.ToBackend())
+	if err != nil {
+		return err
+	}
+	if err := everyLBServes(stats, r.plan.ToBackend()); err != nil {
+		return err
 	}
 	regs, err := s.Registry.Instances(ctx, r.plan.App)
 	if err != nil {

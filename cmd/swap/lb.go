@@ -124,7 +124,14 @@ func renderLB(ctx context.Context, cfg *deployments.Config, dryRun bool) (*rende
 	var first *renderResult
 	var firstErr error
 	for i, c := range clients {
-		res, err := renderInstance(ctx, c, instanceLayout(cfg, layout, i), write)
+		var res *renderResult
+		var err error
+		if cfg.HAProxy.WritesFiles(i) {
+			res, err = renderInstance(ctx, c, instanceLayout(cfg, layout, i), write)
+		} else {
+			res = &renderResult{Instance: c.Name(), Source: "nothing", DryRun: dryRun,
+				Notes: []string{fmt.Sprintf("haproxy %s is another host's (address %s, no dir): its files are written there, by the swap serve or swap watch of that host", c.Name(), cfg.HAProxy.Instances[i].Address)}}
+		}
 		if first == nil {
 			first = res
 		} else {

@@ -202,6 +202,14 @@ func TestLBRenderWritesEachInstanceItsOwnFiles(t *testing.T) {
 	if rows, err := c2.ServersState(ctx, "web_blue"); err != nil || len(rows) != 1 || rows[0].Name != "web-blue-7" {
 		t.Fatalf("edge-2 after its reload: %+v %v", rows, err)
 	}
+
+	t.Run("another host's instance (address, no dir) gets no files here", func(t *testing.T) {
+		remote := "    - name: edge-3\n      address: 127.0.0.1:1\n" // never dialed by render
+		code, out, errOut := runSwap(t, "--config", lbConfig(t, h, remote), "lb", "render")
+		if code != exitOK || !strings.Contains(errOut, "haproxy edge-3 is another host's") || !strings.Contains(errOut, "swap serve or swap watch of that host") {
+			t.Fatalf("render with another host's instance: exit %d:\n%s\n%s", code, out, errOut)
+		}
+	})
 }
 
 func readTestFile(t *testing.T, path string) string {

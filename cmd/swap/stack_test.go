@@ -237,9 +237,13 @@ apps:
 }
 
 // render writes haproxy.cfg and the maps for the config into dir, with no servers yet.
-func (s *stack) render(dir string) {
-	t := s.t
-	cfg, err := deployments.Load(s.cfgPath, overrides(newViper(newRootCmd(io.Discard, io.Discard))))
+func (s *stack) render(dir string) { renderConfig(s.t, s.cfgPath, dir) }
+
+// renderConfig writes haproxy.cfg and the maps for the config at cfgPath into dir, with
+// no servers yet.
+func renderConfig(t testing.TB, cfgPath, dir string) {
+	t.Helper()
+	cfg, err := deployments.Load(cfgPath, overrides(newViper(newRootCmd(io.Discard, io.Discard))))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
@@ -302,8 +306,11 @@ func (s *stack) mustSwap(args ...string) cliRun {
 }
 
 // get sends one request for host through the frontend and returns status and body.
-func (s *stack) get(host, path string) (int, string, error) {
-	req, _ := http.NewRequest("GET", "http://"+s.frontend+path, nil)
+func (s *stack) get(host, path string) (int, string, error) { return getOn(s.frontend, host, path) }
+
+// getOn sends one request for host through the HAProxy frontend at frontend.
+func getOn(frontend, host, path string) (int, string, error) {
+	req, _ := http.NewRequest("GET", "http://"+frontend+path, nil)
 	req.Host = host
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -342,6 +349,11 @@ const maxLoad = 3 * time.Minute
 const loadPause = 25 * time.Millisecond
 
 func (s *stack) startLoad(host, path string, workers int) *load {
+	return s.startLoadOn(s.frontend, host, path, workers)
+}
+
+// startLoadOn is startLoad through the HAProxy frontend at frontend (host:port).
+func (s *stack) startLoadOn(frontend, host, path string, workers int) *load {
 	ctx, cancel := context.WithTimeout(context.Background(), maxLoad)
 	l := &load{s: s, start: time.Now(), stop: cancel, byColor: map[string]int{}, bodies: map[string]int{}}
 	for w := range workers {
@@ -354,7 +366,7 @@ func (s *stack) startLoad(host, path string, workers int) *load {
 			defer l.wg.Done()
 			defer tr.CloseIdleConnections()
 			for ctx.Err() == nil {
-				req, _ := http.NewRequestWithContext(context.WithoutCancel(ctx), "GET", "http://"+s.frontend+path, nil)
+				req, _ := http.NewRequestWithContext(context.WithoutCancel(ctx), "GET", "http://"+frontend+path, nil)
 				req.Host = host
 				resp, err := client.Do(req)
 				l.total.Add(1)

@@ -45,6 +45,7 @@ type HAProxyInstance struct {
 	StateFile  string // server-state-file
 
 	t     testing.TB
+	wrap  []string // command prefix HAProxy runs under (RunHAProxyIn)
 	ports map[string]int
 	mu    sync.Mutex
 	cmd   *exec.Cmd
@@ -126,13 +127,21 @@ func HAProxy(t testing.TB, cfg string) *HAProxyInstance {
 // both answer and stops HAProxy in t.Cleanup.
 func RunHAProxy(t testing.TB, cfgPath, adminSock string) *HAProxyInstance {
 	t.Helper()
+	return RunHAProxyIn(t, nil, cfgPath, adminSock)
+}
+
+// RunHAProxyIn is RunHAProxy with HAProxy run under the command prefix wrap (nil:
+// none), like LBHost.Wrap: HAProxy in another network namespace. Its unix sockets are
+// files, reached from any namespace.
+func RunHAProxyIn(t testing.TB, wrap []string, cfgPath, adminSock string) *HAProxyInstance {
+	t.Helper()
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
 		Require(t, "haproxy", err)
 	}
 	dir := filepath.Dir(cfgPath)
 	h := &HAProxyInstance{Dir: dir, CfgPath: cfgPath, AdminSock: adminSock,
-		MasterSock: filepath.Join(dir, "master.sock"), t: t, ports: map[string]int{}}
+		MasterSock: filepath.Join(dir, "master.sock"), t: t, wrap: wrap, ports: map[string]int{}}
 	if b, err := exec.Command(bin, "-c", "-q", "-f", cfgPath).CombinedOutput(); err != nil {
 		t.Fatalf("testenv: haproxy -c rejects %s: %v\n%s", cfgPath, err, b)
 	}
@@ -163,7 +172,8 @@ func (h *HAProxyInstance) start(t testing.TB, bin string) {
 	os.Remove(h.AdminSock)
 	os.Remove(h.MasterSock)
 	h.log = &syncBuffer{}
-	cmd := exec.Command(bin, "-W", "-S", h.MasterSock+",mode,600", "-f", h.CfgPath)
+	argv := append(append([]string(nil), h.wrap...), bin, "-W", "-S", h.MasterSock+",mode,600", "-f", h.CfgPath)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout = h.log
 	cmd.Stderr = h.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -156,12 +156,16 @@ func (h *DockerHost) own(t testing.TB) {
 // sweepDeadHosts removes the hosts (veth, namespace, directory) of test processes that
 // died before their cleanup ran (a killed test binary: its engines got SIGTERM with it).
 // A host without an owner file is being made by a live process and is left alone.
-func sweepDeadHosts(t testing.TB) {
+func sweepDeadHosts(t testing.TB) { sweepDead(t, nsPrefix, "swh%da") }
+
+// sweepDead removes the namespaces named prefix<N> (with the root end of their veth,
+// rootVeth formatted with N, and their directory) whose owner file names a dead process.
+func sweepDead(t testing.TB, prefix, rootVeth string) {
 	entries, _ := os.ReadDir("/var/run/netns")
 	for _, e := range entries {
 		name := e.Name()
-		n, err := strconv.Atoi(strings.TrimPrefix(name, nsPrefix))
-		if !strings.HasPrefix(name, nsPrefix) || err != nil {
+		n, err := strconv.Atoi(strings.TrimPrefix(name, prefix))
+		if !strings.HasPrefix(name, prefix) || err != nil {
 			continue
 		}
 		b, err := os.ReadFile(ownerFile(name))
@@ -174,7 +178,7 @@ func sweepDeadHosts(t testing.TB) {
 			continue // alive (or not ours to judge)
 		}
 		t.Logf("testenv: removing %s, left by test process %d that died before its cleanup", name, pid)
-		_ = ipCmd("link", "del", fmt.Sprintf("swh%da", n))
+		_ = ipCmd("link", "del", fmt.Sprintf(rootVeth, n))
 		_ = ipCmd("netns", "del", name)
 		if dir != "" && strings.HasPrefix(filepath.Base(dir), "swap-dockerhost-") {
 			_ = removeDir(dir)

@@ -28,9 +28,28 @@ func (b *Balancer) layout() *lbconfig.Layout { return b.F.Layout() }
 // AddServers adds servers with their backend's check timing, DOWN until the checks
 // pass, persisting once.
 func (b *Balancer) AddServers(ctx context.Context, backend string, servers []switcher.Server) error {
+	add, err := b.servers(backend, servers)
+	if err != nil {
+		return err
+	}
+	return b.F.AddServers(ctx, backend, add)
+}
+
+// AddMissing adds servers as AddServers does, each on the instances that lack it.
+func (b *Balancer) AddMissing(ctx context.Context, backend string, servers []switcher.Server) error {
+	add, err := b.servers(backend, servers)
+	if err != nil {
+		return err
+	}
+	return b.F.AddMissingServers(ctx, backend, add)
+}
+
+// servers are the lbconfig servers of backend: its server settings (check timing and
+// the rest, as the layout renders them) with each one's name and address.
+func (b *Balancer) servers(backend string, servers []switcher.Server) ([]lbconfig.Server, error) {
 	be := b.layout().Backend(backend)
 	if be == nil {
-		return fmt.Errorf("backend %s is not in the HAProxy layout: run `swap lb render` and reload HAProxy", backend)
+		return nil, fmt.Errorf("backend %s is not in the HAProxy layout: run `swap lb render` and reload HAProxy", backend)
 	}
 	var add []lbconfig.Server
 	for _, srv := range servers {
@@ -38,7 +57,7 @@ func (b *Balancer) AddServers(ctx context.Context, backend string, servers []swi
 		s.Name, s.Addr, s.Port, s.Backup = srv.Name, srv.Host, srv.Port, srv.Backup
 		add = append(add, s)
 	}
-	return b.F.AddServers(ctx, backend, add)
+	return add, nil
 }
 
 // RemoveServers puts the servers in maintenance and deletes them, retrying until they

@@ -82,6 +82,16 @@ func (b *Balancer) RouteEntries(ctx context.Context, key string) (map[string]swi
 	return out, nil
 }
 
+// WriteFiles writes every instance's files (those of this host: the fleet skips another
+// host's) from what it serves now; without a layout there is nothing to write.
+func (b *Balancer) WriteFiles(ctx context.Context) error {
+	if b.F.Layout() == nil {
+		return nil
+	}
+	_, err := b.F.Persist(ctx)
+	return err
+}
+
 // LockHolder says who holds app's lock, without taking it.
 func (l Locker) LockHolder(ctx context.Context, app string) (string, bool, error) {
 	h, held, err := l.R.LockHolder(ctx, app)
@@ -135,6 +145,7 @@ func reconcilerOn(cfg *deployments.Config, reg *consul.Registry, bal *Balancer, 
 		Registry: Registry{R: reg},
 		Balancer: bal,
 		Rotation: bal,
+		Files:    bal,
 		Store:    Store{R: reg},
 		Locks:    Locker{R: reg},
 		Host:     host,

@@ -116,7 +116,7 @@ func Fleet(cfg *deployments.Config, drv *docker.Driver, opts ...lbconfig.Option)
 		if err != nil {
 			return nil, err
 		}
-		inst := lbconfig.Instance{Client: c, Dir: cfg.HAProxy.InstanceDir(i)}
+		inst := lbconfig.Instance{Client: c, Dir: cfg.HAProxy.InstanceDir(i), NoFiles: !cfg.HAProxy.WritesFiles(i)}
 		if in.MasterSocket != "" {
 			if inst.Master, err = lbconfig.NewMaster(in.MasterSocket, lbconfig.WithName(in.Name+"-master")); err != nil {
 				return nil, fmt.Errorf("haproxy instance %s master socket: %w", in.Name, err)
