@@ -71,7 +71,14 @@ func (r *run) start(ctx context.Context) error {
 	}
 	// Every container knows what it is: the app sees its color, deploy and image.
 	env = append(env, r.hookEnv()...)
-	insts, err := s.Runtime.Start(ctx, deployments.StartSpec{
+	// deploy_timeout bounds the start too (it is counted from the swap's start, as the
+	// gate's is): many replicas on a busy engine take longer than the driver's default.
+	sctx, cancel := ctx, context.CancelFunc(func() {})
+	if r.app.DeployTimeout > 0 {
+		sctx, cancel = context.WithDeadline(ctx, r.started.Add(r.app.DeployTimeout))
+	}
+	defer cancel()
+	insts, err := s.Runtime.Start(sctx, deployments.StartSpec{
 		App: r.plan.App, Color: r.plan.To, Deploy: r.plan.Deploy, Image: r.plan.Image, ImageID: r.plan.ImageID,
 		Replicas: r.plan.Replicas, Port: r.app.Port, Env: env, Labels: r.app.Labels,
 		Command: r.app.Command, StopTimeout: r.app.StopTimeout,
