@@ -1,13 +1,13 @@
 package deployments
 
 import (
-	"github.com/swap-dev/swap/statuscode"
-
 	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/swap-dev/swap/statuscode"
 )
 
 // Config is swap's whole configuration: where Docker, Consul and HAProxy are, and the

@@ -1,10 +1,10 @@
 package deployments
 
 import (
-	"github.com/swap-dev/swap/statuscode"
-
 	"fmt"
 	"time"
+
+	"github.com/swap-dev/swap/statuscode"
 )
 
 // Defaults filled in by SetDefaults. docs/config.md lists the same values.

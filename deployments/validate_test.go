@@ -1,14 +1,14 @@
 package deployments
 
 import (
-	"github.com/swap-dev/swap/statuscode"
-
 	"errors"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/swap-dev/swap/statuscode"
 )
 
 // validConfig is a small config that passes Validate after SetDefaults; each malformed

@@ -1,8 +1,6 @@
 package health
 
 import (
-	"github.com/swap-dev/swap/statuscode"
-
 	"context"
 	"errors"
 	"net"
@@ -10,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/swap-dev/swap/statuscode"
 )
 
 func TestHTTPChecker_JudgesEachKindOfAnswer(t *testing.T) {

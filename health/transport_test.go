@@ -1,8 +1,6 @@
 package health
 
 import (
-	"github.com/swap-dev/swap/statuscode"
-
 	"bufio"
 	"context"
 	"io"
@@ -15,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/swap-dev/swap/statuscode"
 )
 
 // rawServer answers each request on a loopback listener with the bytes

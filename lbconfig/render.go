@@ -1,8 +1,6 @@
 package lbconfig
 
 import (
-	"github.com/swap-dev/swap/statuscode"
-
 	"bytes"
 	"fmt"
 	"net"
@@ -12,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/swap-dev/swap/statuscode"
 )
 
 // One file renders haproxy.cfg and checks what goes into it: the checks and the lines

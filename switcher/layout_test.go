@@ -1,14 +1,13 @@
 package switcher
 
 import (
-	"github.com/swap-dev/swap/statuscode"
-
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/swap-dev/swap/deployments"
 	"github.com/swap-dev/swap/lbconfig"
+	"github.com/swap-dev/swap/statuscode"
 )
 
 func layoutConfig() *deployments.Config {

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"github.com/swap-dev/swap/statuscode"
-
 	"fmt"
 	"io"
 	"time"
@@ -10,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/swap-dev/swap/health"
+	"github.com/swap-dev/swap/statuscode"
 )
 
 func newHealthCmd() *cobra.Command {
