@@ -48,7 +48,7 @@ func (p *progress) event(e switcher.Event) {
 	if e.Elapsed > 0 {
 		took = e.Elapsed.Round(time.Millisecond).String()
 	}
-	fmt.Fprintf(p.w, "%7.2fs %s %-8s %8s  %s\n", e.Time.Sub(p.t0).Seconds(), kindMark[e.Kind], e.Step, took, e.Message)
+	fmt.Fprintf(p.w, "%7.2fs %s %-9s %8s  %s\n", e.Time.Sub(p.t0).Seconds(), kindMark[e.Kind], e.Step, took, e.Message)
 }
 
 // result prints the outcome of an operation.
