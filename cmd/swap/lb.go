@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -22,25 +24,30 @@ func newLBCmd() *cobra.Command {
 		Use:   "lb",
 		Short: "Render HAProxy's config from swap's config and show what HAProxy serves",
 		Long: `swap lb works on HAProxy directly: render writes haproxy.cfg and the map files
-(docs/haproxy.md explains the layout), status shows every backend and server of every
-HAProxy instance.`,
+(docs/haproxy.md explains the layout) and, with --reload, reloads HAProxy; status shows
+every backend and server of every HAProxy instance.`,
 		Args: cobra.NoArgs,
 	}
 	lb.AddCommand(newLBRenderCmd(), newLBStatusCmd())
 	return lb
 }
 
-// lbClients returns a Runtime API client for every HAProxy instance in the config.
-func lbClients(cfg *deployments.Config) ([]*lbconfig.Client, error) {
-	var out []*lbconfig.Client
+// lbInstances returns the layout the config describes and a Runtime API client for
+// every HAProxy instance in it.
+func lbInstances(cfg *deployments.Config) (*lbconfig.Layout, []*lbconfig.Client, error) {
+	layout, err := switcher.LBLayout(cfg, switcher.LBCurrent{})
+	if err != nil {
+		return nil, nil, withCode(exitUsage, err)
+	}
+	var clients []*lbconfig.Client
 	for _, in := range cfg.HAProxy.Instances {
 		c, err := wire.Client(in)
 		if err != nil {
-			return nil, withCode(exitUsage, err)
+			return nil, nil, withCode(exitUsage, err)
 		}
-		out = append(out, c)
+		clients = append(clients, c)
 	}
-	return out, nil
+	return layout, clients, nil
 }
 
 // instanceLayout is layout with the directory of haproxy.instances[i]'s files: its map
@@ -62,12 +69,17 @@ type renderResult struct {
 	Unchanged []string `json:"unchanged"`
 	Diff      string   `json:"diff,omitempty"`
 	Notes     []string `json:"notes,omitempty"`
+	// Reloaded: --reload reloaded this instance, which serves these files now.
+	Reloaded bool `json:"reloaded"`
 	// Others are the results of the other instances.
 	Others []*renderResult `json:"others,omitempty"`
+
+	// runtimeErr is why the servers and maps did not come from the instance's runtime.
+	runtimeErr error
 }
 
 func newLBRenderCmd() *cobra.Command {
-	var dryRun bool
+	var dryRun, reload bool
 	cmd := &cobra.Command{
 		Use:   "render",
 		Short: "Write haproxy.cfg, routes.map, preview.map, canary.map and server-state of every HAProxy instance",
@@ -80,39 +92,56 @@ read and written, so a concurrent swap never leaves older files last.
 
 Each file is written to a temp file next to it, fsynced, checked (haproxy -c for
 haproxy.cfg) and renamed over the old one; a file whose bytes are equal is left alone.
---dry-run writes nothing and prints the diff. render does not reload HAProxy.`,
+--dry-run writes nothing and prints the diff.
+
+Without --reload, HAProxy serves the files from its next reload. With --reload, once
+every file is written and checked, render reloads each instance whose files it wrote
+through its master CLI (haproxy.instances[].master_socket), one after the other, each
+waited for until its new worker answers: a new app's backends are then live. The live
+servers, their state and the routes are written to the files first, so the new workers
+start with them. An instance without master_socket is refused (exit 2) before any file
+is written; one whose live state cannot be read (it does not run swap's config yet) is
+not reloaded (exit 1: reload it by hand this once); another host's instance (address,
+no dir) is reloaded on its host. With --dry-run, --reload reloads nothing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			g, cfg, err := optionsAndConfig(cmd)
 			if err != nil {
 				return err
 			}
-			res, err := renderLB(cmd.Context(), cfg, dryRun)
+			var fleet *lbconfig.Fleet
+			if reload {
+				if fleet, err = wire.ReloadFleet(cfg); err != nil {
+					return classify(fmt.Errorf("lb render --reload: %w", err))
+				}
+			}
+			res, err := renderLB(cmd.Context(), cfg, dryRun, reload)
 			if err != nil {
 				return err
 			}
+			if fleet != nil && !dryRun {
+				err = reloadLB(cmd.Context(), fleet, res)
+			}
 			if g.Output == outputJSON {
-				return writeJSON(cmd.OutOrStdout(), res)
+				return errors.Join(err, writeJSON(cmd.OutOrStdout(), res))
 			}
 			for _, r := range append([]*renderResult{res}, res.Others...) {
 				printRender(cmd.OutOrStdout(), cmd.ErrOrStderr(), r.Dir, r)
 			}
-			return nil
+			return err
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "write nothing; print the diff of what would change")
+	cmd.Flags().BoolVar(&reload, "reload", false, "then reload every HAProxy instance whose files were written, through its master_socket")
 	return cmd
 }
 
 // renderLB renders every instance's files with its live servers and maps. The
 // result is the first instance's, with the others in Others; the error is the first
-// failure (the other instances are rendered all the same).
-func renderLB(ctx context.Context, cfg *deployments.Config, dryRun bool) (*renderResult, error) {
-	layout, err := switcher.LBLayout(cfg, switcher.LBCurrent{})
-	if err != nil {
-		return nil, withCode(exitUsage, err)
-	}
-	clients, err := lbClients(cfg)
+// failure (the other instances are rendered all the same). With reload, the notes say
+// what --reload leaves alone.
+func renderLB(ctx context.Context, cfg *deployments.Config, dryRun, reload bool) (*renderResult, error) {
+	layout, clients, err := lbInstances(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -129,8 +158,11 @@ func renderLB(ctx context.Context, cfg *deployments.Config, dryRun bool) (*rende
 		if cfg.HAProxy.WritesFiles(i) {
 			res, err = renderInstance(ctx, c, instanceLayout(cfg, layout, i), write)
 		} else {
-			res = &renderResult{Instance: c.Name(), Source: "nothing", DryRun: dryRun,
-				Notes: []string{fmt.Sprintf("haproxy %s is another host's (address %s, no dir): its files are written there, by the swap serve or swap watch of that host", c.Name(), cfg.HAProxy.Instances[i].Address)}}
+			note := fmt.Sprintf("haproxy %s is another host's (address %s, no dir): its files are written there, by the swap serve or swap watch of that host", c.Name(), cfg.HAProxy.Instances[i].Address)
+			if reload {
+				note += ", and it is reloaded there: --reload reloads the HAProxys whose files it writes"
+			}
+			res = &renderResult{Instance: c.Name(), Source: "nothing", DryRun: dryRun, Notes: []string{note}}
 		}
 		if first == nil {
 			first = res
@@ -141,7 +173,40 @@ func renderLB(ctx context.Context, cfg *deployments.Config, dryRun bool) (*rende
 			firstErr = err
 		}
 	}
+	if reload && dryRun && first != nil {
+		first.Notes = append(first.Notes, "--dry-run: no HAProxy reloaded")
+	}
 	return first, firstErr
+}
+
+// reloadTimeout bounds the reload of one instance: its new worker up and answering on
+// the admin socket.
+const reloadTimeout = time.Minute
+
+// reloadLB reloads the instances of fleet (wire.ReloadFleet) once their files are
+// written, and marks them Reloaded in res.
+func reloadLB(ctx context.Context, fleet *lbconfig.Fleet, res *renderResult) error {
+	instances := fleet.Instances()
+	reloaded := map[string]bool{}
+	for _, in := range instances {
+		reloaded[in.Client.Name()] = true
+	}
+	all := append([]*renderResult{res}, res.Others...)
+	for _, r := range all {
+		if reloaded[r.Instance] && r.runtimeErr != nil {
+			return classify(fmt.Errorf("lb render --reload: haproxy %s is not reloaded (an HAProxy that does not run swap's config yet is reloaded or started by hand on %s, this once): --reload first writes its live servers and maps to the files, and they cannot be read: %w",
+				r.Instance, filepath.Join(r.Dir, lbconfig.ConfigFile), r.runtimeErr))
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(len(instances))*reloadTimeout)
+	defer cancel()
+	if err := fleet.Reload(ctx); err != nil {
+		return classify(fmt.Errorf("lb render --reload: the files are written, the reload failed: %w", err))
+	}
+	for _, r := range all {
+		r.Reloaded = reloaded[r.Instance]
+	}
+	return nil
 }
 
 // renderInstance renders one instance's files into its layout's directory, holding
@@ -163,6 +228,7 @@ func renderInstance(ctx context.Context, c *lbconfig.Client, layout *lbconfig.La
 		res.Source = "haproxy " + c.Name()
 	} else {
 		res.Notes = append(res.Notes, fmt.Sprintf("haproxy %s not used: %v", c.Name(), err))
+		res.runtimeErr = err
 		live, err = lbconfig.ReadLayoutFiles(layout)
 		if err != nil {
 			return res, withCode(exitFailed, fmt.Errorf("haproxy %s did not answer and the files in %s cannot be read: %w", c.Name(), layout.Dir, err))
@@ -200,13 +266,19 @@ func printRender(out, errOut io.Writer, dir string, res *renderResult) {
 	}
 	if len(res.Changed) == 0 {
 		fmt.Fprintf(out, "no changes in %s\n", dir)
-		return
+	} else {
+		fmt.Fprintf(out, "wrote %s in %s", strings.Join(res.Changed, ", "), dir)
+		if len(res.Unchanged) > 0 {
+			fmt.Fprintf(out, " (unchanged: %s)", strings.Join(res.Unchanged, ", "))
+		}
+		fmt.Fprintln(out)
 	}
-	fmt.Fprintf(out, "wrote %s in %s", strings.Join(res.Changed, ", "), dir)
-	if len(res.Unchanged) > 0 {
-		fmt.Fprintf(out, " (unchanged: %s)", strings.Join(res.Unchanged, ", "))
+	switch {
+	case res.Reloaded:
+		fmt.Fprintf(out, "reloaded haproxy %s: it serves the files of %s now\n", res.Instance, dir)
+	case len(res.Changed) > 0:
+		fmt.Fprintln(out, "HAProxy serves them after its next reload (swap lb render --reload); the runtime already matches them.")
 	}
-	fmt.Fprintln(out, "\nHAProxy serves them after its next reload; the runtime already matches them.")
 }
 
 // lbServer is one server in `swap lb status`.
@@ -280,11 +352,7 @@ answer is listed with its error, and the exit code is 4.`,
 }
 
 func lbStatus(ctx context.Context, cfg *deployments.Config) ([]lbInstance, error) {
-	layout, err := switcher.LBLayout(cfg, switcher.LBCurrent{})
-	if err != nil {
-		return nil, withCode(exitUsage, err)
-	}
-	clients, err := lbClients(cfg)
+	layout, clients, err := lbInstances(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -5,8 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -228,4 +232,149 @@ func lbHas(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestLBRenderReloadServesANewAppAndKeepsTheLiveRouting adds an app to swap.yaml and
+// runs `swap lb render --reload`: HAProxy has the new app's backends without a reload by
+// hand, while the running app keeps its color, its server and that server's state.
+// --reload refuses an instance without master_socket before it writes anything, and
+// one that does not run swap's config yet.
+func TestLBRenderReloadServesANewAppAndKeepsTheLiveRouting(t *testing.T) {
+	h := testenv.HAProxy(t, "frontend boot\n    bind 127.0.0.1:{{.Port \"boot\"}}\n    http-request return status 200\n")
+	master := "      master_socket: " + h.MasterSock + "\n"
+	cfgPath := lbConfig(t, h, master)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	// HAProxy runs a config swap did not render: the files are written, the reload refused.
+	boot := h.WorkerPid(t)
+	code, out, errOut := runSwap(t, "--config", cfgPath, "lb", "render", "--reload")
+	if code != exitFailed || !strings.Contains(out, "wrote routes.map, canary.map, haproxy.cfg") ||
+		!strings.Contains(errOut, "haproxy local is not reloaded") || !strings.Contains(errOut, "reloaded or started by hand on "+h.CfgPath) {
+		t.Fatalf("render --reload on a foreign config: exit %d, want %d:\n%s\n%s", code, exitFailed, out, errOut)
+	}
+	if pid := h.WorkerPid(t); pid != boot {
+		t.Fatalf("the refused reload reloaded: worker %d, was %d", pid, boot)
+	}
+	h.Reload(t) // this once, by hand
+
+	// web is live on blue: a real server, a route, a weight set at runtime.
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "web blue") }))
+	defer app.Close()
+	port, err := strconv.Atoi(app.URL[strings.LastIndex(app.URL, ":")+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := lbconfig.New("unix", h.AdminSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddServer(ctx, "web_blue", lbconfig.Server{Name: "web-blue-0", Addr: "127.0.0.1", Port: port}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.PutMap(ctx, filepath.Join(h.Dir, "routes.map"), "web.example.com", "web_blue"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := h.Exec("set server web_blue/web-blue-0 weight 37"); err != nil || strings.TrimSpace(out) != "" {
+		t.Fatalf("set weight: %q %v", out, err)
+	}
+	servesWeb := func(when string) {
+		t.Helper()
+		testenv.WaitFor(t, 20*time.Second, "web.example.com served by web_blue "+when, func() error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+h.Addr("fe")+"/", nil)
+			if err != nil {
+				return err
+			}
+			req.Host = "web.example.com"
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK || string(b) != "web blue" {
+				return fmt.Errorf("%d %q", resp.StatusCode, b)
+			}
+			return nil
+		})
+	}
+	servesWeb("before")
+
+	// A new app in swap.yaml.
+	f, err := os.OpenFile(cfgPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("  api:\n    image: api:1\n    port: 8080\n    route: api.example.com\n"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	hasAPI := func() bool {
+		t.Helper()
+		backends, err := c.Backends(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return lbHas(backends, "api_blue") && lbHas(backends, "api_green")
+	}
+
+	before := h.WorkerPid(t)
+	code, out, errOut = runSwap(t, "--config", cfgPath, "lb", "render", "--dry-run", "--reload")
+	if code != exitOK || !strings.Contains(out, "+backend api_blue") || !strings.Contains(errOut, "--dry-run: no HAProxy reloaded") {
+		t.Fatalf("render --dry-run --reload: exit %d:\n%s\n%s", code, out, errOut)
+	}
+	if pid := h.WorkerPid(t); pid != before || hasAPI() {
+		t.Fatalf("--dry-run --reload reloaded: worker %d (was %d), api backends %v", pid, before, hasAPI())
+	}
+
+	code, out, errOut = runSwap(t, "--config", cfgPath, "--output", "json", "lb", "render", "--reload")
+	var res renderResult
+	if code != exitOK || json.Unmarshal([]byte(out), &res) != nil || !res.Reloaded || !lbHas(res.Changed, "haproxy.cfg") {
+		t.Fatalf("render --reload: exit %d:\n%s\n%s", code, out, errOut)
+	}
+	if pid := h.WorkerPid(t); pid == before {
+		t.Fatalf("worker still %d after render --reload", pid)
+	}
+	if !hasAPI() {
+		t.Fatal("the new app's backends are not in HAProxy after render --reload")
+	}
+	if rows, err := c.ServersState(ctx, "api_blue"); err != nil || len(rows) != 0 {
+		t.Fatalf("show servers state api_blue: %+v %v", rows, err)
+	}
+	// The live routing is the same: web on blue, its server with the weight set at runtime.
+	if v, ok, err := c.GetMap(ctx, filepath.Join(h.Dir, "routes.map"), "web.example.com"); err != nil || !ok || v != "web_blue" {
+		t.Fatalf("route of web.example.com after the reload: %q %v %v", v, ok, err)
+	}
+	rows, err := c.ServersState(ctx, "web_blue")
+	if err != nil || len(rows) != 1 || rows[0].Name != "web-blue-0" || rows[0].Port != port || rows[0].UWeight != 37 {
+		t.Fatalf("web_blue after the reload: %+v %v", rows, err)
+	}
+	servesWeb("after")
+
+	// Text output: the instance says it was reloaded.
+	code, out, errOut = runSwap(t, "--config", cfgPath, "lb", "render", "--reload")
+	if code != exitOK || !strings.Contains(out, "(unchanged: routes.map, canary.map, haproxy.cfg)") || !strings.Contains(out, "reloaded haproxy local: it serves the files of "+h.Dir+" now") {
+		t.Fatalf("render --reload again: exit %d:\n%s\n%s", code, out, errOut)
+	}
+
+	t.Run("another host's instance is left to its host", func(t *testing.T) {
+		remote := master + "    - name: edge-3\n      address: 127.0.0.1:1\n" // never dialed
+		code, out, errOut := runSwap(t, "--config", lbConfig(t, h, remote), "lb", "render", "--dry-run", "--reload")
+		if code != exitOK || !strings.Contains(errOut, "haproxy edge-3 is another host's") || !strings.Contains(errOut, "it is reloaded there") {
+			t.Fatalf("exit %d:\n%s\n%s", code, out, errOut)
+		}
+	})
+
+	t.Run("an instance without master_socket is refused before anything is written", func(t *testing.T) {
+		files := readTestFile(t, h.CfgPath)
+		pid := h.WorkerPid(t)
+		code, out, errOut := runSwap(t, "--config", lbConfig(t, h, ""), "lb", "render", "--reload") // without api: it would drop api's backends
+		if code != exitUsage || !strings.Contains(errOut, "haproxy.instances[0].master_socket: haproxy local has none") ||
+			!strings.Contains(errOut, "`swap lb render` without --reload and reload that HAProxy yourself") {
+			t.Fatalf("exit %d, want %d:\n%s\n%s", code, exitUsage, out, errOut)
+		}
+		if readTestFile(t, h.CfgPath) != files || h.WorkerPid(t) != pid {
+			t.Fatal("the refused render --reload wrote haproxy.cfg or reloaded")
+		}
+	})
 }

@@ -1,9 +1,8 @@
 // Package consul is swap's Consul adapter: it registers instances as services with
 // their checks, decides which instances pass, keeps swap's state in the KV store with
-// check-and-set, takes per-app session locks, watches with blocking queries, publishes
-// swap's own probe results to TTL checks, and writes the config entries that point the
-// service mesh at the live color (service-resolver, and a service-splitter during a
-// canary).
+// check-and-set, takes per-app session locks, watches with blocking queries, and writes
+// the config entries that point the service mesh at the live color (service-resolver,
+// and a service-splitter during a canary).
 //
 // It is the only package of swap that imports github.com/hashicorp/consul/api; its
 // exported API speaks in swap's own types. docs/consul.md describes the keys, the lock

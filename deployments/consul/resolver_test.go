@@ -50,7 +50,7 @@ func TestWriteResolver_PointsTheMeshAtTheLiveColor(t *testing.T) {
 	// The subset filters select by the meta swap registers: Consul evaluates the same
 	// expression over the registered instances.
 	for _, inst := range []deployments.Instance{instance("web", deployments.Blue, 0, 18090), instance("web", deployments.Green, 0, 18091), instance("web", deployments.Green, 1, 18092)} {
-		if err := r.registerService(ctx, Registration{Instance: inst, TTL: time.Minute, TTLOnly: true}); err != nil {
+		if err := r.registerService(ctx, registration{Instance: inst, TTL: time.Minute, TTLOnly: true}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
@@ -64,56 +63,40 @@ var metaKeyPattern = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
 // probeCheckID is the ID of the HTTP or TCP check Consul runs for service serviceID.
 func probeCheckID(serviceID string) string { return serviceID + ":probe" }
 
-// tTLCheckID is the ID of the TTL check that publishTTL updates for service serviceID.
-func tTLCheckID(serviceID string) string { return serviceID + ":ttl" }
-
-// Registration is one instance to register as a service.
-type Registration struct {
-	Instance deployments.Instance
-	// Check is how Consul probes the instance itself: Type "http" (the default when
-	// Path is set) or "tcp". Ignored when TTLOnly.
-	Check   deployments.HealthCheck
-	Version string // becomes a tag and meta "version"; optional
-	// TTL > 0 adds a TTL check (ID tTLCheckID) that starts critical and is kept up to
-	// date by publishTTL from swap's own probes. It must be republished more often
-	// than TTL or it turns critical.
-	TTL time.Duration
-	// TTLOnly registers the TTL check alone, so Consul's view is exactly swap's probes.
-	TTLOnly bool
-}
-
-// Register registers inst as an instance of service inst.App with Consul probing it by
-// check. It is registerService without a TTL check.
+// Register registers inst as an instance of service inst.App on the agent, with Consul
+// probing it by check (see serviceDefinition). Registering an ID again replaces the
+// service and its checks, so it is idempotent; an ID registered by another installation
+// is ErrNotOurs and stays as it is.
 func (r *Registry) Register(ctx context.Context, inst deployments.Instance, check deployments.HealthCheck, version string) error {
-	return r.registerService(ctx, Registration{Instance: inst, Check: check, Version: version})
-}
-
-// registerService registers reg's instance on the agent: service name = app, ID =
-// ServiceID(inst.ID()), tags [color, version], meta {color, image, container, deploy,
-// version, installation}, address and port the published host address, and its checks.
-// Registering an ID again replaces the service and its checks, so it is idempotent; an
-// ID registered by another installation is ErrNotOurs and stays as it is.
-func (r *Registry) registerService(ctx context.Context, reg Registration) error {
-	svc, err := serviceDefinition(reg, r.Installation())
+	svc, err := serviceDefinition(inst, check, version, r.Installation())
 	if err != nil {
 		return err
 	}
+	return r.register(ctx, svc)
+}
+
+// register puts svc on the agent, replacing the service and the checks of its ID,
+// unless another installation registered that ID (ErrNotOurs).
+func (r *Registry) register(ctx context.Context, svc *api.AgentServiceRegistration) error {
 	if err := r.checkOwner(ctx, svc.ID, "register"); err != nil {
 		return err
 	}
+	color := svc.Meta[MetaColor]
 	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)
 	if err := r.client.Agent().ServiceRegisterOpts(svc, opts); err != nil {
-		return r.fail(fmt.Sprintf("register %s (app %s, color %s)", svc.ID, reg.Instance.App, reg.Instance.Color), err)
+		return r.fail(fmt.Sprintf("register %s (app %s, color %s)", svc.ID, svc.Name, color), err)
 	}
-	r.log.Debug("registered", zap.String("service", svc.ID), zap.String("app", reg.Instance.App),
-		zap.String("color", string(reg.Instance.Color)), zap.Int("checks", len(svc.Checks)))
+	r.log.Debug("registered", zap.String("service", svc.ID), zap.String("app", svc.Name),
+		zap.String("color", color), zap.Int("checks", len(svc.Checks)))
 	return nil
 }
 
-// serviceDefinition builds the agent registration for reg in installation, checking
+// serviceDefinition builds the agent registration of inst in installation: service
+// name = app, ID = deployments.ObjectName(installation, inst.ID()), tags [color,
+// version], meta {color, image, container, deploy, version, installation}, address and
+// port the published host address, and the check Consul runs (probeCheck). It checks
 // what Consul would refuse later with a less helpful message.
-func serviceDefinition(reg Registration, installation string) (*api.AgentServiceRegistration, error) {
-	inst := reg.Instance
+func serviceDefinition(inst deployments.Instance, check deployments.HealthCheck, version, installation string) (*api.AgentServiceRegistration, error) {
 	id := deployments.ObjectName(installation, inst.ID())
 	what := fmt.Sprintf("consul: register %s", id)
 	if !deployments.NamePattern.MatchString(inst.App) {
@@ -134,8 +117,8 @@ func serviceDefinition(reg Registration, installation string) (*api.AgentService
 	if installation != "" {
 		meta[MetaInstallation] = installation
 	}
-	if reg.Version != "" {
-		meta[MetaVersion] = reg.Version
+	if version != "" {
+		meta[MetaVersion] = version
 	}
 	for k, v := range meta {
 		if v == "" {
@@ -147,8 +130,8 @@ func serviceDefinition(reg Registration, installation string) (*api.AgentService
 		}
 	}
 	tags := []string{string(inst.Color)}
-	if reg.Version != "" && reg.Version != string(inst.Color) {
-		tags = append(tags, reg.Version)
+	if version != "" && version != string(inst.Color) {
+		tags = append(tags, version)
 	}
 	svc := &api.AgentServiceRegistration{
 		ID:      id,
@@ -158,34 +141,14 @@ func serviceDefinition(reg Registration, installation string) (*api.AgentService
 		Address: inst.Host,
 		Port:    inst.Port,
 	}
-	deregister := ""
-	if d := reg.Check.DeregisterCriticalAfter; d > 0 {
-		deregister = d.String()
+	c, err := probeCheck(id, inst, check)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	if !reg.TTLOnly {
-		c, err := probeCheck(id, inst, reg.Check)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
-		}
-		c.DeregisterCriticalServiceAfter = deregister
-		svc.Checks = append(svc.Checks, c)
+	if d := check.DeregisterCriticalAfter; d > 0 {
+		c.DeregisterCriticalServiceAfter = d.String()
 	}
-	if reg.TTL > 0 || reg.TTLOnly {
-		if reg.TTL <= 0 {
-			return nil, fmt.Errorf("%s: TTLOnly needs a TTL longer than swap's republish interval", what)
-		}
-		c := &api.AgentServiceCheck{
-			CheckID: tTLCheckID(id),
-			Name:    "swap probe (TTL)",
-			Notes:   "swap's own health probe result, published by swap",
-			TTL:     reg.TTL.String(),
-			Status:  api.HealthCritical,
-		}
-		if reg.TTLOnly {
-			c.DeregisterCriticalServiceAfter = deregister
-		}
-		svc.Checks = append(svc.Checks, c)
-	}
+	svc.Checks = append(svc.Checks, c)
 	return svc, nil
 }
 
@@ -285,25 +248,6 @@ func (r *Registry) checkOwner(ctx context.Context, serviceID, what string) error
 		}
 		return fmt.Errorf("consul: %s %s: %w: the agent's service %s was registered by the swap installation %q, not this one (%q); swap leaves it alone: give each installation its own consul.kv_prefix",
 			what, serviceID, ErrNotOurs, serviceID, got, r.Installation())
-	}
-	return nil
-}
-
-// publishTTL sets the TTL check checkID (tTLCheckID(serviceID)) to passing or critical
-// with output as its note, and restarts its TTL. The check lives on the agent swap
-// talks to, which must be the one the service was registered with.
-func (r *Registry) publishTTL(ctx context.Context, checkID string, passing bool, output string) error {
-	status := api.HealthCritical
-	if passing {
-		status = api.HealthPassing
-	}
-	if err := r.client.Agent().UpdateTTLOpts(checkID, output, status, r.query(ctx)); err != nil {
-		se, isStatus := statusError(err)
-		err = r.fail(fmt.Sprintf("update TTL check %s to %s", checkID, status), err)
-		if isStatus && se.Code != http.StatusForbidden {
-			return fmt.Errorf("%w; was the instance registered with a TTL check on this agent (Registration.TTL)?", err)
-		}
-		return err
 	}
 	return nil
 }

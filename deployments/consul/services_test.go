@@ -218,7 +218,7 @@ func TestRegister_TTLCheckFollowsPublishTTL(t *testing.T) {
 
 	t.Run("TTL only: Consul's view is exactly what swap publishes", func(t *testing.T) {
 		inst := instance("api", deployments.Blue, 0, 18080) // nothing listens: Consul must not probe it
-		if err := r.registerService(ctx, Registration{Instance: inst, Version: "v2", TTL: time.Minute, TTLOnly: true}); err != nil {
+		if err := r.registerService(ctx, registration{Instance: inst, Version: "v2", TTL: time.Minute, TTLOnly: true}); err != nil {
 			t.Fatal(err)
 		}
 		si := waitStatus(t, r, "api", "api-blue-0", StatusCritical)
@@ -243,7 +243,7 @@ func TestRegister_TTLCheckFollowsPublishTTL(t *testing.T) {
 	t.Run("TTL beside the HTTP check: both must pass", func(t *testing.T) {
 		web := newApp(t)
 		inst := instance("api", deployments.Green, 0, web.port())
-		reg := Registration{Instance: inst, Check: deployments.HealthCheck{Path: "/", Interval: time.Second}, TTL: time.Minute}
+		reg := registration{Instance: inst, Check: deployments.HealthCheck{Path: "/", Interval: time.Second}, TTL: time.Minute}
 		if err := r.registerService(ctx, reg); err != nil {
 			t.Fatal(err)
 		}
@@ -274,7 +274,7 @@ func TestRegister_TTLCheckFollowsPublishTTL(t *testing.T) {
 		if err == nil {
 			t.Fatal("PublishTTL of an unknown check succeeded")
 		}
-		mustContain(t, err.Error(), "nope-blue-0:ttl", "Registration.TTL")
+		mustContain(t, err.Error(), "nope-blue-0:ttl", "registration.TTL")
 	})
 }
 
@@ -282,19 +282,19 @@ func TestRegister_RefusesWhatConsulWouldRefuse(t *testing.T) {
 	long := strings.Repeat("x", 600)
 	tests := []struct {
 		name string
-		reg  Registration
+		reg  registration
 		want string
 	}{
-		{"bad app name", Registration{Instance: instance("we b", "blue", 0, 80)}, "app name"},
-		{"bad color", Registration{Instance: instance("web", "red", 0, 80)}, "blue or green"},
-		{"no port", Registration{Instance: instance("web", "blue", 0, 0)}, "published host and port"},
-		{"an image too long for meta", Registration{Instance: deployments.Instance{App: "web", Color: "blue", Host: "127.0.0.1", Port: 80, Image: long}}, "over Consul's limit of 512"},
-		{"an unknown check type", Registration{Instance: instance("web", "blue", 0, 80), Check: deployments.HealthCheck{Type: "grpc"}}, "http or tcp"},
-		{"TTL only without a TTL", Registration{Instance: instance("web", "blue", 0, 80), TTLOnly: true}, "TTLOnly needs a TTL"},
+		{"bad app name", registration{Instance: instance("we b", "blue", 0, 80)}, "app name"},
+		{"bad color", registration{Instance: instance("web", "red", 0, 80)}, "blue or green"},
+		{"no port", registration{Instance: instance("web", "blue", 0, 0)}, "published host and port"},
+		{"an image too long for meta", registration{Instance: deployments.Instance{App: "web", Color: "blue", Host: "127.0.0.1", Port: 80, Image: long}}, "over Consul's limit of 512"},
+		{"an unknown check type", registration{Instance: instance("web", "blue", 0, 80), Check: deployments.HealthCheck{Type: "grpc"}}, "http or tcp"},
+		{"TTL only without a TTL", registration{Instance: instance("web", "blue", 0, 80), TTLOnly: true}, "TTLOnly needs a TTL"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := serviceDefinition(tc.reg, deployments.DefaultInstallation)
+			_, err := definition(tc.reg, deployments.DefaultInstallation)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want one containing %q", err, tc.want)
 			}
@@ -339,19 +339,19 @@ func TestRegister_DeregisterCriticalAfterGoesOnTheCheckConsulRuns(t *testing.T) 
 	hc := deployments.HealthCheck{Path: "/up", DeregisterCriticalAfter: 90 * time.Second}
 	tests := []struct {
 		name string
-		reg  Registration
+		reg  registration
 		want map[string]string // check ID -> DeregisterCriticalServiceAfter
 	}{
-		{"probe only", Registration{Check: hc}, map[string]string{"web-blue-0:probe": "1m30s"}},
+		{"probe only", registration{Check: hc}, map[string]string{"web-blue-0:probe": "1m30s"}},
 		{"probe and TTL: only the probe removes the instance, a silent publisher does not",
-			Registration{Check: hc, TTL: time.Minute}, map[string]string{"web-blue-0:probe": "1m30s", "web-blue-0:ttl": ""}},
-		{"TTL only: the TTL check does", Registration{Check: hc, TTL: time.Minute, TTLOnly: true}, map[string]string{"web-blue-0:ttl": "1m30s"}},
-		{"not set", Registration{Check: deployments.HealthCheck{Path: "/up"}}, map[string]string{"web-blue-0:probe": ""}},
+			registration{Check: hc, TTL: time.Minute}, map[string]string{"web-blue-0:probe": "1m30s", "web-blue-0:ttl": ""}},
+		{"TTL only: the TTL check does", registration{Check: hc, TTL: time.Minute, TTLOnly: true}, map[string]string{"web-blue-0:ttl": "1m30s"}},
+		{"not set", registration{Check: deployments.HealthCheck{Path: "/up"}}, map[string]string{"web-blue-0:probe": ""}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.reg.Instance = instance("web", "blue", 0, 8080)
-			svc, err := serviceDefinition(tc.reg, deployments.DefaultInstallation)
+			svc, err := definition(tc.reg, deployments.DefaultInstallation)
 			if err != nil {
 				t.Fatal(err)
 			}

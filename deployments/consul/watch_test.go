@@ -196,7 +196,7 @@ func TestWatchService_OneCallbackPerChangeAndNoneForUnchangedData(t *testing.T) 
 	}
 
 	waitCalls(1) // the initial, empty list
-	reg := Registration{Instance: instance("web", deployments.Blue, 0, 18081), TTL: 10 * time.Minute, TTLOnly: true}
+	reg := registration{Instance: instance("web", deployments.Blue, 0, 18081), TTL: 10 * time.Minute, TTLOnly: true}
 	if err := r.registerService(ctx, reg); err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestWatchService_OneCallbackPerChangeAndNoneForUnchangedData(t *testing.T) 
 	// Re-register with a change the watch does not look at (weights): the catalog index
 	// moves, the data the watch delivers does not.
 	before, atIndex := snapshot()
-	svc, err := serviceDefinition(reg, deployments.DefaultInstallation)
+	svc, err := definition(reg, deployments.DefaultInstallation)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +246,7 @@ func TestWatchService_DeliversTheCurrentInstancesFirst(t *testing.T) {
 	r := registry(t, agent)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := r.registerService(ctx, Registration{Instance: instance("api", deployments.Green, 2, 18082), TTL: time.Minute, TTLOnly: true}); err != nil {
+	if err := r.registerService(ctx, registration{Instance: instance("api", deployments.Green, 2, 18082), TTL: time.Minute, TTLOnly: true}); err != nil {
 		t.Fatal(err)
 	}
 	got := make(chan []ServiceInstance, 1)

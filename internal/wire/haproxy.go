@@ -49,7 +49,7 @@ func (b *Balancer) AddMissing(ctx context.Context, backend string, servers []swi
 func (b *Balancer) servers(backend string, servers []switcher.Server) ([]lbconfig.Server, error) {
 	be := b.layout().Backend(backend)
 	if be == nil {
-		return nil, fmt.Errorf("backend %s is not in the HAProxy layout: run `swap lb render` and reload HAProxy", backend)
+		return nil, fmt.Errorf("backend %s is not in the HAProxy layout: run `swap lb render --reload` (or `swap lb render`, then reload HAProxy yourself)", backend)
 	}
 	var add []lbconfig.Server
 	for _, srv := range servers {

@@ -102,6 +102,75 @@ func runtimeOf(cfg *deployments.Config, dcfg deployments.DockerConfig, log *zap.
 // of its own when haproxy.check_container needs one). opts are added to each instance's
 // client.
 func Fleet(cfg *deployments.Config, drv *docker.Driver, opts ...lbconfig.Option) (*lbconfig.Fleet, error) {
+	var instances []lbconfig.Instance
+	for i := range cfg.HAProxy.Instances {
+		inst, err := instance(cfg, i, opts...)
+		if err != nil {
+			return nil, err
+		}
+		instances = append(instances, inst)
+	}
+	if len(instances) == 0 {
+		return nil, errors.New("haproxy.instances: none configured")
+	}
+	return newFleet(cfg, drv, instances)
+}
+
+// ReloadFleet is the fleet that `swap lb render --reload` reloads (Fleet.Reload): the
+// instances of cfg whose files this host writes, each through its master CLI. Another
+// host's instance (address, no dir) is left out: its files are written on its host, and
+// reloaded there. An instance without master_socket cannot be reloaded by swap: the
+// error, an ErrInvalidConfig, names each one. It is nil, nil when no instance's files
+// are written here.
+func ReloadFleet(cfg *deployments.Config) (*lbconfig.Fleet, error) {
+	var instances []lbconfig.Instance
+	var missing []deployments.FieldError
+	for i, in := range cfg.HAProxy.Instances {
+		if !cfg.HAProxy.WritesFiles(i) {
+			continue
+		}
+		if in.MasterSocket == "" {
+			missing = append(missing, deployments.FieldError{
+				Path: string(deployments.Path("haproxy.instances").Index(i).Key("master_socket")),
+				Msg: fmt.Sprintf("haproxy %s has none, so swap cannot reload it: set it to the master CLI socket HAProxy runs with (`haproxy -W -S <socket>`, docs/haproxy.md), or run `swap lb render` without --reload and reload that HAProxy yourself",
+					in.Name),
+			})
+			continue
+		}
+		inst, err := instance(cfg, i)
+		if err != nil {
+			return nil, err
+		}
+		instances = append(instances, inst)
+	}
+	if err := deployments.NewValidationError(missing); err != nil {
+		return nil, err
+	}
+	if len(instances) == 0 {
+		return nil, nil
+	}
+	return newFleet(cfg, nil, instances)
+}
+
+// instance is haproxy.instances[i] of cfg as a fleet's instance: its client (with
+// opts), its master CLI when master_socket is set, its directory.
+func instance(cfg *deployments.Config, i int, opts ...lbconfig.Option) (lbconfig.Instance, error) {
+	in := cfg.HAProxy.Instances[i]
+	c, err := Client(in, opts...)
+	if err != nil {
+		return lbconfig.Instance{}, err
+	}
+	inst := lbconfig.Instance{Client: c, Dir: cfg.HAProxy.InstanceDir(i), NoFiles: !cfg.HAProxy.WritesFiles(i)}
+	if in.MasterSocket != "" {
+		if inst.Master, err = lbconfig.NewMaster(in.MasterSocket, lbconfig.WithName(in.Name+"-master")); err != nil {
+			return lbconfig.Instance{}, fmt.Errorf("haproxy instance %s master socket: %w", in.Name, err)
+		}
+	}
+	return inst, nil
+}
+
+// newFleet is the fleet of instances with cfg's layout and write options (see Fleet).
+func newFleet(cfg *deployments.Config, drv *docker.Driver, instances []lbconfig.Instance) (*lbconfig.Fleet, error) {
 	write, err := WriteOptions(cfg, drv)
 	if err != nil {
 		return nil, err
@@ -109,23 +178,6 @@ func Fleet(cfg *deployments.Config, drv *docker.Driver, opts ...lbconfig.Option)
 	layout, err := switcher.LBLayout(cfg, switcher.LBCurrent{})
 	if err != nil {
 		return nil, err
-	}
-	var instances []lbconfig.Instance
-	for i, in := range cfg.HAProxy.Instances {
-		c, err := Client(in, opts...)
-		if err != nil {
-			return nil, err
-		}
-		inst := lbconfig.Instance{Client: c, Dir: cfg.HAProxy.InstanceDir(i), NoFiles: !cfg.HAProxy.WritesFiles(i)}
-		if in.MasterSocket != "" {
-			if inst.Master, err = lbconfig.NewMaster(in.MasterSocket, lbconfig.WithName(in.Name+"-master")); err != nil {
-				return nil, fmt.Errorf("haproxy instance %s master socket: %w", in.Name, err)
-			}
-		}
-		instances = append(instances, inst)
-	}
-	if len(instances) == 0 {
-		return nil, errors.New("haproxy.instances: none configured")
 	}
 	return lbconfig.NewFleet(layout, write, instances...)
 }
