@@ -377,26 +377,23 @@ func (f *Fleet) SetCanary(ctx context.Context, key, backend string, weight int) 
 // Stat returns `show stat` (for one backend, or all with "") of every instance, by
 // instance name.
 func (f *Fleet) Stat(ctx context.Context, backend string) (map[string][]Stat, error) {
-	out := make(map[string][]Stat, len(f.instances))
-	var mu sync.Mutex
-	err := f.each(ctx, func(ctx context.Context, c *Client) error {
-		rows, err := c.Stat(ctx, backend)
-		mu.Lock()
-		out[c.Name()] = rows
-		mu.Unlock()
-		return err
-	})
-	return out, err
+	return collect(ctx, f, func(ctx context.Context, c *Client) ([]Stat, error) { return c.Stat(ctx, backend) })
 }
 
 // ServersState returns `show servers state` of every instance, by instance name.
 func (f *Fleet) ServersState(ctx context.Context, backend string) (map[string][]ServerState, error) {
-	out := make(map[string][]ServerState, len(f.instances))
+	return collect(ctx, f, func(ctx context.Context, c *Client) ([]ServerState, error) { return c.ServersState(ctx, backend) })
+}
+
+// collect runs read on every instance at once and returns the answers by instance name,
+// an instance's even when it failed (with the failures joined in the error).
+func collect[T any](ctx context.Context, f *Fleet, read func(context.Context, *Client) (T, error)) (map[string]T, error) {
+	out := make(map[string]T, len(f.instances))
 	var mu sync.Mutex
 	err := f.each(ctx, func(ctx context.Context, c *Client) error {
-		rows, err := c.ServersState(ctx, backend)
+		v, err := read(ctx, c)
 		mu.Lock()
-		out[c.Name()] = rows
+		out[c.Name()] = v
 		mu.Unlock()
 		return err
 	})

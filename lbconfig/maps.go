@@ -42,14 +42,7 @@ func (c *Client) ShowMap(ctx context.Context, file string) ([]MapEntry, error) {
 		return nil, err
 	}
 	out, err := c.Exec(ctx, mustCommand(okAny, "show", "map", file))
-	if err != nil {
-		return nil, err
-	}
-	entries, err := parseShowMap(out)
-	if err != nil {
-		return nil, fmt.Errorf("haproxy %s: %w", c.name, err)
-	}
-	return entries, nil
+	return parsed(c, out, err, parseShowMap)
 }
 
 // GetMap returns the value of key in the map, matched exactly (not by the map's match
@@ -69,25 +62,20 @@ func (c *Client) GetMap(ctx context.Context, file, key string) (string, bool, er
 
 // setMapCmd is `set map <file> <key> <value>`: it changes an existing entry
 // (ErrMapKeyNotFound if there is none).
-func setMapCmd(file, key, value string) (Command, error) {
-	if err := checkMapFile(file); err != nil {
-		return Command{}, err
-	}
-	if err := checkMapEntry(key, value); err != nil {
-		return Command{}, err
-	}
-	return mustCommand(okEmpty, "set", "map", file, key, value), nil
-}
+func setMapCmd(file, key, value string) (Command, error) { return mapEntryCmd("set", file, key, value) }
 
 // addMapCmd is `add map <file> <key> <value>`. HAProxy does not check for duplicates.
-func addMapCmd(file, key, value string) (Command, error) {
+func addMapCmd(file, key, value string) (Command, error) { return mapEntryCmd("add", file, key, value) }
+
+// mapEntryCmd is `<verb> map <file> <key> <value>` with the file and the entry checked.
+func mapEntryCmd(verb, file, key, value string) (Command, error) {
 	if err := checkMapFile(file); err != nil {
 		return Command{}, err
 	}
 	if err := checkMapEntry(key, value); err != nil {
 		return Command{}, err
 	}
-	return mustCommand(okEmpty, "add", "map", file, key, value), nil
+	return mustCommand(okEmpty, verb, "map", file, key, value), nil
 }
 
 // delMapCmd is `del map <file> <key>`.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -410,22 +411,23 @@ func (c *Client) setHealth(ctx context.Context, backend, server string, h Health
 	return c.run1(ctx, func() (Command, error) { return setHealthCmd(backend, server, h) })
 }
 
-// enableHealthCmd is `enable health be/s`; disableHealthCmd is `disable health be/s`.
+// enableHealthCmd is `enable health be/s`.
 func enableHealthCmd(backend, server string) (Command, error) {
-	ref, err := serverRef(backend, server)
-	if err != nil {
-		return Command{}, err
-	}
-	return mustCommand(okEmpty, "enable", "health", ref), nil
+	return healthChecksCmd("enable", backend, server)
 }
 
 // disableHealthCmd is `disable health be/s`.
 func disableHealthCmd(backend, server string) (Command, error) {
+	return healthChecksCmd("disable", backend, server)
+}
+
+// healthChecksCmd is `<verb> health be/s`.
+func healthChecksCmd(verb, backend, server string) (Command, error) {
 	ref, err := serverRef(backend, server)
 	if err != nil {
 		return Command{}, err
 	}
-	return mustCommand(okEmpty, "disable", "health", ref), nil
+	return mustCommand(okEmpty, verb, "health", ref), nil
 }
 
 // enableHealth turns a server's health checks on.
@@ -478,23 +480,13 @@ func (c *Client) Weight(ctx context.Context, backend, server string) (current, i
 // Stat returns `show stat` parsed: every row, or with backend set, the backend's own row
 // and its servers' rows.
 func (c *Client) Stat(ctx context.Context, backend string) ([]Stat, error) {
-	cmd := mustCommand(okAny, "show", "stat")
-	if backend != "" {
-		if err := CheckName("backend", backend); err != nil {
-			return nil, err
-		}
-		// type mask 2 (backend) | 4 (server), every server id.
-		cmd = mustCommand(okAny, "show", "stat", backend, "6", "-1")
-	}
-	out, err := c.Exec(ctx, cmd)
+	// type mask 2 (backend) | 4 (server), every server id.
+	cmd, err := showCmd("stat", backend, "6", "-1")
 	if err != nil {
 		return nil, err
 	}
-	rows, err := ParseStat(out)
-	if err != nil {
-		return nil, fmt.Errorf("haproxy %s: %w", c.name, err)
-	}
-	return rows, nil
+	out, err := c.Exec(ctx, cmd)
+	return parsed(c, out, err, ParseStat)
 }
 
 // ServerStat returns the `show stat` row of one server; ErrNoSuchServer if the backend
@@ -518,70 +510,63 @@ func (c *Client) ServerStat(ctx context.Context, backend, server string) (Stat, 
 // ServersState returns `show servers state` parsed, for one backend or ("") all.
 func (c *Client) ServersState(ctx context.Context, backend string) ([]ServerState, error) {
 	out, err := c.serversState(ctx, backend)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := ParseServersState(out)
-	if err != nil {
-		return nil, fmt.Errorf("haproxy %s: %w", c.name, err)
-	}
-	return rows, nil
+	return parsed(c, out, err, ParseServersState)
 }
 
 // serversState is the raw answer, which is also the server-state file's format.
 func (c *Client) serversState(ctx context.Context, backend string) (string, error) {
-	cmd := mustCommand(okAny, "show", "servers", "state")
-	if backend != "" {
-		if err := CheckName("backend", backend); err != nil {
-			return "", err
-		}
-		cmd = mustCommand(okAny, "show", "servers", "state", backend)
+	cmd, err := showCmd("servers state", backend)
+	if err != nil {
+		return "", err
 	}
 	return c.Exec(ctx, cmd)
 }
 
 // ServersConn returns `show servers conn` parsed, for one backend or ("") all.
 func (c *Client) ServersConn(ctx context.Context, backend string) ([]ServerConn, error) {
-	cmd := mustCommand(okAny, "show", "servers", "conn")
-	if backend != "" {
-		if err := CheckName("backend", backend); err != nil {
-			return nil, err
-		}
-		cmd = mustCommand(okAny, "show", "servers", "conn", backend)
-	}
-	out, err := c.Exec(ctx, cmd)
+	cmd, err := showCmd("servers conn", backend)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := parseServersConn(out)
-	if err != nil {
-		return nil, fmt.Errorf("haproxy %s: %w", c.name, err)
-	}
-	return rows, nil
+	out, err := c.Exec(ctx, cmd)
+	return parsed(c, out, err, parseServersConn)
 }
 
 // Info returns `show info` parsed.
 func (c *Client) Info(ctx context.Context) (Info, error) {
 	out, err := c.Exec(ctx, mustCommand(okAny, "show", "info"))
-	if err != nil {
-		return Info{}, err
-	}
-	info, err := parseInfo(out)
-	if err != nil {
-		return Info{}, fmt.Errorf("haproxy %s: %w", c.name, err)
-	}
-	return info, nil
+	return parsed(c, out, err, parseInfo)
 }
 
 // Backends lists the backends of the running configuration (`show backend`).
 func (c *Client) Backends(ctx context.Context) ([]string, error) {
 	out, err := c.Exec(ctx, mustCommand(okAny, "show", "backend"))
-	if err != nil {
-		return nil, err
+	return parsed(c, out, err, parseBackends)
+}
+
+// showCmd is `show <what>` about every backend or, with backend set, `show <what>
+// <backend> <narrow...>` about that one.
+func showCmd(what, backend string, narrow ...string) (Command, error) {
+	words := append([]string{"show"}, strings.Fields(what)...)
+	if backend != "" {
+		if err := CheckName("backend", backend); err != nil {
+			return Command{}, err
+		}
+		words = append(append(words, backend), narrow...)
 	}
-	names, err := parseBackends(out)
+	return mustCommand(okAny, words...), nil
+}
+
+// parsed is a show command's answer (out, or the error that came instead) read by
+// parse; a parse error names the instance.
+func parsed[T any](c *Client, out string, err error, parse func(string) (T, error)) (T, error) {
+	var zero T
 	if err != nil {
-		return nil, fmt.Errorf("haproxy %s: %w", c.name, err)
+		return zero, err
 	}
-	return names, nil
+	v, err := parse(out)
+	if err != nil {
+		return zero, fmt.Errorf("haproxy %s: %w", c.name, err)
+	}
+	return v, nil
 }

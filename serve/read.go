@@ -38,32 +38,32 @@ func (s *Server) knownApp(w http.ResponseWriter, app string) bool {
 }
 
 func (s *Server) appStatus(w http.ResponseWriter, r *http.Request) {
-	app := r.PathValue("app")
-	if !s.knownApp(w, app) {
-		return
-	}
-	st, err := s.op.Status(r.Context(), app)
-	if err != nil {
-		s.readError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, st)
+	readApp(s, w, r, s.op.Status)
 }
 
 func (s *Server) appHistory(w http.ResponseWriter, r *http.Request) {
+	readApp(s, w, r, func(ctx context.Context, app string) ([]switcher.Record, error) {
+		h, err := s.op.History(ctx, app)
+		if h == nil {
+			h = []switcher.Record{} // [] in JSON, not null
+		}
+		return h, err
+	})
+}
+
+// readApp answers a read of the app in the request's path: what read says of it as
+// JSON, 404 for an app the config does not have, readError's status when read fails.
+func readApp[T any](s *Server, w http.ResponseWriter, r *http.Request, read func(context.Context, string) (T, error)) {
 	app := r.PathValue("app")
 	if !s.knownApp(w, app) {
 		return
 	}
-	h, err := s.op.History(r.Context(), app)
+	v, err := read(r.Context(), app)
 	if err != nil {
 		s.readError(w, err)
 		return
 	}
-	if h == nil {
-		h = []switcher.Record{}
-	}
-	writeJSON(w, http.StatusOK, h)
+	writeJSON(w, http.StatusOK, v)
 }
 
 // readError answers a failed read: 503 when a dependency does not answer.

@@ -129,12 +129,8 @@ func (s *Switcher) operate(ctx context.Context, app string, opts Options, plan p
 		}
 		return &Result{Plan: *p, Outcome: OutcomeDryRun, Message: p.String()}, nil
 	}
-	lctx, release, err := s.lock(ctx, app, opts.Wait)
+	lctx, release, err := s.lockChecked(ctx, app, opts.Wait)
 	if err != nil {
-		return nil, err
-	}
-	if err := s.preflight(lctx, app); err != nil {
-		release()
 		return nil, err
 	}
 	res, err := s.operateLocked(lctx, spec, plan)
@@ -433,12 +429,8 @@ func (s *Switcher) continueJournalOr(ctx context.Context, app string, opts Optio
 	if opts.DryRun {
 		return journaled(ctx)
 	}
-	lctx, release, err := s.lock(ctx, app, opts.Wait)
+	lctx, release, err := s.lockChecked(ctx, app, opts.Wait)
 	if err != nil {
-		return nil, err
-	}
-	if err := s.preflight(lctx, app); err != nil {
-		release()
 		return nil, err
 	}
 	res, err := journaled(lctx)
@@ -454,11 +446,7 @@ func (s *Switcher) continueJournalOr(ctx context.Context, app string, opts Optio
 // uses, by image ID, and, when docker.cleanup.prune_dangling is set, the host's dangling
 // images older than prune_until. It removes nothing else.
 func (s *Switcher) Cleanup(ctx context.Context, app string, opts Options) (*Result, error) {
-	spec, err := s.app(app)
-	if err != nil {
-		return nil, err
-	}
-	st, err := s.kv().state(ctx, app)
+	spec, st, err := s.appState(ctx, app)
 	if err != nil {
 		return nil, err
 	}
@@ -476,14 +464,11 @@ func (s *Switcher) Cleanup(ctx context.Context, app string, opts Options) (*Resu
 		}
 		return res, nil
 	}
-	ctx, release, err := s.lock(ctx, app, opts.Wait)
+	ctx, release, err := s.lockChecked(ctx, app, opts.Wait)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	if err := s.preflight(ctx, app); err != nil {
-		return nil, err
-	}
 	r := s.newRun(spec, Plan{App: app, Deploy: newDeployID(s.now())}, nil, time.Time{})
 	s.retireDue(ctx, spec)
 	if st, err = s.kv().state(ctx, app); err != nil { // re-read under the lock

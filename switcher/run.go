@@ -90,30 +90,27 @@ func (r *run) execute(ctx context.Context, from Step) (*Result, error) {
 		}
 		err = cause(ctx, err)
 		swapErr := &Error{App: r.plan.App, Color: r.plan.To, Step: sf.step, Err: err}
+		// back is how this failure is rolled back, if it is.
+		var back func(context.Context, error) error
 		switch {
 		case errors.Is(err, ErrLockLost):
 			// Without the lock nothing is undone: another swap may own the app now.
-			res.Outcome = OutcomeFailed
 		case !r.j.Shifted:
-			if uerr := r.undo(ctx, err); uerr != nil {
-				swapErr.Err = fmt.Errorf("%w; and the rollback failed: %v (run `swap resume %s`)", err, uerr, r.plan.App)
-				res.Outcome = OutcomeFailed
-				return res, swapErr
-			}
-			swapErr.RolledBack = true
-			res.Outcome = OutcomeRolledBack
+			back = r.undo
 		case (sf.step == StepVerify || sf.step == StepDrain) && (errors.Is(err, ErrTooMany5xx) || errors.Is(err, ErrNotHealthy)):
 			// The old color is still up and not yet drained: it takes the traffic back.
-			if uerr := r.flipBack(ctx, err); uerr != nil {
+			back = r.flipBack
+		default:
+			swapErr.Err = fmt.Errorf("%w (traffic is on %s; run `swap resume %s` to finish)", err, r.plan.To, r.plan.App)
+		}
+		res.Outcome = OutcomeFailed
+		if back != nil {
+			if uerr := back(ctx, err); uerr != nil {
 				swapErr.Err = fmt.Errorf("%w; and the rollback failed: %v (run `swap resume %s`)", err, uerr, r.plan.App)
-				res.Outcome = OutcomeFailed
 				return res, swapErr
 			}
 			swapErr.RolledBack = true
 			res.Outcome = OutcomeRolledBack
-		default:
-			swapErr.Err = fmt.Errorf("%w (traffic is on %s; run `swap resume %s` to finish)", err, r.plan.To, r.plan.App)
-			res.Outcome = OutcomeFailed
 		}
 		return res, swapErr
 	}

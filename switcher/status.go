@@ -57,11 +57,7 @@ type AppStatus struct {
 // Status reads an app from every view without taking its lock. A view that cannot be
 // read is reported in the instances' Problem, not as an error.
 func (s *Switcher) Status(ctx context.Context, app string) (*AppStatus, error) {
-	spec, err := s.app(app)
-	if err != nil {
-		return nil, err
-	}
-	st, err := s.kv().state(ctx, app)
+	spec, st, err := s.appState(ctx, app)
 	if err != nil {
 		return nil, err
 	}
@@ -136,10 +132,7 @@ func (s *Switcher) Status(ctx context.Context, app string) (*AppStatus, error) {
 
 // History returns app's recorded swaps, oldest first.
 func (s *Switcher) History(ctx context.Context, app string) ([]Record, error) {
-	if _, err := s.app(app); err != nil {
-		return nil, err
-	}
-	st, err := s.kv().state(ctx, app)
+	_, st, err := s.appState(ctx, app)
 	if err != nil {
 		return nil, err
 	}

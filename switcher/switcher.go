@@ -183,6 +183,34 @@ func (s *Switcher) app(name string) (*deployments.App, error) {
 	return s.Config.App(name)
 }
 
+// appState returns app's spec and its state as stored, for the reads and operations
+// that need both (an unknown app is an error before the store is asked).
+func (s *Switcher) appState(ctx context.Context, app string) (*deployments.App, *storedState, error) {
+	spec, err := s.app(app)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := s.kv().state(ctx, app)
+	if err != nil {
+		return nil, nil, err
+	}
+	return spec, st, nil
+}
+
+// lockChecked takes the app's lock (see lock), then runs the preflight under it: a
+// service that does not answer lets the lock go again before anything changed.
+func (s *Switcher) lockChecked(ctx context.Context, app string, wait time.Duration) (context.Context, func(), error) {
+	lctx, release, err := s.lock(ctx, app, wait)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := s.preflight(lctx, app); err != nil {
+		release()
+		return nil, nil, err
+	}
+	return lctx, release, nil
+}
+
 // lock takes the app's lock and returns a context that ends if the lock is lost.
 func (s *Switcher) lock(ctx context.Context, app string, wait time.Duration) (context.Context, func(), error) {
 	start := s.now()

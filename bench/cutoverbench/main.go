@@ -435,11 +435,7 @@ func report(o *benchkit.Options, machine benchkit.Machine, end *[3]float64, meth
 		p := sums[peer]
 		rf := ratio(p[0].Median, sw[0].Median)
 		rl := ratio(p[1].Median, sw[1].Median)
-		verdict := "met"
-		if rf < 20 || rl < 20 {
-			verdict = "**not met**"
-		}
-		return fmt.Sprintf("%.0fx to the first new-color answer, %.0fx to the last old-color answer (medians): %s", rf, rl, verdict)
+		return fmt.Sprintf("%.0fx to the first new-color answer, %.0fx to the last old-color answer (medians): %s", rf, rl, benchkit.Verdict(rf >= 20 && rl >= 20))
 	}
 	failedSwap := 0
 	for _, s := range methods[0].samples {
@@ -447,10 +443,9 @@ func report(o *benchkit.Options, machine benchkit.Machine, end *[3]float64, meth
 	}
 	w("- Goal: swap ≥ 20x faster than a seamless reload — %s.", goalRatio("reload"))
 	w("- Goal: swap ≥ 20x faster than consul-template — %s.", goalRatio("consul-template"))
-	w("- Goal: 0 failed requests with swap — %d failed: %s.", failedSwap, map[bool]string{true: "met", false: "**not met**"}[failedSwap == 0])
-	verdict := "met"
+	w("- Goal: 0 failed requests with swap — %d failed: %s.", failedSwap, benchkit.Verdict(failedSwap == 0))
+	verdict := benchkit.Verdict(sw[0].P99 <= 5*time.Millisecond)
 	if sw[0].P99 > 5*time.Millisecond {
-		verdict = "**not met**"
 		if machine.Load[0] >= float64(machine.CPUs) {
 			verdict += fmt.Sprintf(" — but the machine was saturated (load average %.1f on %d cores), which the goal excludes", machine.Load[0], machine.CPUs)
 		}
@@ -460,12 +455,11 @@ func report(o *benchkit.Options, machine benchkit.Machine, end *[3]float64, meth
 	if path, link, ok := o.PlotPath("bench-cutover.png"); ok {
 		var series []benchkit.Series
 		for _, m := range methods {
-			s := benchkit.Series{Name: m.Name}
-			for i, f := range m.samples {
-				s.X = append(s.X, float64(i+1))
-				s.Y = append(s.Y, max(0.01, float64(max(f.toFirstNew, f.toLastOld))/float64(time.Millisecond)))
+			var flips []time.Duration
+			for _, f := range m.samples {
+				flips = append(flips, max(f.toFirstNew, f.toLastOld))
 			}
-			series = append(series, s)
+			series = append(series, benchkit.MsSeries(m.Name, flips))
 		}
 		if err := benchkit.LinePlot(path, "Cutover: change → new color only (ms, log scale)", "flip", "ms", true, series...); err != nil {
 			return err

@@ -219,12 +219,8 @@ func report(o *benchkit.Options, machine benchkit.Machine, end *[3]float64, dur 
 	w("")
 	w("%s", machine.Line(o.CommandLine(), end))
 	w("")
-	verdict := "met"
-	if !ok {
-		verdict = "**not met**"
-	}
 	w("- Goal: through HAProxy ≥ 70%% of the container's direct throughput — %s (%s of load each, means of the rounds): %s.",
-		strings.Join(ratios, ", "), dur, verdict)
+		strings.Join(ratios, ", "), dur, benchkit.Verdict(ok))
 	if path, link, ok := o.PlotPath("bench-datapath.png"); ok {
 		var groups []benchkit.Bar
 		for _, c := range []int{8, 64} {

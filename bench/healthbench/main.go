@@ -385,31 +385,29 @@ var (
 
 // otherCPU samples for d the CPU the machine spends outside pids, as a share of one core.
 func otherCPU(d time.Duration, pids ...string) (float64, error) {
-	b0, _, err := machineBusy()
+	// sample reads the machine's busy time and pids' CPU time so far.
+	sample := func() (busy, mine time.Duration, err error) {
+		if busy, _, err = machineBusy(); err != nil {
+			return 0, 0, err
+		}
+		for _, p := range pids {
+			c, err := cpuTime(p)
+			if err != nil {
+				return 0, 0, err
+			}
+			mine += c
+		}
+		return busy, mine, nil
+	}
+	b0, mine0, err := sample()
 	if err != nil {
 		return 0, err
-	}
-	var mine0 time.Duration
-	for _, p := range pids {
-		c, err := cpuTime(p)
-		if err != nil {
-			return 0, err
-		}
-		mine0 += c
 	}
 	t0 := time.Now()
 	time.Sleep(d)
-	b1, _, err := machineBusy()
+	b1, mine1, err := sample()
 	if err != nil {
 		return 0, err
-	}
-	var mine1 time.Duration
-	for _, p := range pids {
-		c, err := cpuTime(p)
-		if err != nil {
-			return 0, err
-		}
-		mine1 += c
 	}
 	return float64((b1-b0)-(mine1-mine0)) / float64(time.Since(t0)), nil
 }

@@ -424,24 +424,13 @@ func report(o *benchkit.Options, machine benchkit.Machine, end *[3]float64, meth
 	w("%s", machine.Line(o.CommandLine(), end))
 	w("")
 	sw, ct := sums["swap"], sums["consul-template"]
-	v := func(ok bool) string {
-		if ok {
-			return "met"
-		}
-		return "**not met**"
-	}
-	w("- Goal: swap ≤ 20 ms p99 — %s ms (n = %d): %s.", benchkit.Ms(sw.P99), sw.N, v(sw.P99 <= 20*time.Millisecond))
+	w("- Goal: swap ≤ 20 ms p99 — %s ms (n = %d): %s.", benchkit.Ms(sw.P99), sw.N, benchkit.Verdict(sw.P99 <= 20*time.Millisecond))
 	r := float64(ct.Median) / float64(max(sw.Median, time.Microsecond))
-	w("- Goal: swap ≥ 5x faster than consul-template — %.1fx (medians %s ms vs %s ms): %s.", r, benchkit.Ms(sw.Median), benchkit.Ms(ct.Median), v(r >= 5))
+	w("- Goal: swap ≥ 5x faster than consul-template — %.1fx (medians %s ms vs %s ms): %s.", r, benchkit.Ms(sw.Median), benchkit.Ms(ct.Median), benchkit.Verdict(r >= 5))
 	if path, link, ok := o.PlotPath("bench-reconcile.png"); ok {
 		var series []benchkit.Series
 		for _, m := range methods {
-			s := benchkit.Series{Name: m.Name}
-			for i, d := range m.out {
-				s.X = append(s.X, float64(i+1))
-				s.Y = append(s.Y, max(0.01, float64(d)/float64(time.Millisecond)))
-			}
-			series = append(series, s)
+			series = append(series, benchkit.MsSeries(m.Name, m.out))
 		}
 		if err := benchkit.LinePlot(path, "Consul check critical → HAProxy stops sending (ms, log)", "round", "ms", true, series...); err != nil {
 			return err

@@ -24,7 +24,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -84,24 +83,22 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, n, replicas, workers int, delay time.Duration, dir, app, swapBin, consul, demoapp, check string) (err error) {
+func run(ctx context.Context, n, replicas, workers int, delay time.Duration, dir, app, swapBin, consul, demoapp, check string) error {
 	bin, err := os.ReadFile(demoapp)
 	if err != nil {
 		return fmt.Errorf("%w: run `make build` first", err)
 	}
+	v1, _ := imageRefs(app)
+	opts := stack.Options{Dir: dir, Swap: swapBin, Consul: consul, Log: os.Stderr, CheckBinary: check,
+		Apps: stack.App{Name: app, Image: v1, Replicas: replicas, ScaleDownDelay: delay}.YAML()}
+	return withImages(ctx, opts, app, bin, func(st *stack.Stack) error {
+		return measureSwaps(ctx, st, n, replicas, workers, delay, app, check)
+	})
+}
+
+// measureSwaps is run's part on the stack: the first deploy, then n swaps measured.
+func measureSwaps(ctx context.Context, st *stack.Stack, n, replicas, workers int, delay time.Duration, app, check string) (err error) {
 	v1, v2 := imageRefs(app)
-	st, err := upWithImages(ctx, stack.Options{Dir: dir, Swap: swapBin, Consul: consul, Log: os.Stderr, CheckBinary: check,
-		Apps: stack.App{Name: app, Image: v1, Replicas: replicas, ScaleDownDelay: delay}.YAML()}, app, bin)
-	if st != nil {
-		defer func() {
-			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			err = errors.Join(err, st.Down(cctx))
-		}()
-	}
-	if err != nil {
-		return err
-	}
 	if _, err := st.SwapJSON(ctx, "", nil, "deploy", app, "--image", v1); err != nil {
 		return err
 	}
@@ -157,28 +154,22 @@ func imageRefs(app string) (v1, v2 string) {
 	return "swap-bench/" + app + ":v1", "swap-bench/" + app + ":v2"
 }
 
-// upWithImages starts a stack (after removing what a killed run left in its directory),
-// checks Docker runs no containers of app, and makes app's two images. When st is not
-// nil the caller owns it, error or not: Down removes it.
-func upWithImages(ctx context.Context, opts stack.Options, app string, bin []byte) (st *stack.Stack, err error) {
-	if _, err := os.Stat(opts.Dir); err == nil {
-		if err := stack.Down(ctx, opts.Dir, opts.Log); err != nil {
-			return nil, err
+// withImages runs fn on a stack (stack.With: what a killed run left in its directory is
+// removed first, and the stack is removed after fn) once it has checked that Docker runs
+// no containers of app and made app's two images.
+func withImages(ctx context.Context, opts stack.Options, app string, bin []byte, fn func(*stack.Stack) error) error {
+	return stack.With(ctx, opts, func(st *stack.Stack) error {
+		if insts, err := st.Docker.List(ctx, app); err != nil || len(insts) > 0 {
+			return fmt.Errorf("docker already runs swap containers of app %s (%d, %v): pick another -app", app, len(insts), err)
 		}
-	}
-	if st, err = stack.Up(ctx, opts); err != nil {
-		return st, err
-	}
-	if insts, err := st.Docker.List(ctx, app); err != nil || len(insts) > 0 {
-		return st, fmt.Errorf("docker already runs swap containers of app %s (%d, %v): pick another -app", app, len(insts), err)
-	}
-	v1, v2 := imageRefs(app)
-	for _, v := range []struct{ ref, version string }{{v1, "v1"}, {v2, "v2"}} {
-		if err := st.DemoImage(ctx, v.ref, v.version, bin); err != nil {
-			return st, err
+		v1, v2 := imageRefs(app)
+		for _, v := range []struct{ ref, version string }{{v1, "v1"}, {v2, "v2"}} {
+			if err := st.DemoImage(ctx, v.ref, v.version, bin); err != nil {
+				return err
+			}
 		}
-	}
-	return st, nil
+		return fn(st)
+	})
 }
 
 // waitQuiet waits until the 1-minute load average is below max, at most for wait.

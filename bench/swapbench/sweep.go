@@ -125,19 +125,23 @@ func runSweep(ctx context.Context, c sweepConfig) error {
 
 func runPoint(ctx context.Context, c sweepConfig, p point, bin []byte) (res sweepResult, err error) {
 	res.point = p
+	v1, _ := imageRefs(c.app)
+	// 5 minutes to start 64 replicas, and to remove them.
+	app := stack.App{Name: c.app, Image: v1, Replicas: p.Replicas, DeployTimeout: 5 * time.Minute}
+	opts := stack.Options{Dir: c.dir, Swap: c.swapBin, Consul: c.consul, Log: indentWriter{c.log},
+		HAProxies: p.HAProxies, HostPorts: "20000-29999", Apps: app.YAML(), DownTimeout: 5 * time.Minute}
+	err = withImages(ctx, opts, c.app, bin, func(st *stack.Stack) error {
+		res, err = measurePoint(ctx, c, p, st)
+		return err
+	})
+	return res, err
+}
+
+// measurePoint is runPoint's part on the stack: the first deploy, then p.Swaps swaps
+// measured.
+func measurePoint(ctx context.Context, c sweepConfig, p point, st *stack.Stack) (res sweepResult, err error) {
+	res.point = p
 	v1, v2 := imageRefs(c.app)
-	st, err := upWithImages(ctx, stack.Options{Dir: c.dir, Swap: c.swapBin, Consul: c.consul, Log: indentWriter{c.log},
-		HAProxies: p.HAProxies, HostPorts: "20000-29999", Apps: stack.App{Name: c.app, Image: v1, Replicas: p.Replicas, DeployTimeout: 5 * time.Minute}.YAML()}, c.app, bin) // 5m: time to start 64
-	if st != nil {
-		defer func() {
-			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
-			err = errors.Join(err, st.Down(cctx))
-		}()
-	}
-	if err != nil {
-		return res, err
-	}
 	t0 := time.Now()
 	if _, err := st.SwapJSON(ctx, "", nil, "deploy", c.app, "--image", v1); err != nil {
 		return res, err

@@ -138,41 +138,9 @@ func pull(ctx context.Context, c client.ImageAPIClient, ref, auth string, log *z
 // host's pull/prune lock exclusively, so it never runs during a pull. An image that is
 // already gone is not an error.
 func (d *Driver) RemoveImage(ctx context.Context, ref string) error {
-	release, err := d.lock.acquire(ctx, true)
-	if err != nil {
-		return fmt.Errorf("remove image %s: %w", ref, err)
-	}
-	defer release()
-
-	img, err := d.cli.ImageInspect(ctx, ref)
-	if cerrdefs.IsNotFound(err) {
-		d.log.Info("image already gone", zap.String("image", ref))
-		return nil
-	}
-	if err != nil {
-		return d.engineError("remove image "+ref, err)
-	}
-	users, err := imageUsers(ctx, d.cli, img.ID)
-	if err != nil {
-		return d.engineError("remove image "+ref+": list containers", err)
-	}
-	if len(users) > 0 {
-		return fmt.Errorf("remove image %s: %w by container(s) %s; swap never removes an image a container uses, running or not",
-			ref, ErrImageInUse, strings.Join(users, ", "))
-	}
-	deleted, err := d.cli.ImageRemove(ctx, ref, image.RemoveOptions{Force: false, PruneChildren: true})
-	if err != nil {
-		if cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "container") {
-			// A container was created from it since the check.
-			return fmt.Errorf("remove image %s: %w: %v", ref, ErrImageInUse, err)
-		}
-		if cerrdefs.IsNotFound(err) {
-			return nil
-		}
-		return d.engineError("remove image "+ref, err)
-	}
-	d.logRemoved(ref, deleted)
-	return nil
+	what := "remove image " + ref
+	return d.removeUnused(ctx, what, ref, []zap.Field{zap.String("image", ref)},
+		func(image.InspectResponse) error { return d.removeImage(ctx, what, ref, ref) })
 }
 
 // RemoveDeployed removes the image id that swap ran as ref. It works by ID, so an image
@@ -184,15 +152,43 @@ func (d *Driver) RemoveImage(ctx context.Context, ref string) error {
 // lock exclusively. An image already gone is not an error.
 func (d *Driver) RemoveDeployed(ctx context.Context, id, ref string) error {
 	what := fmt.Sprintf("remove image %s (%s)", deployments.ShortID(id), ref)
+	return d.removeUnused(ctx, what, id, []zap.Field{zap.String("image", ref), zap.String("id", id)}, func(img image.InspectResponse) error {
+		var others []string
+		for _, tag := range img.RepoTags {
+			if tag != ref && tag != "<none>:<none>" {
+				others = append(others, tag)
+			}
+		}
+		if len(others) > 0 {
+			// Someone else's tags keep the image; swap takes back only its own tag.
+			if slices.Contains(img.RepoTags, ref) {
+				deleted, err := d.cli.ImageRemove(ctx, ref, image.RemoveOptions{Force: false, PruneChildren: true})
+				if err != nil && !cerrdefs.IsNotFound(err) {
+					return d.engineError(what+": untag", err)
+				}
+				d.logRemoved(ref, deleted)
+			}
+			return fmt.Errorf("%s: %w %s, which swap did not set: remove those tags to let swap's cleanup remove it",
+				what, ErrImageTagged, strings.Join(others, ", "))
+		}
+		return d.removeImage(ctx, what, img.ID, ref)
+	})
+}
+
+// removeUnused is what RemoveImage and RemoveDeployed share: under the host's pull/prune
+// lock (held exclusively), it inspects target — gone already is not an error, logged
+// with gone — refuses with ErrImageInUse when any container uses it, and then leaves the
+// removal to remove. what starts every error.
+func (d *Driver) removeUnused(ctx context.Context, what, target string, gone []zap.Field, remove func(image.InspectResponse) error) error {
 	release, err := d.lock.acquire(ctx, true)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	defer release()
 
-	img, err := d.cli.ImageInspect(ctx, id)
+	img, err := d.cli.ImageInspect(ctx, target)
 	if cerrdefs.IsNotFound(err) {
-		d.log.Info("image already gone", zap.String("image", ref), zap.String("id", id))
+		d.log.Info("image already gone", gone...)
 		return nil
 	}
 	if err != nil {
@@ -206,31 +202,20 @@ func (d *Driver) RemoveDeployed(ctx context.Context, id, ref string) error {
 		return fmt.Errorf("%s: %w by container(s) %s; swap never removes an image a container uses, running or not",
 			what, ErrImageInUse, strings.Join(users, ", "))
 	}
-	var others []string
-	for _, tag := range img.RepoTags {
-		if tag != ref && tag != "<none>:<none>" {
-			others = append(others, tag)
-		}
-	}
-	if len(others) > 0 {
-		// Someone else's tags keep the image; swap takes back only its own tag.
-		if slices.Contains(img.RepoTags, ref) {
-			deleted, err := d.cli.ImageRemove(ctx, ref, image.RemoveOptions{Force: false, PruneChildren: true})
-			if err != nil && !cerrdefs.IsNotFound(err) {
-				return d.engineError(what+": untag", err)
-			}
-			d.logRemoved(ref, deleted)
-		}
-		return fmt.Errorf("%s: %w %s, which swap did not set: remove those tags to let swap's cleanup remove it",
-			what, ErrImageTagged, strings.Join(others, ", "))
-	}
-	deleted, err := d.cli.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: false, PruneChildren: true})
+	return remove(img)
+}
+
+// removeImage removes target (an image reference or ID, swap ran it as ref) and the
+// untagged parents it leaves behind, never forcing. A container created from it since
+// the check is ErrImageInUse; an image gone since is not an error.
+func (d *Driver) removeImage(ctx context.Context, what, target, ref string) error {
+	deleted, err := d.cli.ImageRemove(ctx, target, image.RemoveOptions{Force: false, PruneChildren: true})
 	if err != nil {
-		if cerrdefs.IsNotFound(err) {
-			return nil
-		}
 		if cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "container") {
 			return fmt.Errorf("%s: %w: %v", what, ErrImageInUse, err)
+		}
+		if cerrdefs.IsNotFound(err) {
+			return nil
 		}
 		return d.engineError(what, err)
 	}

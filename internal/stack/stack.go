@@ -74,6 +74,9 @@ type Options struct {
 	HostPorts string
 	// Log hears one line per thing done (nil: io.Discard).
 	Log io.Writer
+	// DownTimeout bounds With's teardown (0: 2 minutes); removing 64 replicas per color
+	// takes longer.
+	DownTimeout time.Duration
 }
 
 // Stack is a running world.
@@ -469,7 +472,11 @@ func With(ctx context.Context, opts Options, fn func(*Stack) error) (err error) 
 	st, err := Up(ctx, opts)
 	if st != nil {
 		defer func() {
-			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			d := opts.DownTimeout
+			if d <= 0 {
+				d = 2 * time.Minute
+			}
+			cctx, cancel := context.WithTimeout(context.Background(), d)
 			defer cancel()
 			err = errors.Join(err, st.Down(cctx))
 		}()

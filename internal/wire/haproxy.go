@@ -78,46 +78,46 @@ func (b *Balancer) RemoveServers(ctx context.Context, backend string, servers []
 // Servers returns backend's server rows of `show stat` on every instance.
 func (b *Balancer) Servers(ctx context.Context, backend string) ([]switcher.ServerStat, error) {
 	byLB, err := b.F.Stat(ctx, backend)
-	if err != nil {
-		return nil, err
-	}
-	var out []switcher.ServerStat
-	for lb, rows := range byLB {
-		for _, r := range rows {
-			if r.Type != lbconfig.StatServer {
-				continue
-			}
-			out = append(out, switcher.ServerStat{
-				LB: lb, Name: r.Name, Addr: r.Addr, Status: r.Status,
-				CheckStatus: strings.TrimPrefix(r.CheckStatus, "* "),
-				Sessions:    int(r.Scur), Queued: int(r.Qcur), UsedConns: int(r.UsedConnCur),
-				Responses: uint64(r.Hrsp1xx + r.Hrsp2xx + r.Hrsp3xx + r.Hrsp4xx + r.Hrsp5xx + r.HrspOther),
-				Errors5xx: uint64(r.Hrsp5xx),
-				Backup:    r.Fields["bck"] == "1",
-			})
-		}
-	}
-	return out, nil
+	return rowsOf(byLB, err, func(lb string, r lbconfig.Stat) (switcher.ServerStat, bool) {
+		return switcher.ServerStat{
+			LB: lb, Name: r.Name, Addr: r.Addr, Status: r.Status,
+			CheckStatus: strings.TrimPrefix(r.CheckStatus, "* "),
+			Sessions:    int(r.Scur), Queued: int(r.Qcur), UsedConns: int(r.UsedConnCur),
+			Responses: responses(r), Errors5xx: uint64(r.Hrsp5xx),
+			Backup: r.Fields["bck"] == "1",
+		}, r.Type == lbconfig.StatServer
+	})
 }
 
 // Counters returns backend's own row of `show stat` on every instance.
 func (b *Balancer) Counters(ctx context.Context, backend string) ([]switcher.BackendCounters, error) {
 	byLB, err := b.F.Stat(ctx, backend)
+	return rowsOf(byLB, err, func(lb string, r lbconfig.Stat) (switcher.BackendCounters, bool) {
+		return switcher.BackendCounters{LB: lb, Responses: responses(r), Errors5xx: uint64(r.Hrsp5xx)},
+			r.Type == lbconfig.StatBackend && r.Proxy == backend
+	})
+}
+
+// rowsOf turns a Fleet's answer, rows by instance name, into one list of the rows conv
+// keeps, converted; a Fleet error is returned as is, with nothing.
+func rowsOf[R, T any](byLB map[string][]R, err error, conv func(lb string, r R) (T, bool)) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []switcher.BackendCounters
+	var out []T
 	for lb, rows := range byLB {
 		for _, r := range rows {
-			if r.Type != lbconfig.StatBackend || r.Proxy != backend {
-				continue
+			if t, ok := conv(lb, r); ok {
+				out = append(out, t)
 			}
-			out = append(out, switcher.BackendCounters{LB: lb,
-				Responses: uint64(r.Hrsp1xx + r.Hrsp2xx + r.Hrsp3xx + r.Hrsp4xx + r.Hrsp5xx + r.HrspOther),
-				Errors5xx: uint64(r.Hrsp5xx)})
 		}
 	}
 	return out, nil
+}
+
+// responses is how many HTTP responses a `show stat` row counts, of every class.
+func responses(r lbconfig.Stat) uint64 {
+	return uint64(r.Hrsp1xx + r.Hrsp2xx + r.Hrsp3xx + r.Hrsp4xx + r.Hrsp5xx + r.HrspOther)
 }
 
 // SetServerAddr moves a server to host:port on every instance and persists.

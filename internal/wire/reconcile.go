@@ -22,26 +22,16 @@ var (
 // ServerAdmins reads backend's `show servers state` on every instance.
 func (b *Balancer) ServerAdmins(ctx context.Context, backend string) ([]switcher.ServerAdmin, error) {
 	byLB, err := b.F.ServersState(ctx, backend)
-	if err != nil {
-		return nil, err
-	}
-	var out []switcher.ServerAdmin
-	for lb, rows := range byLB {
-		for _, r := range rows {
-			if r.Backend != backend {
-				continue
-			}
-			a := switcher.AdminReady
-			switch {
-			case r.AdminState.Maint():
-				a = switcher.AdminMaint
-			case r.AdminState.Drain():
-				a = switcher.AdminDrain
-			}
-			out = append(out, switcher.ServerAdmin{LB: lb, Name: r.Name, Admin: a, Up: r.OpState == lbconfig.OpRunning})
+	return rowsOf(byLB, err, func(lb string, r lbconfig.ServerState) (switcher.ServerAdmin, bool) {
+		a := switcher.AdminReady
+		switch {
+		case r.AdminState.Maint():
+			a = switcher.AdminMaint
+		case r.AdminState.Drain():
+			a = switcher.AdminDrain
 		}
-	}
-	return out, nil
+		return switcher.ServerAdmin{LB: lb, Name: r.Name, Admin: a, Up: r.OpState == lbconfig.OpRunning}, r.Backend == backend
+	})
 }
 
 // SetAdmin sets the servers' admin state on every instance and persists once.

@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"math"
 	"strconv"
+	"time"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -15,6 +16,17 @@ import (
 type Series struct {
 	Name string
 	X, Y []float64
+}
+
+// MsSeries is the line of samples ds in milliseconds, one point each (x = 1, 2, ...),
+// none below 0.01 ms so that a log scale can draw them all.
+func MsSeries(name string, ds []time.Duration) Series {
+	s := Series{Name: name}
+	for i, d := range ds {
+		s.X = append(s.X, float64(i+1))
+		s.Y = append(s.Y, max(0.01, float64(d)/float64(time.Millisecond)))
+	}
+	return s
 }
 
 // palette is the colours of the series, in order (blue and green first: swap's colors).

@@ -49,6 +49,14 @@ func Ms(d time.Duration) string {
 	return fmt.Sprintf("%.0f", ms)
 }
 
+// Verdict is how a report says whether a goal was reached: "met" or "**not met**".
+func Verdict(met bool) string {
+	if met {
+		return "met"
+	}
+	return "**not met**"
+}
+
 // Row is the summary as Markdown table cells: "n | median | p95 | p99 | max" (ms).
 func (s Summary) Row() string {
 	if s.N == 0 {
