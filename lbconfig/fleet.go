@@ -431,7 +431,7 @@ func (f *Fleet) Reload(ctx context.Context) error {
 		if err := in.Master.Reload(ctx); err != nil {
 			return nameErr(in.Client, err)
 		}
-		pid, _, err := in.Master.Worker(ctx)
+		pid, _, err := in.Master.worker(ctx)
 		if err != nil {
 			return nameErr(in.Client, err)
 		}

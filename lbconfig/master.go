@@ -26,8 +26,8 @@ func (m *Master) exec(ctx context.Context, line string) (string, error) {
 	return m.c.roundTrip(ctx, line+";quit")
 }
 
-// Version is the master's HAProxy version (`show version`).
-func (m *Master) Version(ctx context.Context) (Version, error) {
+// version is the master's HAProxy version (`show version`).
+func (m *Master) version(ctx context.Context) (Version, error) {
 	out, err := m.exec(ctx, "show version")
 	if err != nil {
 		return Version{}, err
@@ -48,8 +48,8 @@ func (m *Master) ShowProc(ctx context.Context) ([]Proc, error) {
 	return procs, nil
 }
 
-// Worker is the current worker's pid and the master's reload count.
-func (m *Master) Worker(ctx context.Context) (pid, reloads int, err error) {
+// worker is the current worker's pid and the master's reload count.
+func (m *Master) worker(ctx context.Context) (pid, reloads int, err error) {
 	procs, err := m.ShowProc(ctx)
 	if err != nil {
 		return 0, 0, err
@@ -70,15 +70,15 @@ func (m *Master) Worker(ctx context.Context) (pid, reloads int, err error) {
 	return pid, reloads, nil
 }
 
-// ErrReloadFailed is returned when HAProxy did not start a new worker (a config error
+// errReloadFailed is returned when HAProxy did not start a new worker (a config error
 // keeps the old one serving).
-var ErrReloadFailed = fmt.Errorf("haproxy reload failed: the old worker keeps serving (check the config with `haproxy -c`)")
+var errReloadFailed = fmt.Errorf("haproxy reload failed: the old worker keeps serving (check the config with `haproxy -c`)")
 
 // Reload reloads HAProxy and waits until a new worker runs. 2.6 answers `reload` with
 // nothing: the new worker is confirmed with `show proc` (a new pid, the reload counter
 // up and its failed counter unchanged); 2.7+ answers "Success=1" or "Success=0".
 func (m *Master) Reload(ctx context.Context) error {
-	before, reloads, err := m.Worker(ctx)
+	before, reloads, err := m.worker(ctx)
 	if err != nil {
 		return err
 	}
@@ -87,7 +87,7 @@ func (m *Master) Reload(ctx context.Context) error {
 		return fmt.Errorf("haproxy master %s: reload: %w", m.c.name, err)
 	}
 	if strings.Contains(out, "Success=0") {
-		return fmt.Errorf("haproxy master %s: %w: %s", m.c.name, ErrReloadFailed, strings.TrimSpace(out))
+		return fmt.Errorf("haproxy master %s: %w: %s", m.c.name, errReloadFailed, strings.TrimSpace(out))
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -95,7 +95,7 @@ func (m *Master) Reload(ctx context.Context) error {
 		defer cancel()
 	}
 	return pollUntil(ctx, 20*time.Millisecond, func() (bool, error) {
-		pid, n, err := m.Worker(ctx)
+		pid, n, err := m.worker(ctx)
 		if err != nil {
 			return false, err // the master re-executes itself: its socket comes back
 		}
@@ -103,7 +103,7 @@ func (m *Master) Reload(ctx context.Context) error {
 			return true, nil
 		}
 		if n > reloads && pid == before {
-			return true, fmt.Errorf("haproxy master %s: %w", m.c.name, ErrReloadFailed)
+			return true, fmt.Errorf("haproxy master %s: %w", m.c.name, errReloadFailed)
 		}
 		return false, fmt.Errorf("worker still %d after reload", pid)
 	})

@@ -207,12 +207,12 @@ func TestPersistedFilesReproduceRuntimeChangesAfterReloadAndRestart(t *testing.T
 	t.Run("a reload through the master CLI serves the same", func(t *testing.T) {
 		m, err := NewMaster(env.h.MasterSock)
 		must(t, err)
-		if v, err := m.Version(ctx); err != nil || !v.atLeast(2, 6) {
+		if v, err := m.version(ctx); err != nil || !v.atLeast(2, 6) {
 			t.Fatalf("master version %v %v", v, err)
 		}
 		before := env.h.WorkerPid(t)
 		must(t, m.Reload(ctx))
-		pid, _, err := m.Worker(ctx)
+		pid, _, err := m.worker(ctx)
 		must(t, err)
 		if pid == before {
 			t.Fatal("Reload returned with the old worker")
