@@ -10,6 +10,9 @@ import (
 	"time"
 )
 
+// One file holds the Fleet: every change and read it offers is the same fan-out over
+// the instances (each, change, collect) with its persistence after it, read together.
+
 // Instance is one HAProxy of a Fleet: its admin socket and, optionally, its master CLI
 // and the directory of its files.
 type Instance struct {
