@@ -31,6 +31,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/swap-dev/swap/bench/internal/benchkit"
+	"github.com/swap-dev/swap/internal/stack"
 	"github.com/swap-dev/swap/lbconfig"
 )
 
@@ -311,8 +312,8 @@ func flip(ctx context.Context, m *method, to string) (sample, error) {
 	from := m.Color
 	var t0, lastOld atomic.Int64 // UnixNano
 	var sawNew atomic.Bool
-	l := &benchkit.Load{Addr: m.Frontend, Host: host, KeepAlive: 3, Close: 1, Record: true,
-		OnResult: func(r benchkit.Result) {
+	l := &stack.Load{Addr: m.Frontend, Host: host, KeepAlive: 3, Close: 1, Record: true,
+		OnResult: func(r stack.Result) {
 			switch {
 			case r.Color == from:
 				lastOld.Store(max(lastOld.Load(), r.Recv.UnixNano()))
@@ -356,7 +357,7 @@ func flip(ctx context.Context, m *method, to string) (sample, error) {
 
 // measure reads a flip's results: the first answer by to and the last by from, both
 // after t0, and the failures.
-func measure(res []benchkit.Result, t0 time.Time, from, to string) (sample, error) {
+func measure(res []stack.Result, t0 time.Time, from, to string) (sample, error) {
 	s := sample{requests: len(res)}
 	var first, last time.Time
 	for _, r := range res {

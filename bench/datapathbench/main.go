@@ -1,5 +1,5 @@
 // Command datapathbench measures what swap's HAProxy costs the app's throughput: the same
-// load (closed loops on keep-alive connections, benchkit.Load) against one app container
+// load (closed loops on keep-alive connections, stack.Load) against one app container
 // directly (its port published on 127.0.0.1) and through swap's HAProxy frontend, at 8
 // and 64 connections, alternating, with HAProxy's connection reuse for the server
 // (`show stat`: connect and reuse over the run).
@@ -141,7 +141,7 @@ func serverStat(ctx context.Context, admin *lbconfig.Client, backend string) (lb
 // measure runs conns keep-alive closed loops against addr for a warm-up second and then
 // dur, and returns the answers per second in dur and the failures.
 func measure(addr, host string, conns int, dur time.Duration) (float64, int64, error) {
-	l := &benchkit.Load{Addr: addr, Host: host, KeepAlive: conns}
+	l := &stack.Load{Addr: addr, Host: host, KeepAlive: conns}
 	if err := l.Start(); err != nil {
 		return 0, 0, err
 	}

@@ -236,7 +236,7 @@ func instances(cl *api.Client) ([]instance, error) {
 // waitServes waits until every instance answers through m's frontend.
 func waitServes(ctx context.Context, m *method, insts []instance) error {
 	var seen nameSet
-	l := &benchkit.Load{Addr: m.Frontend, Host: m.Host, KeepAlive: 2, OnResult: func(r benchkit.Result) {
+	l := &stack.Load{Addr: m.Frontend, Host: m.Host, KeepAlive: 2, OnResult: func(r stack.Result) {
 		if r.OK() {
 			seen.add(r.Instance)
 		}
@@ -287,7 +287,7 @@ func round(ctx context.Context, cl *api.Client, m *method, in instance) (res rou
 	var lastHit atomic.Int64 // UnixNano of the instance's last answer
 	var backAt atomic.Int64  // UnixNano after which an answer counts as "back"
 	var firstBack atomic.Int64
-	l := &benchkit.Load{Addr: m.Frontend, Host: m.Host, KeepAlive: 3, Close: 1, OnResult: func(r benchkit.Result) {
+	l := &stack.Load{Addr: m.Frontend, Host: m.Host, KeepAlive: 3, Close: 1, OnResult: func(r stack.Result) {
 		if !r.OK() || r.Instance != in.name {
 			return
 		}

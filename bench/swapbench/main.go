@@ -104,7 +104,7 @@ func measureSwaps(ctx context.Context, st *stack.Stack, n, replicas, workers int
 	}
 	var load *stack.Load
 	if workers > 0 {
-		if load, err = stack.StartLoad(st.Frontend, app+".bench", workers, 5*time.Millisecond, time.Duration(n+1)*2*time.Minute); err != nil {
+		if load, err = startLoad(st.Frontend, app+".bench", workers, time.Duration(n+1)*2*time.Minute); err != nil {
 			return err
 		}
 		defer load.Stop()
@@ -133,13 +133,9 @@ func measureSwaps(ctx context.Context, st *stack.Stack, n, replicas, workers int
 	}
 	failed, total := 0, 0
 	if load != nil {
-		res := load.Stop()
-		total = len(res)
-		for _, r := range res {
-			if r.Err != "" {
-				failed++
-			}
-		}
+		load.Stop()
+		ok, bad := load.Counts()
+		total, failed = int(ok+bad), int(bad)
 	}
 	report(os.Stdout, swaps, n, replicas, workers, total, failed, delay)
 	if check != "" {
@@ -147,6 +143,18 @@ func measureSwaps(ctx context.Context, st *stack.Stack, n, replicas, workers int
 	}
 	fmt.Fprintf(os.Stdout, "Machine: %d CPUs, load average (1m 5m 15m) %s before the swaps, %s after.\n", runtime.NumCPU(), loadBefore, loadavg())
 	return nil
+}
+
+// startLoad starts workers on the frontend (half on keep-alive connections, half with a
+// new connection per request), each pausing 5 ms between requests, for at most maxTime;
+// it keeps only the counts.
+func startLoad(frontend, host string, workers int, maxTime time.Duration) (*stack.Load, error) {
+	keepAlive, close := stack.Split(workers)
+	l := &stack.Load{Addr: frontend, Host: host, KeepAlive: keepAlive, Close: close, Pause: 5 * time.Millisecond, MaxTime: maxTime}
+	if err := l.Start(); err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
 // imageRefs are the benchmark's two images of app.

@@ -149,7 +149,7 @@ func measurePoint(ctx context.Context, c sweepConfig, p point, st *stack.Stack) 
 	fmt.Fprintf(c.log, "  first deploy (untimed) %s\n", time.Since(t0).Round(time.Millisecond))
 	var load *stack.Load
 	if c.workers > 0 {
-		if load, err = stack.StartLoad(st.Frontend, c.app+".bench", c.workers, 5*time.Millisecond, 20*time.Minute); err != nil {
+		if load, err = startLoad(st.Frontend, c.app+".bench", c.workers, 20*time.Minute); err != nil {
 			return res, err
 		}
 		defer load.Stop()
@@ -174,13 +174,9 @@ func measurePoint(ctx context.Context, c sweepConfig, p point, st *stack.Stack) 
 		res.swaps = append(res.swaps, m)
 	}
 	if load != nil {
-		rs := load.Stop()
-		res.requests = len(rs)
-		for _, r := range rs {
-			if r.Err != "" {
-				res.failed++
-			}
-		}
+		load.Stop()
+		ok, bad := load.Counts()
+		res.requests, res.failed = int(ok+bad), int(bad)
 	}
 	return res, nil
 }

@@ -96,7 +96,7 @@ func TestE2E_TwoHAProxyHostsFollowEverySwapAndAStaleRestartConverges(t *testing.
 	s.waitAnswer(host, "color=blue version=v1")
 	waitAnswerOn(t, fe2, host, "color=blue version=v1")
 	l1 := s.startLoad(host, "/", 2)
-	l2 := s.startLoadOn(fe2, host, "/", 2)
+	l2 := s.startLoadOn(lbHost, fe2, host, "/", 2)
 	start := time.Now()
 	s.mustSwap(app, "green")
 	t.Logf("switch to green: %s", time.Since(start).Round(time.Millisecond))
@@ -177,7 +177,7 @@ func TestE2E_TwoHAProxyHostsFollowEverySwapAndAStaleRestartConverges(t *testing.
 
 	l1.requireNoFailures(t)
 	fails := l2.finish()
-	t.Logf("load through lb2: %d requests, by color %v; %d failed (a refused connection is retried at once) from %s to %s after lb2's stop, which was down %s",
+	t.Logf("load through lb2: %d requests, by color %v; %d failed (a worker pauses loadPause after a failed request as after any) from %s to %s after lb2's stop, which was down %s",
 		l2.total.Load(), l2.byColor, len(fails), l2.firstFail.Sub(stoppedAt).Round(time.Millisecond), l2.lastFail.Sub(stoppedAt).Round(time.Millisecond),
 		restartedAt.Sub(stoppedAt).Round(time.Millisecond))
 	if len(fails) == 0 {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/swap-dev/swap/deployments"
+	swapstack "github.com/swap-dev/swap/internal/stack"
 	"github.com/swap-dev/swap/internal/testenv"
 	"github.com/swap-dev/swap/lbconfig"
 	"github.com/swap-dev/swap/switcher"
@@ -321,17 +321,19 @@ func getOn(frontend, host, path string) (int, string, error) {
 	return resp.StatusCode, string(b), err
 }
 
-// load runs requests through HAProxy until stopped: half the workers on keep-alive
-// connections, half with Connection: close. It is bounded: at most maxLoad long.
+// load runs requests through HAProxy until stopped (internal/stack's Load): half the
+// workers on keep-alive connections, half with Connection: close. It is bounded: at most
+// maxLoad long. A request is a failure when it got no 200: a transport error, or another
+// status. Like net/http, a request whose idle keep-alive connection HAProxy had closed
+// is sent again once on a new connection, and counts by that second answer.
 type load struct {
 	s     *stack
+	gen   *swapstack.Load
 	start time.Time
-	stop  context.CancelFunc
 	// firstFail and lastFail time the failures; atFirst is HAProxy's view of the
 	// servers at the first one (so a failure in CI says which server was down and why).
 	firstFail, lastFail time.Time
 	atFirst             string
-	wg                  sync.WaitGroup
 	total               atomic.Int64
 	mu                  sync.Mutex
 	fails               []string
@@ -349,46 +351,46 @@ const maxLoad = 3 * time.Minute
 const loadPause = 25 * time.Millisecond
 
 func (s *stack) startLoad(host, path string, workers int) *load {
-	return s.startLoadOn(s.frontend, host, path, workers)
+	return s.startLoadOn(nil, s.frontend, host, path, workers)
 }
 
-// startLoadOn is startLoad through the HAProxy frontend at frontend (host:port).
-func (s *stack) startLoadOn(frontend, host, path string, workers int) *load {
-	ctx, cancel := context.WithTimeout(context.Background(), maxLoad)
-	l := &load{s: s, start: time.Now(), stop: cancel, byColor: map[string]int{}, bodies: map[string]int{}}
-	for w := range workers {
-		keepAlive := w%2 == 0
-		tr := &http.Transport{DisableKeepAlives: !keepAlive, MaxIdleConnsPerHost: 1,
-			DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext}
-		client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			defer tr.CloseIdleConnections()
-			for ctx.Err() == nil {
-				req, _ := http.NewRequestWithContext(context.WithoutCancel(ctx), "GET", "http://"+frontend+path, nil)
-				req.Host = host
-				resp, err := client.Do(req)
-				l.total.Add(1)
-				if err != nil {
-					l.fail(err.Error())
-					continue
-				}
-				body, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if err != nil || resp.StatusCode != 200 {
-					l.fail(fmt.Sprintf("%d %q %v", resp.StatusCode, strings.TrimSpace(string(body)), err))
-					continue
-				}
-				l.mu.Lock()
-				l.byColor[resp.Header.Get("X-Color")]++
-				l.bodies[strings.TrimSpace(string(body))]++
-				l.mu.Unlock()
-				time.Sleep(loadPause)
-			}
-		}()
+// startLoadOn is startLoad through the HAProxy frontend at frontend (host:port): on
+// loopback, or, with lb, at the address of that LB host's namespace (lb.Addr), which
+// this test made.
+func (s *stack) startLoadOn(lb *testenv.LBHost, frontend, host, path string, workers int) *load {
+	s.t.Helper()
+	l := &load{s: s, byColor: map[string]int{}, bodies: map[string]int{}}
+	keepAlive, closing := swapstack.Split(workers)
+	l.gen = &swapstack.Load{Addr: frontend, Host: host, Path: path, KeepAlive: keepAlive, Close: closing,
+		Pause: loadPause, MaxTime: maxLoad, OnResult: l.heard}
+	if lb != nil {
+		l.gen.Namespaces = []string{lb.Addr}
+	}
+	l.start = time.Now()
+	if err := l.gen.Start(); err != nil {
+		s.t.Fatal(err)
 	}
 	return l
+}
+
+// heard counts one result of the load.
+func (l *load) heard(r swapstack.Result) {
+	l.total.Add(1)
+	switch {
+	case r.Err != "" && r.Status == 0:
+		l.fail(r.Err)
+	case !r.OK():
+		why := fmt.Sprintf("%d %q", r.Status, r.Body)
+		if r.Err != "" {
+			why += " " + r.Err
+		}
+		l.fail(why)
+	default:
+		l.mu.Lock()
+		l.byColor[r.Color]++
+		l.bodies[r.Body]++
+		l.mu.Unlock()
+	}
 }
 
 func (l *load) fail(why string) {
@@ -430,10 +432,12 @@ func (s *stack) serverView() string {
 	return b.String()
 }
 
+// stop ends the load: each worker finishes the request it is in.
+func (l *load) stop() { l.gen.Stop() }
+
 // finish stops the load and returns the failures.
 func (l *load) finish() []string {
 	l.stop()
-	l.wg.Wait()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.fails

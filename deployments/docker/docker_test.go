@@ -1,8 +1,6 @@
 package docker_test
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,7 +20,6 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/swap-dev/swap/deployments"
@@ -64,25 +61,12 @@ func (f *fixture) image(t *testing.T, name, version string, changes ...string) s
 }
 
 // importImage makes a one-file image "swap-test-<name>-<run>:<tag>" carrying the test's
-// label.
+// label, with the driver's ImportImage.
 func (f *fixture) importImage(t *testing.T, name, tag, file string, body []byte, changes ...string) string {
 	t.Helper()
 	ref := fmt.Sprintf("swap-test-%s-%s:%s", name, f.env.RunID, tag)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	if err := tw.WriteHeader(&tar.Header{Name: file, Mode: 0o755, Size: int64(len(body))}); err != nil {
-		t.Fatal(err)
-	}
-	tw.Write(body)
-	tw.Close()
-	changes = append(changes, fmt.Sprintf("LABEL %s=%s", testenv.LabelKey, f.env.RunID))
-	rc, err := f.env.Client.ImageImport(ctx(t), image.ImportSource{Source: &buf, SourceName: "-"}, ref, image.ImportOptions{Changes: changes})
-	if err != nil {
+	if _, err := f.drv.ImportImage(ctx(t), ref, map[string][]byte{file: body}, changes, f.env.Labels(nil)); err != nil {
 		t.Fatalf("import %s: %v", ref, err)
-	}
-	defer rc.Close()
-	if out, err := io.ReadAll(rc); err != nil || bytes.Contains(out, []byte(`"error"`)) {
-		t.Fatalf("import %s: %v %s", ref, err, out)
 	}
 	return ref
 }

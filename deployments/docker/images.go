@@ -125,7 +125,7 @@ func pull(ctx context.Context, c client.ImageAPIClient, ref, auth string, log *z
 		return err
 	}
 	defer rc.Close()
-	return readStream(rc, func(id, status string) {
+	return ReadStream(rc, func(id, status string) {
 		if id == "" {
 			log.Debug("pull", zap.String("image", ref), zap.String("status", status))
 		}

@@ -38,7 +38,7 @@ func (d *Driver) ImportImage(ctx context.Context, ref string, files map[string][
 		return "", d.engineError("import image "+ref, err)
 	}
 	defer rc.Close()
-	if err := readStream(rc, nil); err != nil {
+	if err := ReadStream(rc, nil); err != nil {
 		return "", fmt.Errorf("import image %s: %w", ref, err)
 	}
 	img, err := d.cli.ImageInspect(ctx, ref)
@@ -107,14 +107,17 @@ func importInput(ref string, files map[string][]byte, changes []string, labels m
 	return buf.Bytes(), all, nil
 }
 
-// readStream drains an engine's JSON message stream (pull, import or build): the engine
-// reports failures inside the stream, not as an HTTP status. Each message's status, when
-// it has one and no error, goes to status (nil: ignored).
-func readStream(r io.Reader, status func(id, status string)) error {
+// ReadStream drains an engine's JSON message stream (pull, import, build or load): the
+// engine reports failures inside the stream, not as an HTTP status. Each message's
+// status, or a build's output (its "stream"), when it has one and no error, goes to
+// status (nil: ignored). It is the one reader of these streams: swap's pulls and imports,
+// and the images the tests import, build and load.
+func ReadStream(r io.Reader, status func(id, status string)) error {
 	dec := json.NewDecoder(r)
 	for {
 		var msg struct {
 			Status      string `json:"status"`
+			Stream      string `json:"stream"`
 			ID          string `json:"id"`
 			Error       string `json:"error"`
 			ErrorDetail struct {
@@ -132,8 +135,13 @@ func readStream(r io.Reader, status func(id, status string)) error {
 		if msg.ErrorDetail.Message != "" {
 			return errors.New(msg.ErrorDetail.Message)
 		}
-		if status != nil && msg.Status != "" {
+		if status == nil {
+			continue
+		}
+		if msg.Status != "" {
 			status(msg.ID, msg.Status)
+		} else if msg.Stream != "" {
+			status(msg.ID, msg.Stream)
 		}
 	}
 }

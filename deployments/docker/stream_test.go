@@ -8,14 +8,15 @@ import (
 // The engine reports a failed pull, import or build inside its JSON message stream.
 func TestReadStream_ErrorsInTheStreamAndStatuses(t *testing.T) {
 	var seen []string
-	err := readStream(strings.NewReader(`{"status":"Pulling from x","id":"v2"}
+	err := ReadStream(strings.NewReader(`{"status":"Pulling from x","id":"v2"}
 {"status":"Downloading","id":"abc"}
 {"status":"Digest: sha256:00"}
+{"stream":"Step 1/2 : FROM scratch\n"}
 `), func(id, status string) { seen = append(seen, id+"|"+status) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "v2|Pulling from x,abc|Downloading,|Digest: sha256:00"; strings.Join(seen, ",") != want {
+	if want := "v2|Pulling from x,abc|Downloading,|Digest: sha256:00,|Step 1/2 : FROM scratch\n"; strings.Join(seen, ",") != want {
 		t.Fatalf("statuses %q, want %q", seen, want)
 	}
 	for stream, want := range map[string]string{
@@ -24,7 +25,7 @@ func TestReadStream_ErrorsInTheStreamAndStatuses(t *testing.T) {
 		`{"status":"x"}{"stat`:                                        "read the engine's answer",
 		`{"error":"first","errorDetail":{"message":"second"}}{"x":1}`: "first",
 	} {
-		err := readStream(strings.NewReader(stream), nil)
+		err := ReadStream(strings.NewReader(stream), nil)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("stream %s: error %v, want one containing %q", stream, err, want)
 		}

@@ -135,7 +135,7 @@ func (d *demo) run(ctx context.Context, stopSignals context.CancelFunc) (err err
 		return err
 	}
 
-	load, err := stack.StartLoad(d.front, d.host, loadWorkers, loadPause, loadMax)
+	load, err := d.startLoad()
 	if err != nil {
 		return err
 	}
@@ -159,7 +159,7 @@ func (d *demo) run(ctx context.Context, stopSignals context.CancelFunc) (err err
 	if err != nil {
 		return err
 	}
-	if load, err = stack.StartLoad(d.front, d.host, loadWorkers, loadPause, loadMax); err != nil {
+	if load, err = d.startLoad(); err != nil {
 		return err
 	}
 	defer load.Stop()
@@ -170,6 +170,15 @@ func (d *demo) run(ctx context.Context, stopSignals context.CancelFunc) (err err
 	api := swapOf{cmd: fmt.Sprintf("swap --server ... rollback %s (POST /v1/apps/%s/rollback)", d.app, d.app),
 		from: cli.to, to: cli.from, fromColor: "green", toColor: "blue"}
 	return d.swapUnderLoad(ctx, load, api, "--server", server, "rollback", d.app)
+}
+
+// startLoad starts loadWorkers workers on the frontend, half of them on keep-alive
+// connections, half with a new connection per request, recording every request.
+func (d *demo) startLoad() (*stack.Load, error) {
+	keepAlive, close := stack.Split(loadWorkers)
+	l := &stack.Load{Addr: d.front, Host: d.host, KeepAlive: keepAlive, Close: close,
+		Pause: loadPause, MaxTime: loadMax, Record: true}
+	return l, l.Start()
 }
 
 // swapOf says which swap a summary is about: its command and the answers of the color
@@ -195,7 +204,7 @@ func (d *demo) swapUnderLoad(ctx context.Context, load *stack.Load, sw swapOf, a
 	results := load.Stop()
 	failed := d.summary(sw, run, load, results)
 	if sw.timeline != "" {
-		t := newTimeline(results, run, load.Start, load.Stopped(), 100*time.Millisecond)
+		t := newTimeline(results, run, load.Started(), load.Stopped(), 100*time.Millisecond)
 		title := fmt.Sprintf("%s under load: %d requests, %d failed", sw.cmd, len(results), failed)
 		if err := t.save(sw.timeline, title); err != nil {
 			return fmt.Errorf("timeline %s: %w", sw.timeline, err)
@@ -303,13 +312,13 @@ func (d *demo) summary(sw swapOf, run *stack.Run, load *stack.Load, results []st
 	var lastFrom, firstTo time.Time
 	for _, r := range results {
 		c := &failed
-		if r.Err == "" {
+		if r.OK() {
 			if answers[r.Body] == nil {
 				answers[r.Body] = &counts{}
 			}
 			c = answers[r.Body]
 		} else if len(failures) < 5 {
-			failures = append(failures, r.Err)
+			failures = append(failures, r.Failure())
 		}
 		if r.Sent.Before(cut) {
 			c.before++
@@ -325,11 +334,11 @@ func (d *demo) summary(sw swapOf, run *stack.Run, load *stack.Load, results []st
 	}
 	total := len(results)
 	nFailed := failed.before + failed.after
-	span := load.Stopped().Sub(load.Start)
+	span := load.Stopped().Sub(load.Started())
 
 	d.printf("\n== summary of %s\n", sw.cmd)
 	w := tabwriter.NewWriter(d.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "  requests\t%d in %s (%.0f/s), %d workers, 127.0.0.1 only\n", total, span.Round(time.Millisecond), float64(total)/span.Seconds(), load.Workers)
+	fmt.Fprintf(w, "  requests\t%d in %s (%.0f/s), %d workers, 127.0.0.1 only\n", total, span.Round(time.Millisecond), float64(total)/span.Seconds(), load.Workers())
 	fmt.Fprintf(w, "  failed\t%d\n", nFailed)
 	fmt.Fprintf(w, "  swap\t%s from its first event to its last\n", swapEnd.Sub(swapStart).Round(time.Millisecond))
 	fmt.Fprintf(w, "  cutover\t%s, %s into the swap: one `set map` on HAProxy's admin socket\n",

@@ -39,7 +39,7 @@ func newTimeline(results []stack.Result, run *stack.Run, start, end time.Time, b
 			continue
 		}
 		switch {
-		case r.Err != "":
+		case !r.OK():
 			t.failed[i]++
 		case r.Color == "blue":
 			t.blue[i]++

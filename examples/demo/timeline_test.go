@@ -15,12 +15,16 @@ import (
 func TestNewTimeline_BinsRequestsBySentTimeAndMarksStepStarts(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	answer := func(ms int, color string) stack.Result {
+		return stack.Result{Sent: at(ms), Answer: stack.Answer{Status: 200, Color: color}}
+	}
 	results := []stack.Result{
-		{Sent: at(10), Color: "blue"}, {Sent: at(99), Color: "blue"}, {Sent: at(100), Color: "green"},
-		{Sent: at(150), Err: "502 Bad Gateway"}, {Sent: at(299), Color: "green"},
-		{Sent: at(300), Color: "green"},  // at the end: outside
-		{Sent: at(-1), Color: "blue"},    // before the start: outside
-		{Sent: at(120), Color: "purple"}, // neither color nor failed: not drawn
+		answer(10, "blue"), answer(99, "blue"), answer(100, "green"),
+		{Sent: at(150), Answer: stack.Answer{Status: 502, Body: "Bad Gateway"}}, answer(299, "green"),
+		{Sent: at(160), Err: "connection refused"}, // a failure too
+		answer(300, "green"),                       // at the end: outside
+		answer(-1, "blue"),                         // before the start: outside
+		answer(120, "purple"),                      // neither color nor failed: not drawn
 	}
 	run := &stack.Run{Events: []switcher.Event{
 		{Time: at(50), Step: switcher.StepLock, Kind: switcher.EventStart},
@@ -28,7 +32,7 @@ func TestNewTimeline_BinsRequestsBySentTimeAndMarksStepStarts(t *testing.T) {
 		{Time: at(120), Step: switcher.StepShift, Kind: switcher.EventStart},
 	}}
 	tl := newTimeline(results, run, t0, at(300), 100*time.Millisecond)
-	want := map[string][]float64{"blue": {2, 0, 0}, "green": {0, 1, 1}, "failed": {0, 1, 0}}
+	want := map[string][]float64{"blue": {2, 0, 0}, "green": {0, 1, 1}, "failed": {0, 2, 0}}
 	for name, got := range map[string][]float64{"blue": tl.blue, "green": tl.green, "failed": tl.failed} {
 		if len(got) != 3 {
 			t.Fatalf("%s: %d bins, want 3", name, len(got))

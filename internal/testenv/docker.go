@@ -4,10 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +20,9 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
+
+	"github.com/swap-dev/swap/deployments"
+	"github.com/swap-dev/swap/deployments/docker"
 )
 
 // LabelKey marks every container and image a test creates; its value is the run ID.
@@ -162,32 +163,23 @@ func (d *DockerEnv) DemoImageEnv(t testing.TB, version string, env map[string]st
 }
 
 // importImage imports files (path in the image -> contents, each executable) as the
-// one-layer image ref, with Dockerfile changes and this run's label.
+// one-layer image ref, with Dockerfile changes and this run's label: through
+// deployments/docker's ImportImage, the import swap itself does, on d's engine.
 func (d *DockerEnv) importImage(t testing.TB, ref string, files map[string][]byte, changes []string) {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for name, body := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(name, "/"), Mode: 0o755, Size: int64(len(body))}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	changes = append(changes, "LABEL "+LabelKey+"="+d.RunID)
-	rc, err := d.Client.ImageImport(ctx, image.ImportSource{Source: &buf, SourceName: "-"}, ref, image.ImportOptions{Changes: changes})
+	drv, err := docker.New(deployments.DockerConfig{Host: d.Client.DaemonHost()}, nil)
 	if err != nil {
 		t.Fatalf("testenv: import %s: %v", ref, err)
 	}
-	defer rc.Close()
-	if err := readJSONMessages(rc); err != nil {
-		t.Fatalf("testenv: import %s: %v", ref, err)
+	defer drv.Close()
+	rel := make(map[string][]byte, len(files))
+	for name, body := range files {
+		rel[strings.TrimPrefix(name, "/")] = body
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := drv.ImportImage(ctx, ref, rel, changes, map[string]string{LabelKey: d.RunID}); err != nil {
+		t.Fatalf("testenv: %v", err)
 	}
 }
 
@@ -219,27 +211,10 @@ func BuildImage(ctx context.Context, cli *client.Client, ref string, labels map[
 		return err
 	}
 	defer resp.Body.Close()
-	return readJSONMessages(resp.Body)
-}
-
-// readJSONMessages drains a build or import answer: its errors arrive in the JSON
-// message stream, not as an HTTP status.
-func readJSONMessages(r io.Reader) error {
-	dec := json.NewDecoder(r)
+	// The build's output, to say where a failed one stopped.
 	var log strings.Builder
-	for {
-		var msg struct {
-			Stream string `json:"stream"`
-			Error  string `json:"error"`
-		}
-		if err := dec.Decode(&msg); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("read build output: %w", err)
-		}
-		log.WriteString(msg.Stream)
-		if msg.Error != "" {
-			return fmt.Errorf("%s\n%s", msg.Error, log.String())
-		}
+	if err := docker.ReadStream(resp.Body, func(_, out string) { log.WriteString(out) }); err != nil {
+		return fmt.Errorf("%w\n%s", err, log.String())
 	}
+	return nil
 }

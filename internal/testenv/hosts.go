@@ -19,6 +19,8 @@ import (
 
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
+
+	"github.com/swap-dev/swap/deployments/docker"
 )
 
 // DockerHost is a second Docker "host" on this machine: a network namespace joined to
@@ -331,7 +333,7 @@ func (h *DockerHost) CopyImages(t testing.TB, src *client.Client, refs ...string
 		t.Fatalf("testenv: load %v into %s: %v", refs, h.Name, err)
 	}
 	defer resp.Body.Close()
-	if err := readJSONMessages(resp.Body); err != nil {
+	if err := docker.ReadStream(resp.Body, nil); err != nil {
 		t.Fatalf("testenv: load %v into %s: %v", refs, h.Name, err)
 	}
 	for _, ref := range refs {

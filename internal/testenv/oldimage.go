@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/docker/docker/client"
+
+	"github.com/swap-dev/swap/deployments/docker"
 )
 
 // LoadImage loads (`docker load`) a one-file image created at created, labelled with
@@ -53,7 +55,7 @@ func (d *DockerEnv) LoadImage(t testing.TB, name, tag string, created time.Time,
 		t.Fatalf("testenv: load image %s: %v", name, err)
 	}
 	defer resp.Body.Close()
-	if err := readJSONMessages(resp.Body); err != nil {
+	if err := docker.ReadStream(resp.Body, nil); err != nil {
 		t.Fatalf("testenv: load image %s: %v", name, err)
 	}
 	return "sha256:" + hex.EncodeToString(configSum[:])

@@ -2,6 +2,7 @@ package benchkit
 
 import (
 	"bytes"
+	"flag"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -117,5 +118,25 @@ func TestPlots_WritePNGs(t *testing.T) {
 	}
 	if err := LinePlot(filepath.Join(dir, "bad.png"), "t", "x", "y", false, Series{Name: "s", X: []float64{1}, Y: nil}); err == nil {
 		t.Fatal("mismatched series: no error")
+	}
+}
+
+func TestOptions(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	o := RegisterFlags(fs, "cutoverbench")
+	dir := t.TempDir()
+	if err := fs.Parse([]string{"-short", "-doc", filepath.Join(dir, "docs", "benchmarks.md"), "-img", filepath.Join(dir, "docs", "img")}); err != nil {
+		t.Fatal(err)
+	}
+	if o.CommandLine() != "go run ./bench/cutoverbench -short" || Pick(o, 40, 8) != 8 {
+		t.Fatalf("%q %d", o.CommandLine(), Pick(o, 40, 8))
+	}
+	path, link, ok := o.PlotPath("bench-cutover.png")
+	if !ok || path != filepath.Join(dir, "docs", "img", "bench-cutover.png") || link != "img/bench-cutover.png" {
+		t.Fatalf("PlotPath = %q %q %v", path, link, ok)
+	}
+	o.Img = ""
+	if _, _, ok := o.PlotPath("x.png"); ok {
+		t.Fatal("PlotPath without -img")
 	}
 }
