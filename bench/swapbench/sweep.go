@@ -126,8 +126,10 @@ func runSweep(ctx context.Context, c sweepConfig) error {
 func runPoint(ctx context.Context, c sweepConfig, p point, bin []byte) (res sweepResult, err error) {
 	res.point = p
 	v1, v2 := imageRefs(c.app)
+	// host_ports: below the kernel's ephemeral ports (the load's connections take
+	// theirs there) and the stack's own (procs.FreePort's, 20000-31999).
 	st, err := upWithImages(ctx, stack.Options{Dir: c.dir, Swap: c.swapBin, Consul: c.consul, Log: indentWriter{c.log},
-		HAProxies: p.HAProxies, HostPorts: "20000-29999", Apps: stack.App{Name: c.app, Image: v1, Replicas: p.Replicas, DeployTimeout: 5 * time.Minute}.YAML()}, c.app, bin) // 5m: time to start 64
+		HAProxies: p.HAProxies, HostPorts: "10000-19999", Apps: stack.App{Name: c.app, Image: v1, Replicas: p.Replicas, DeployTimeout: 5 * time.Minute}.YAML()}, c.app, bin) // 5m: time to start 64
 	if st != nil {
 		defer func() {
 			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
