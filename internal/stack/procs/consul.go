@@ -126,12 +126,7 @@ func (c *Consul) start(ctx context.Context) error {
 	defer client.CloseIdleConnections()
 	err = p.Poll(ctx, c.opts.Timeout, func() error { return c.ready(client) })
 	if err != nil {
-		_ = p.Stop()
-		err = fmt.Errorf("consul agent on %s: %w", c.Addr, err)
-		if f := p.LogFile(); f != "" {
-			err = fmt.Errorf("%w (see %s)", err, f)
-		}
-		return err
+		return p.stopWith(fmt.Errorf("consul agent on %s: %w", c.Addr, err))
 	}
 	return nil
 }

@@ -81,12 +81,7 @@ func (h *HAProxy) start(ctx context.Context) error {
 	}
 	h.proc = p
 	if err := p.Poll(ctx, h.opts.Timeout, h.up); err != nil {
-		_ = p.Stop()
-		err = fmt.Errorf("haproxy on %s: %w", h.Config, err)
-		if f := p.LogFile(); f != "" {
-			err = fmt.Errorf("%w (see %s)", err, f)
-		}
-		return err
+		return p.stopWith(fmt.Errorf("haproxy on %s: %w", h.Config, err))
 	}
 	return nil
 }

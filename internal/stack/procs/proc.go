@@ -42,8 +42,8 @@ type Options struct {
 	// program, so that the process Stop signals is the program.
 	Wrap []string
 	// Output hears the program's stdout and stderr; when nil, LogFile is created for
-	// them (nil and "": they are discarded). The last lines are kept for errors either
-	// way (Tail).
+	// them (nil and "": only their end is kept). Tail is their end either way, for
+	// errors.
 	Output  io.Writer
 	LogFile string
 	// PidFile, when set, gets "<pid> <Marker>": KillFromPidFile stops the
@@ -87,24 +87,26 @@ func Start(opts Options) (*Proc, error) {
 		opts.StopTimeout = stopTimeout
 	}
 	p := &Proc{Name: opts.Name, opts: opts, exit: make(chan struct{}), tail: &Buffer{Max: tailSize}}
-	out := opts.Output
-	if out == nil && opts.LogFile != "" {
-		f, err := os.Create(opts.LogFile)
-		if err != nil {
-			return nil, err
-		}
-		p.logFile, out = f, f
-	}
-	if out == nil {
-		out = io.Discard
-	}
 	argv := append(append([]string(nil), opts.Wrap...), opts.Bin)
 	p.cmd = exec.Command(argv[0], append(argv[1:], opts.Args...)...)
 	p.cmd.Dir = opts.Dir
 	if opts.Env != nil {
 		p.cmd.Env = append(os.Environ(), opts.Env...)
 	}
-	p.cmd.Stdout = io.MultiWriter(out, p.tail)
+	switch {
+	case opts.Output != nil:
+		p.cmd.Stdout = io.MultiWriter(opts.Output, p.tail)
+	case opts.LogFile != "":
+		// The file itself, not a pipe: the process (and a leftover of a killed run)
+		// writes on without this one reading.
+		f, err := os.Create(opts.LogFile)
+		if err != nil {
+			return nil, err
+		}
+		p.logFile, p.cmd.Stdout = f, f
+	default:
+		p.cmd.Stdout = p.tail
+	}
 	p.cmd.Stderr = p.cmd.Stdout
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if opts.DieWithParent {
@@ -157,7 +159,21 @@ func (p *Proc) LogFile() string {
 }
 
 // Tail is the end of what the process printed.
-func (p *Proc) Tail() string { return p.tail.String() }
+func (p *Proc) Tail() string {
+	if p.logFile == nil {
+		return p.tail.String()
+	}
+	f, err := os.Open(p.opts.LogFile)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > tailSize {
+		_, _ = f.Seek(st.Size()-tailSize, io.SeekStart)
+	}
+	b, _ := io.ReadAll(f)
+	return string(b)
+}
 
 // Killed reports whether Stop had to kill the process group: the process ignored its
 // stop signal for the stop timeout.
@@ -184,6 +200,16 @@ func (p *Proc) Stop() error {
 		return err
 	}
 	return nil
+}
+
+// stopWith stops a process that failed to become ready and returns err, naming its
+// log file.
+func (p *Proc) stopWith(err error) error {
+	_ = p.Stop()
+	if f := p.LogFile(); f != "" {
+		err = fmt.Errorf("%w (see %s)", err, f)
+	}
+	return err
 }
 
 // Poll is Poll that gives up at once when the process exits, quoting the end of its

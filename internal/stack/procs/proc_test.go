@@ -102,17 +102,19 @@ func TestKillFromPidFile_RefusesAFileItCannotRead(t *testing.T) {
 }
 
 func TestProcPoll_GivesUpAtOnceWhenTheProcessExitsAndQuotesItsOutput(t *testing.T) {
-	p, err := Start(Options{Bin: "sh", Args: []string{"-c", "echo no config here; exit 3"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Now()
-	err = p.Poll(context.Background(), time.Minute, func() error { return fmt.Errorf("not ready") })
-	if err == nil || !strings.Contains(err.Error(), "no config here") || !strings.Contains(err.Error(), "exit status 3") {
-		t.Fatalf("Poll = %v, want the exit and the output", err)
-	}
-	if took := time.Since(t0); took > 10*time.Second {
-		t.Errorf("Poll took %s: it waited for its timeout", took)
+	for _, logFile := range []string{"", filepath.Join(t.TempDir(), "x.log")} {
+		p, err := Start(Options{Bin: "sh", Args: []string{"-c", "echo no config here; exit 3"}, LogFile: logFile})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		err = p.Poll(context.Background(), time.Minute, func() error { return fmt.Errorf("not ready") })
+		if err == nil || !strings.Contains(err.Error(), "no config here") || !strings.Contains(err.Error(), "exit status 3") {
+			t.Fatalf("log file %q: Poll = %v, want the exit and the output", logFile, err)
+		}
+		if took := time.Since(t0); took > 10*time.Second {
+			t.Errorf("log file %q: Poll took %s: it waited for its timeout", logFile, took)
+		}
 	}
 }
 
