@@ -32,6 +32,7 @@ import (
 
 	"github.com/swap-dev/swap/bench/internal/benchkit"
 	"github.com/swap-dev/swap/internal/stack"
+	"github.com/swap-dev/swap/internal/stack/procs"
 	"github.com/swap-dev/swap/lbconfig"
 )
 
@@ -99,25 +100,27 @@ func run(ctx context.Context, o *benchkit.Options, sf *benchkit.StackFlags, roun
 	if err != nil {
 		return err
 	}
-	var procs []interface{ Stop() }
+	var running []interface{ Stop() error }
 	defer func() {
-		for i := len(procs) - 1; i >= 0; i-- {
-			procs[i].Stop()
+		for i := len(running) - 1; i >= 0; i-- {
+			_ = running[i].Stop()
 		}
 	}()
 
 	// The app: blue and green.
 	ports := map[string]int{}
 	for _, color := range []string{"blue", "green"} {
-		port, err := benchkit.FreePort()
+		port, err := procs.FreePort()
 		if err != nil {
 			return err
 		}
-		p, err := benchkit.StartProc(st.Dir, "app-"+color, []string{fmt.Sprintf("PORT=%d", port), "COLOR=" + color, "VERSION=v1"}, mustAbs(sf.Demoapp))
+		p, err := procs.Start(procs.Options{Name: "app-" + color, Bin: mustAbs(sf.Demoapp), Dir: st.Dir,
+			Env:     []string{fmt.Sprintf("PORT=%d", port), "COLOR=" + color, "VERSION=v1"},
+			LogFile: filepath.Join(st.Dir, "app-"+color+".log"), DieWithParent: true})
 		if err != nil {
 			return err
 		}
-		procs = append(procs, p)
+		running = append(running, p)
 		if err := benchkit.WaitHTTP(ctx, fmt.Sprintf("127.0.0.1:%d", port), "", "/healthz", 20*time.Second); err != nil {
 			return fmt.Errorf("demoapp %s: %w", color, err)
 		}
@@ -132,7 +135,7 @@ func run(ctx context.Context, o *benchkit.Options, sf *benchkit.StackFlags, roun
 	if err != nil {
 		return err
 	}
-	procs = append(procs, a.h)
+	running = append(running, a.h)
 
 	// (b) a classic config, written and reloaded.
 	bDir := filepath.Join(st.Dir, "b")
@@ -154,7 +157,7 @@ func run(ctx context.Context, o *benchkit.Options, sf *benchkit.StackFlags, roun
 	if err != nil {
 		return err
 	}
-	procs = append(procs, hb)
+	running = append(running, hb)
 
 	// (c) consul-template from Consul KV and the catalog.
 	cl, err := api.NewClient(&api.Config{Address: st.Consul})
@@ -165,7 +168,7 @@ func run(ctx context.Context, o *benchkit.Options, sf *benchkit.StackFlags, roun
 	if err != nil {
 		return err
 	}
-	procs = append(procs, hc)
+	running = append(running, hc)
 
 	methods := []*method{
 		{Name: "swap", Label: "(a) swap: Runtime API map change", Frontend: a.layout.Frontend.Bind, Color: "blue",
@@ -177,7 +180,7 @@ func run(ctx context.Context, o *benchkit.Options, sf *benchkit.StackFlags, roun
 				if err := writeB(to); err != nil {
 					return err
 				}
-				return hb.Master.Reload(ctx)
+				return hb.MasterCLI.Reload(ctx)
 			}},
 		{Name: "consul-template", Label: "(c) consul-template " + benchkit.ConsulTemplateVersion + " + reload", Frontend: cBind, Color: "blue",
 			Change: func(ctx context.Context, to string) error {
@@ -222,7 +225,7 @@ func mustAbs(p string) string {
 }
 
 func bind() (string, error) {
-	p, err := benchkit.FreePort()
+	p, err := procs.FreePort()
 	return fmt.Sprintf("127.0.0.1:%d", p), err
 }
 
@@ -268,9 +271,9 @@ func startSwapLayout(ctx context.Context, dir string, ports map[string]int) (*sw
 	if err != nil {
 		return nil, err
 	}
-	fleet, err := lbconfig.NewFleet(l, lbconfig.WriteOptions{}, lbconfig.Instance{Client: h.Admin, Master: h.Master})
+	fleet, err := lbconfig.NewFleet(l, lbconfig.WriteOptions{}, lbconfig.Instance{Client: h.Admin, Master: h.MasterCLI})
 	if err != nil {
-		h.Stop()
+		_ = h.Stop()
 		return nil, err
 	}
 	return &swapLayout{layout: l, h: h, fleet: fleet}, nil

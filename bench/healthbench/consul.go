@@ -1,54 +1,33 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/swap-dev/swap/internal/stack/procs"
 )
 
 // reloadTimeout bounds the agent's reload with the services (and every other call).
 var reloadTimeout = 90 * time.Second
 
-// consulAgent is a Consul dev agent this program started, on free ports.
+// consulAgent is a Consul dev agent this program started (procs.StartConsul), on free
+// ports.
 type consulAgent struct {
-	cmd     *exec.Cmd
+	agent   *procs.Consul
 	client  *api.Client
 	dir     string
 	logPath string
-	done    chan struct{}
-}
-
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, n)
-	ls := make([]net.Listener, n)
-	defer func() {
-		for _, l := range ls {
-			if l != nil {
-				_ = l.Close()
-			}
-		}
-	}()
-	for i := range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls[i] = l
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	return ports, nil
 }
 
 // startConsul starts a dev agent with one service per port, each with an HTTP check
@@ -61,18 +40,14 @@ func startConsul(bin string, ports []int, interval, timeout time.Duration) (_ *c
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("consul binary %s: %w (build it with `make consul`, or pass -consul none)", bin, err)
 	}
-	p, err := freePorts(4)
-	if err != nil {
-		return nil, err
-	}
 	dir, err := os.MkdirTemp("", "healthbench-consul-")
 	if err != nil {
 		return nil, err
 	}
-	a := &consulAgent{dir: dir, logPath: filepath.Join(dir, "consul.log"), done: make(chan struct{})}
+	a := &consulAgent{dir: dir, logPath: filepath.Join(dir, "consul.log")}
 	defer func() {
 		if err != nil {
-			if a.cmd != nil && a.cmd.Process != nil {
+			if a.agent != nil {
 				a.stop()
 			}
 			err = fmt.Errorf("%w; the agent's log ended with:\n%s", err, logTail(a.logPath, 5))
@@ -83,36 +58,19 @@ func startConsul(bin string, ports []int, interval, timeout time.Duration) (_ *c
 	if err := os.Mkdir(conf, 0o700); err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(a.logPath)
+	// -dev logs at DEBUG, which with thousands of checks is most of its CPU;
+	// measure it at the level it would run at in production.
+	a.agent, err = procs.StartConsul(context.Background(), procs.ConsulOptions{Bin: bin, LogLevel: "info",
+		Args: []string{"-config-dir", conf}, LogFile: a.logPath, DieWithParent: true})
 	if err != nil {
 		return nil, err
 	}
-	defer logf.Close()
-	// -dev logs at DEBUG, which with thousands of checks is most of its CPU;
-	// measure it at the level it would run at in production.
-	a.cmd = exec.Command(bin, "agent", "-dev", "-log-level", "info", "-config-dir", conf,
-		"-bind", "127.0.0.1", "-client", "127.0.0.1",
-		"-http-port", fmt.Sprint(p[0]), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
-		"-serf-lan-port", fmt.Sprint(p[1]), "-serf-wan-port", fmt.Sprint(p[2]), "-server-port", fmt.Sprint(p[3]))
-	a.cmd.Stdout, a.cmd.Stderr = logf, logf
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := a.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() { _ = a.cmd.Wait(); close(a.done) }()
-
 	cfg := api.DefaultConfig()
-	cfg.Address = fmt.Sprintf("127.0.0.1:%d", p[0])
+	cfg.Address = a.agent.Addr
 	// Bounds the reload below: an agent starved of CPU can take many minutes to take
 	// thousands of checks (each starts running while the others are added).
 	cfg.HttpClient = &http.Client{Timeout: reloadTimeout}
 	if a.client, err = api.NewClient(cfg); err != nil {
-		return nil, err
-	}
-	if err := a.poll(60*time.Second, "a leader", func() (bool, error) {
-		leader, err := a.client.Status().Leader()
-		return err == nil && leader != "", nil
-	}); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(conf, "services.json"), servicesJSON(ports, interval, timeout), 0o600); err != nil {
@@ -125,25 +83,7 @@ func startConsul(bin string, ports []int, interval, timeout time.Duration) (_ *c
 	return a, nil
 }
 
-func (a *consulAgent) pid() string { return fmt.Sprint(a.cmd.Process.Pid) }
-
-// poll calls ok every 200 ms until it reports true, the agent exits or timeout passes.
-func (a *consulAgent) poll(timeout time.Duration, what string, ok func() (bool, error)) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		if done, err := ok(); err != nil || done {
-			return err
-		}
-		select {
-		case <-a.done:
-			return fmt.Errorf("consul agent exited while waiting for %s", what)
-		case <-time.After(200 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("consul agent has no %s after %s", what, timeout)
-		}
-	}
-}
+func (a *consulAgent) pid() string { return fmt.Sprint(a.agent.Pid()) }
 
 // logTail is the last n lines of the file at path.
 func logTail(path string, n int) string {
@@ -241,16 +181,8 @@ func (a *consulAgent) checkSummary() (map[string]int, []string, error) {
 	return status, reasons, nil
 }
 
-// stop ends the agent this program started: SIGTERM, then SIGKILL by pid.
-func (a *consulAgent) stop() {
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-a.done:
-	case <-time.After(10 * time.Second):
-		_ = a.cmd.Process.Kill()
-		<-a.done
-	}
-}
+// stop ends the agent this program started (SIGINT, then SIGKILL to its group).
+func (a *consulAgent) stop() { _ = a.agent.Stop() }
 
 // cleanup removes the agent's directory (its log).
 func (a *consulAgent) cleanup() { _ = os.RemoveAll(a.dir) }

@@ -37,6 +37,7 @@ import (
 
 	"github.com/swap-dev/swap/bench/internal/benchkit"
 	"github.com/swap-dev/swap/internal/stack"
+	"github.com/swap-dev/swap/internal/stack/procs"
 )
 
 // A benchmark program in one file: setup, the alternating rounds, the statistics and
@@ -150,7 +151,7 @@ func run(ctx context.Context, o *benchkit.Options, sf *benchkit.StackFlags, roun
 			return fmt.Errorf("register %s: %w", in.ctID, err)
 		}
 	}
-	ctPort, err := benchkit.FreePort()
+	ctPort, err := procs.FreePort()
 	if err != nil {
 		return err
 	}
@@ -171,7 +172,7 @@ func run(ctx context.Context, o *benchkit.Options, sf *benchkit.StackFlags, roun
 		{Name: "swap", Label: "swap watch (reconcile loop, Runtime API)", Frontend: st.Frontend, Host: route, Service: app,
 			serviceID: func(in instance) string { return in.swapID }},
 		{Name: "consul-template", Label: "consul-template " + benchkit.ConsulTemplateVersion + " + reload", Frontend: ctBind, Host: "any", Service: ctService,
-			serviceID: func(in instance) string { return in.ctID }, reload: hc.Master.Reload},
+			serviceID: func(in instance) string { return in.ctID }, reload: hc.MasterCLI.Reload},
 	}
 	for _, m := range methods {
 		if err := waitServes(ctx, m, insts); err != nil {

@@ -19,13 +19,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/swap-dev/swap/deployments"
 	"github.com/swap-dev/swap/deployments/docker"
+	"github.com/swap-dev/swap/internal/stack/procs"
 )
 
 // LabelKey marks every container and image a demo or benchmark makes; its value is the
@@ -91,7 +91,7 @@ type Stack struct {
 	Docker   *docker.Driver
 
 	opts  Options
-	procs []*proc
+	procs []*procs.Proc // stopped in reverse order
 }
 
 // Up starts the world in opts.Dir. On error, what was started is left for Down (the
@@ -188,6 +188,10 @@ func instancesYAML(n int) string {
 	return b.String()
 }
 
+func since(t0 time.Time) string {
+	return time.Since(t0).Round(time.Millisecond).String()
+}
+
 func newID() string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
@@ -198,88 +202,45 @@ func (s *Stack) logf(format string, args ...any) {
 	fmt.Fprintf(s.opts.Log, format+"\n", args...)
 }
 
-// freePort asks the kernel for a free loopback port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// start runs bin with args (and env beyond this process's own) in the working
+// directory, its output in logName, and records "<pid> <marker>" in pidName: Down kills
+// the pid only while its command line still holds marker.
+func (s *Stack) start(bin, pidName, logName, marker string, env []string, args ...string) (*procs.Proc, error) {
+	p, err := procs.Start(procs.Options{Bin: bin, Args: args, Env: env, Dir: s.Dir,
+		LogFile: filepath.Join(s.Dir, logName), PidFile: filepath.Join(s.Dir, pidName), Marker: marker})
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	seen := map[int]bool{}
-	for len(ports) < n {
-		p, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		if !seen[p] {
-			seen[p] = true
-			ports = append(ports, p)
-		}
-	}
-	return ports, nil
+	s.procs = append(s.procs, p)
+	return p, nil
 }
 
 func (s *Stack) startConsul(ctx context.Context) error {
 	t0 := time.Now()
-	ports, err := freePorts(4)
+	c, err := procs.StartConsul(ctx, procs.ConsulOptions{Bin: s.opts.Consul, Node: "swap-demo-" + s.ID,
+		LogFile: filepath.Join(s.Dir, consulLog), PidFile: filepath.Join(s.Dir, consulPid)})
 	if err != nil {
 		return err
 	}
-	node := "swap-demo-" + s.ID
-	s.Consul = fmt.Sprintf("127.0.0.1:%d", ports[0])
-	p, err := s.start(s.opts.Consul, consulPid, consulLog, node, nil,
-		"agent", "-dev", "-node", node, "-bind", "127.0.0.1", "-client", "127.0.0.1",
-		"-http-port", strconv.Itoa(ports[0]), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
-		"-serf-lan-port", strconv.Itoa(ports[1]), "-serf-wan-port", strconv.Itoa(ports[2]),
-		"-server-port", strconv.Itoa(ports[3]), "-log-level", "warn")
-	if err != nil {
-		return fmt.Errorf("start consul: %w", err)
-	}
-	p.stop = syscall.SIGINT // a graceful leave
-	client := &http.Client{Timeout: 2 * time.Second}
-	get := func(path string) (string, error) {
-		resp, err := client.Get("http://" + s.Consul + path)
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if resp.StatusCode != 200 {
-			return "", fmt.Errorf("GET %s: %d %s", path, resp.StatusCode, b)
-		}
-		return strings.TrimSpace(string(b)), err
-	}
-	err = poll(ctx, 60*time.Second, p, func() error {
-		if leader, err := get("/v1/status/leader"); err != nil || leader == `""` {
-			return fmt.Errorf("no leader yet (%v)", err)
-		}
-		// Services can be registered once the agent's own node is in the catalog.
-		if n, err := get("/v1/catalog/node/" + node); err != nil || n == "null" {
-			return fmt.Errorf("node %s not registered yet (%v)", node, err)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("consul dev agent on %s: %w (see %s)", s.Consul, err, filepath.Join(s.Dir, consulLog))
-	}
-	s.logf("consul dev agent   %s, pid %d (%s)", s.Consul, p.cmd.Process.Pid, since(t0))
+	s.procs = append(s.procs, c.Proc())
+	s.Consul = c.Addr
+	s.logf("consul dev agent   %s, pid %d (%s)", s.Consul, c.Pid(), since(t0))
 	return nil
 }
 
 func (s *Stack) writeConfig() error {
-	ports, err := freePorts(2)
+	fe, err := procs.FreePort()
 	if err != nil {
 		return err
 	}
-	s.Frontend = fmt.Sprintf("127.0.0.1:%d", ports[0])
+	s.Frontend = fmt.Sprintf("127.0.0.1:%d", fe)
 	preview := ""
 	if s.opts.Preview {
-		s.Preview = fmt.Sprintf("127.0.0.1:%d", ports[1])
+		pv, err := procs.FreePort()
+		if err != nil {
+			return err
+		}
+		s.Preview = fmt.Sprintf("127.0.0.1:%d", pv)
 		preview = fmt.Sprintf("  preview: {name: demo_preview, bind: %q}\n", s.Preview)
 	}
 	if s.opts.CheckBinary != "" {
@@ -320,49 +281,20 @@ func (s *Stack) render(ctx context.Context) error {
 func (s *Stack) startHAProxy(ctx context.Context, i int) error {
 	t0 := time.Now()
 	hdir := filepath.Join(s.Dir, instanceDir(i))
-	cfg := filepath.Join(hdir, "haproxy.cfg")
-	master := filepath.Join(hdir, "master.sock")
-	admin := filepath.Join(hdir, "admin.sock")
 	pidName, logName := haproxyPid, haproxyLog
 	if i > 0 {
 		pidName = fmt.Sprintf("haproxy-%d.pid", i+1)
 		logName = fmt.Sprintf("haproxy-%d.log", i+1)
 	}
-	p, err := s.start(s.opts.HAProxy, pidName, logName, cfg, nil, "-W", "-S", master+",mode,600", "-f", cfg)
+	h, err := procs.StartHAProxy(ctx, procs.HAProxyOptions{Bin: s.opts.HAProxy,
+		Config: filepath.Join(hdir, "haproxy.cfg"), AdminSock: filepath.Join(hdir, "admin.sock"),
+		LogFile: filepath.Join(s.Dir, logName), PidFile: filepath.Join(s.Dir, pidName)})
 	if err != nil {
-		return fmt.Errorf("start haproxy: %w", err)
+		return err
 	}
-	err = poll(ctx, 20*time.Second, p, func() error {
-		info, err := socketExec(admin, "show info")
-		if err != nil || !strings.Contains(info, "Pid:") {
-			return fmt.Errorf("admin socket: %q %v", info, err)
-		}
-		procs, err := socketExec(master, "show proc;quit")
-		if err != nil || !strings.Contains(procs, "worker") {
-			return fmt.Errorf("master socket: %q %v", procs, err)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("haproxy on %s: %w (see %s)", cfg, err, filepath.Join(s.Dir, logName))
-	}
-	s.logf("haproxy %-10s frontend %s, pid %d (%s)", instanceName(i), s.Frontend, p.cmd.Process.Pid, since(t0))
+	s.procs = append(s.procs, h.Proc())
+	s.logf("haproxy %-10s frontend %s, pid %d (%s)", instanceName(i), s.Frontend, h.Proc().Pid(), since(t0))
 	return nil
-}
-
-// socketExec sends one command line to an HAProxy socket and reads the answer.
-func socketExec(path, line string) (string, error) {
-	c, err := net.DialTimeout("unix", path, time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write([]byte(line + "\n")); err != nil {
-		return "", err
-	}
-	b, err := io.ReadAll(c)
-	return string(b), err
 }
 
 // DemoImage makes the FROM-scratch image ref from the static demoapp binary, with
@@ -389,7 +321,7 @@ func (s *Stack) Serve(ctx context.Context) (string, error) {
 			return d.DialContext(ctx, "unix", sock)
 		}}}
 	defer client.CloseIdleConnections()
-	err = poll(ctx, 20*time.Second, p, func() error {
+	err = p.Poll(ctx, 20*time.Second, func() error {
 		resp, err := client.Get("http://swap/healthz")
 		if err != nil {
 			return err
@@ -403,7 +335,7 @@ func (s *Stack) Serve(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("swap serve on %s: %w (see %s)", sock, err, filepath.Join(s.Dir, serveLog))
 	}
-	s.logf("swap serve         unix://%s, pid %d (%s)", sock, p.cmd.Process.Pid, since(t0))
+	s.logf("swap serve         unix://%s, pid %d (%s)", sock, p.Pid(), since(t0))
 	return "unix://" + sock, nil
 }
 
@@ -436,7 +368,7 @@ func (s *Stack) Down(ctx context.Context) error {
 		errs = append(errs, removeLabelled(ctx, s.Docker, s.Label, s.opts.Log))
 	}
 	for i := len(s.procs) - 1; i >= 0; i-- {
-		errs = append(errs, s.procs[i].terminate())
+		errs = append(errs, s.procs[i].Stop())
 	}
 	s.procs = nil
 	if s.Docker != nil {
@@ -525,7 +457,7 @@ func Down(ctx context.Context, dir string, log io.Writer) error {
 	// swap serve first: it may still be changing HAProxy.
 	paths := append([]string{filepath.Join(dir, servePid)}, pidFiles...)
 	for _, path := range append(paths, filepath.Join(dir, consulPid)) {
-		errs = append(errs, killFromPidFile(path, log))
+		errs = append(errs, procs.KillFromPidFile(path, log))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err

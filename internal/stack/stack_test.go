@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 
+	"github.com/swap-dev/swap/internal/stack/procs"
 	"github.com/swap-dev/swap/internal/testenv"
 )
 
@@ -133,7 +134,7 @@ func requireGone(t *testing.T, s *Stack, pids []int) {
 		t.Errorf("images labelled %s left: %d (%v)", s.Label, len(imgs), err)
 	}
 	for _, pid := range pids {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && runs(pid, "") {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && procs.Runs(pid, "") {
 			t.Errorf("pid %d still runs", pid)
 		}
 	}
@@ -145,7 +146,7 @@ func requireGone(t *testing.T, s *Stack, pids []int) {
 func (s *Stack) pids() []int {
 	var out []int
 	for _, p := range s.procs {
-		out = append(out, p.cmd.Process.Pid)
+		out = append(out, p.Pid())
 	}
 	return out
 }
@@ -177,9 +178,9 @@ func downDir(t *testing.T, s *Stack, pids []int) {
 	}
 	for _, p := range s.procs {
 		select {
-		case <-p.exit:
+		case <-p.Done():
 		case <-time.After(15 * time.Second):
-			t.Fatalf("%s (pid %d) still runs after Down(dir)", p.name, p.cmd.Process.Pid)
+			t.Fatalf("%s (pid %d) still runs after Down(dir)", p.Name, p.Pid())
 		}
 	}
 	requireGone(t, s, pids)
@@ -228,7 +229,7 @@ func TestUp_StartsSeveralHAProxysThatAllTakeTheSwapAndDownStopsThemAll(t *testin
 	}
 	for i := range 3 {
 		sock := filepath.Join(s.Dir, instanceDir(i), "admin.sock")
-		out, err := socketExec(sock, "show servers state "+app+"_green")
+		out, err := procs.SocketExec(sock, "show servers state "+app+"_green")
 		if err != nil || !strings.Contains(out, app+"-green-") {
 			t.Errorf("HAProxy %d (%s) has no green server after the swap: %v\n%s", i+1, sock, err, out)
 		}

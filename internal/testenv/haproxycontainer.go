@@ -12,6 +12,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/swap-dev/swap/internal/stack/procs"
 )
 
 // HAProxyImage makes the host's haproxy and the shared libraries `ldd` lists for it into
@@ -65,7 +67,8 @@ func (d *DockerEnv) RunHAProxyContainer(t testing.TB, img, name, cfgPath, adminS
 	t.Helper()
 	dir := filepath.Dir(cfgPath)
 	h := &HAProxyInstance{Dir: dir, CfgPath: cfgPath, AdminSock: adminSock, MasterSock: filepath.Join(dir, "master.sock"),
-		t: t, ports: map[string]int{}, log: &syncBuffer{}}
+		t: t, ports: map[string]int{}, log: &procs.Buffer{}}
+	h.h = procs.HAProxyAt(cfgPath, adminSock, h.MasterSock)
 	if masterOpts == "" {
 		masterOpts = ",mode,600"
 	}
@@ -87,7 +90,7 @@ func (d *DockerEnv) RunHAProxyContainer(t testing.TB, img, name, cfgPath, adminS
 	if err := d.Client.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
 		t.Fatalf("testenv: start haproxy container: %v", err)
 	}
-	err = h.waitUp(time.Minute, func() error {
+	err = h.h.WaitUp(ctx, time.Minute, func() error {
 		info, err := d.Client.ContainerInspect(ctx, created.ID)
 		if err != nil {
 			return err

@@ -21,6 +21,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/swap-dev/swap/deployments/docker"
+	"github.com/swap-dev/swap/internal/stack/procs"
 )
 
 // DockerHost is a second Docker "host" on this machine: a network namespace joined to
@@ -45,9 +46,8 @@ type DockerHost struct {
 
 	n    int
 	dir  string
-	cmd  *exec.Cmd
-	done chan struct{} // closed when dockerd has exited and been reaped
-	log  *syncBuffer
+	proc *procs.Proc // dockerd
+	log  *procs.Buffer
 }
 
 // hostSubnets: 10.213.N.0/24 for the veth, 10.214.N.0/24 for the engine's bridge, N in
@@ -74,7 +74,7 @@ func NewDockerHost(t testing.TB) *DockerHost {
 		Require(t, "root (network namespaces for a second Docker host)", fmt.Errorf("running as uid %d", os.Geteuid()))
 	}
 	sweepDeadHosts(t)
-	h := &DockerHost{log: &syncBuffer{}}
+	h := &DockerHost{log: &procs.Buffer{}}
 	h.claim(t)
 	h.Addr = fmt.Sprintf("%s.%d.2", vethNet, h.n)
 	h.Gateway = fmt.Sprintf("%s.%d.1", vethNet, h.n)
@@ -227,35 +227,30 @@ func (h *DockerHost) start(t testing.TB) {
 // launch starts dockerd and waits until it answers.
 func (h *DockerHost) launch(t testing.TB) {
 	t.Helper()
-	h.done = make(chan struct{})
-	// nsenter joins the namespace and execs dockerd: cmd's pid is dockerd's.
-	h.cmd = exec.Command("nsenter", "--net=/var/run/netns/"+h.Name, "dockerd",
-		"--config-file", filepath.Join(h.dir, "daemon.json"),
-		"--data-root", filepath.Join(h.dir, "data"),
-		"--exec-root", filepath.Join(h.dir, "exec"),
-		"-H", h.Engine,
-		"--pidfile", filepath.Join(h.dir, "docker.pid"),
-		"--bip", fmt.Sprintf("%s.%d.1/24", bridgeNet, h.n),
-		"--iptables=false", "--ip-masq=false", "--ip6tables=false",
-		"--shutdown-timeout", "2",
-	)
-	h.cmd.Stdout, h.cmd.Stderr = h.log, h.log
-	// The engine dies with the test process even when the test binary is killed.
-	h.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := h.cmd.Start(); err != nil {
+	p, err := procs.Start(procs.Options{
+		// nsenter joins the namespace and execs dockerd: the process's pid is dockerd's.
+		Wrap: []string{"nsenter", "--net=/var/run/netns/" + h.Name},
+		Bin:  "dockerd",
+		Args: []string{
+			"--config-file", filepath.Join(h.dir, "daemon.json"),
+			"--data-root", filepath.Join(h.dir, "data"),
+			"--exec-root", filepath.Join(h.dir, "exec"),
+			"-H", h.Engine,
+			"--pidfile", filepath.Join(h.dir, "docker.pid"),
+			"--bip", fmt.Sprintf("%s.%d.1/24", bridgeNet, h.n),
+			"--iptables=false", "--ip-masq=false", "--ip6tables=false",
+			"--shutdown-timeout", "2",
+		},
+		Output:      h.log,
+		StopTimeout: 20 * time.Second,
+		// The engine dies with the test process even when the test binary is killed.
+		DieWithParent: true,
+	})
+	if err != nil {
 		Require(t, "dockerd in a network namespace", err)
 	}
-	cmd, done := h.cmd, h.done
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	err := Poll(60*time.Second, func() error {
-		select {
-		case <-done:
-			return errors.New("dockerd exited")
-		default:
-		}
+	h.proc = p
+	err = p.Poll(context.Background(), 60*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_, err := h.Client.Ping(ctx)
@@ -270,35 +265,27 @@ func (h *DockerHost) launch(t testing.TB) {
 // containers (those with a restart policy start again, as after a host's reboot).
 func (h *DockerHost) Restart(t testing.TB) {
 	t.Helper()
-	select {
-	case <-h.done:
-	default:
+	if !h.proc.Exited() {
 		t.Fatalf("testenv: Restart of %s while its engine runs: Stop it first", h.Name)
 	}
 	h.launch(t)
 }
 
-// Stop stops the engine (SIGTERM by its pid, SIGKILL after 20s) and waits until it has
-// exited; its containers stop with it. The namespace stays: the host is down, its
-// address unreachable. Stop is safe to call again; cleanup calls it too.
+// Stop stops the engine (SIGTERM by its pid, SIGKILL to its process group after 20s)
+// and waits until it has exited; its containers stop with it. The namespace stays: the
+// host is down, its address unreachable. Stop is safe to call again; cleanup calls it too.
 func (h *DockerHost) Stop(t testing.TB) {
 	t.Helper()
 	h.stop(t)
 }
 
 func (h *DockerHost) stop(t testing.TB) {
-	select {
-	case <-h.done:
+	if h.proc == nil || h.proc.Exited() {
 		return
-	default:
 	}
-	_ = h.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-h.done:
-	case <-time.After(20 * time.Second):
-		t.Errorf("testenv: dockerd of %s (pid %d) ignored SIGTERM for 20s; killing it", h.Name, h.cmd.Process.Pid)
-		_ = h.cmd.Process.Kill()
-		<-h.done
+	_ = h.proc.Stop()
+	if h.proc.Killed() {
+		t.Errorf("testenv: dockerd of %s (pid %d) ignored SIGTERM for 20s; killed it", h.Name, h.proc.Pid())
 	}
 	// A managed containerd outlives a killed dockerd: stop it by its pidfile.
 	if b, err := os.ReadFile(filepath.Join(h.dir, "exec", "containerd", "containerd.pid")); err == nil {
@@ -311,7 +298,7 @@ func (h *DockerHost) stop(t testing.TB) {
 }
 
 // Pid is dockerd's pid.
-func (h *DockerHost) Pid() int { return h.cmd.Process.Pid }
+func (h *DockerHost) Pid() int { return h.proc.Pid() }
 
 // Log is what dockerd printed.
 func (h *DockerHost) Log() string { return h.log.String() }

@@ -10,15 +10,16 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/swap-dev/swap/internal/stack/procs"
 )
 
 // InCI reports whether the tests run in CI, where a missing dependency is a failure.
@@ -35,44 +36,16 @@ func Require(t testing.TB, what string, why error) {
 	t.Skipf("%s (skipping outside CI)", msg)
 }
 
-var handedOut struct {
-	sync.Mutex
-	ports map[int]bool
-}
-
-// Fixture ports come from [portLow, portHigh): below Linux's ephemeral range (32768+),
-// where the kernel picks outgoing connections' ports and Docker its published ports, so
-// neither can take a fixture's port between FreePort and the bind.
-const (
-	portLow  = 20000
-	portHigh = 32000
-)
-
-// FreePort returns a TCP port on 127.0.0.1, chosen at random in [20000, 32000), that was
-// free a moment ago and that this process has not handed out before (another process
-// may still take it: fixtures that bind it retry on "address in use").
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and that this
+// process has not handed out before (procs.FreePort: in [20000, 32000), below the
+// kernel's and Docker's ephemeral ports).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	handedOut.Lock()
-	defer handedOut.Unlock()
-	if handedOut.ports == nil {
-		handedOut.ports = map[int]bool{}
+	port, err := procs.FreePort()
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
 	}
-	for range 1000 {
-		port := portLow + rand.IntN(portHigh-portLow)
-		if handedOut.ports[port] {
-			continue
-		}
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue // taken
-		}
-		ln.Close()
-		handedOut.ports[port] = true
-		return port
-	}
-	t.Fatalf("testenv: no free port in [%d, %d) after 1000 tries", portLow, portHigh)
-	return 0
+	return port
 }
 
 var (
@@ -122,17 +95,7 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() error
 // Poll calls cond every 10ms until it returns nil or timeout passes; it returns cond's
 // last error then.
 func Poll(timeout time.Duration, cond func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("after %s: %w", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return procs.Poll(context.Background(), timeout, cond)
 }
 
 var runSeq struct {

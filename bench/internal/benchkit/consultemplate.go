@@ -2,12 +2,15 @@ package benchkit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/swap-dev/swap/internal/stack/procs"
 )
 
 // ConsulTemplateVersion is the consul-template the comparisons run against.
@@ -53,7 +56,7 @@ func ConsulTemplate(ctx context.Context, cacheDir string) (string, error) {
 // render, with no wait.
 type TemplatedHAProxy struct {
 	*HAProxy
-	CT *Proc
+	CT *procs.Proc
 }
 
 // StartTemplatedHAProxy writes tmpl as consul-template's template in dir, starts
@@ -80,41 +83,41 @@ template {
 	if err := os.WriteFile(conf, []byte(hcl), 0o600); err != nil {
 		return nil, err
 	}
-	ct, err := StartProc(dir, "consul-template", nil, ctBin, "-config", conf)
+	ct, err := procs.Start(procs.Options{Name: "consul-template", Bin: ctBin, Args: []string{"-config", conf},
+		Dir: dir, LogFile: filepath.Join(dir, "consul-template.log"), DieWithParent: true})
 	if err != nil {
 		return nil, err
 	}
 	t := &TemplatedHAProxy{CT: ct}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		b, _ := os.ReadFile(cfg)
-		if len(b) > 0 && rendered(string(b)) {
-			break
+	err = ct.Poll(ctx, 30*time.Second, func() error {
+		if b, _ := os.ReadFile(cfg); len(b) == 0 || !rendered(string(b)) {
+			return fmt.Errorf("%s not rendered yet", cfg)
 		}
-		if ct.Exited() || time.Now().After(deadline) || ctx.Err() != nil {
-			ct.Stop()
-			return nil, fmt.Errorf("consul-template did not render %s (see %s)", cfg, ct.Log)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		_ = ct.Stop()
+		return nil, fmt.Errorf("consul-template: %w (see %s)", err, ct.LogFile())
 	}
 	if t.HAProxy, err = StartHAProxy(ctx, dir, "haproxy", cfg); err != nil {
-		ct.Stop()
+		_ = ct.Stop()
 		return nil, err
 	}
-	if err := os.WriteFile(pidFile, fmt.Appendf(nil, "%d\n", t.Pid()), 0o600); err != nil {
-		t.Stop()
+	if err := os.WriteFile(pidFile, fmt.Appendf(nil, "%d\n", t.Proc().Pid()), 0o600); err != nil {
+		_ = t.Stop()
 		return nil, err
 	}
 	return t, nil
 }
 
 // Stop stops consul-template, then HAProxy.
-func (t *TemplatedHAProxy) Stop() {
+func (t *TemplatedHAProxy) Stop() error {
 	if t == nil {
-		return
+		return nil
 	}
-	t.CT.Stop()
+	err := t.CT.Stop()
 	if t.HAProxy != nil {
-		t.HAProxy.Stop()
+		err = errors.Join(err, t.HAProxy.Stop())
 	}
+	return err
 }

@@ -4,52 +4,42 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"time"
 
+	"github.com/swap-dev/swap/internal/stack/procs"
 	"github.com/swap-dev/swap/lbconfig"
 )
 
-// HAProxy is an HAProxy in master-worker mode a benchmark started: `haproxy -W -S
-// <dir>/master.sock -f <cfg>`. Its config must name <dir>/admin.sock as its stats socket
-// (with `expose-fd listeners`, for seamless reloads).
+// HAProxy is an HAProxy in master-worker mode a benchmark started (procs.StartHAProxy:
+// `haproxy -W -S <dir>/master.sock -f <cfg>`, its output in <dir>/<name>.log), with
+// swap's own clients of its sockets: what the benchmarks measure. Its config must name
+// <dir>/admin.sock (AdminSocket) as its stats socket (with `expose-fd listeners`, for
+// seamless reloads).
 type HAProxy struct {
-	*Proc
-	Dir    string
-	Admin  *lbconfig.Client
-	Master *lbconfig.Master
+	*procs.HAProxy
+	Admin     *lbconfig.Client
+	MasterCLI *lbconfig.Master
 }
 
 // AdminSocket is the admin socket's path an HAProxy config for StartHAProxy names.
 func AdminSocket(dir string) string { return filepath.Join(dir, "admin.sock") }
 
-// StartHAProxy starts HAProxy on cfg and waits until its worker answers.
+// StartHAProxy starts HAProxy on cfg, waits until its worker answers and dials its
+// sockets. HAProxy dies with the benchmark.
 func StartHAProxy(ctx context.Context, dir, name, cfg string) (*HAProxy, error) {
-	master := filepath.Join(dir, "master.sock")
-	p, err := StartProc(dir, name, nil, "haproxy", "-W", "-S", master+",mode,600", "-f", cfg)
+	sh, err := procs.StartHAProxy(ctx, procs.HAProxyOptions{Config: cfg, AdminSock: AdminSocket(dir),
+		MasterSock: filepath.Join(dir, "master.sock"), LogFile: filepath.Join(dir, name+".log"), DieWithParent: true})
 	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	h := &HAProxy{HAProxy: sh}
+	if h.Admin, err = lbconfig.Dial(sh.AdminSock, lbconfig.WithName(name)); err == nil {
+		h.MasterCLI, err = lbconfig.NewMaster(sh.MasterSock, lbconfig.WithName(name+"-master"))
+	}
+	if err != nil {
+		_ = sh.Stop()
 		return nil, err
 	}
-	h := &HAProxy{Proc: p, Dir: dir}
-	if h.Admin, err = lbconfig.Dial(AdminSocket(dir), lbconfig.WithName(name)); err == nil {
-		h.Master, err = lbconfig.NewMaster(master, lbconfig.WithName(name+"-master"))
-	}
-	if err != nil {
-		p.Stop()
-		return nil, err
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		_, werr := h.Master.ShowProc(ctx)
-		_, ierr := h.Admin.Info(ctx)
-		if werr == nil && ierr == nil {
-			return h, nil
-		}
-		if p.Exited() || time.Now().After(deadline) || ctx.Err() != nil {
-			p.Stop()
-			return nil, fmt.Errorf("haproxy %s on %s did not answer (%v; %v): see %s", name, cfg, ierr, werr, p.Log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return h, nil
 }
 
 // ClassicConfig is a hand-written style haproxy.cfg for StartHAProxy in dir: one
