@@ -33,13 +33,13 @@ func BenchmarkServerChanges1000(b *testing.B) {
 		var err error
 		switch i % 4 {
 		case 0:
-			cmd, err = SetWeightCmd("app_blue", name, 50+i%100)
+			cmd, err = setWeightCmd("app_blue", name, 50+i%100)
 		case 1:
 			cmd, err = setStateCmd("app_blue", name, StateDrain)
 		case 2:
 			cmd, err = setStateCmd("app_blue", name, StateReady)
 		case 3:
-			cmd, err = SetWeightCmd("app_blue", name, 100)
+			cmd, err = setWeightCmd("app_blue", name, 100)
 		}
 		must(b, err)
 		cmds = append(cmds, cmd)

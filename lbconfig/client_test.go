@@ -291,7 +291,7 @@ func TestClientBatchesInChunksThatFitTheCLIBuffer(t *testing.T) {
 	var cmds []Command
 	for i := 0; i < 1000; i++ {
 		s := []string{"app-blue-0", "app-blue-1"}[i%2]
-		cmd, err := SetWeightCmd("app_blue", s, 1+i%200)
+		cmd, err := setWeightCmd("app_blue", s, 1+i%200)
 		must(t, err)
 		cmds = append(cmds, cmd)
 	}
@@ -320,9 +320,9 @@ func TestClientBatchesInChunksThatFitTheCLIBuffer(t *testing.T) {
 	}
 
 	t.Run("a failing command is named and the others still run", func(t *testing.T) {
-		a, _ := SetWeightCmd("app_blue", "app-blue-0", 11)
-		bad, _ := SetWeightCmd("app_blue", "nope", 12)
-		b, _ := SetWeightCmd("app_blue", "app-blue-1", 13)
+		a, _ := setWeightCmd("app_blue", "app-blue-0", 11)
+		bad, _ := setWeightCmd("app_blue", "nope", 12)
+		b, _ := setWeightCmd("app_blue", "app-blue-1", 13)
 		answers, err := c.Do(ctx, a, bad, b)
 		var ce *CommandError
 		if !errors.Is(err, ErrNoSuchServer) || !errors.As(err, &ce) || !strings.Contains(ce.Command, "nope") {

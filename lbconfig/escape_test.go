@@ -100,7 +100,7 @@ func TestTypedCommandsRefuseBadNames(t *testing.T) {
 		err  error
 	}{
 		{"state", func() error { _, err := setStateCmd("app_blue", "x;shutdown", StateReady); return err }()},
-		{"weight", func() error { _, err := SetWeightCmd("app blue", "s", 1); return err }()},
+		{"weight", func() error { _, err := setWeightCmd("app blue", "s", 1); return err }()},
 		{"addr", func() error { _, err := setAddrCmd("b", "s\n", "127.0.0.1", 80); return err }()},
 		{"health", func() error { _, err := setHealthCmd("b/x", "s", HealthUp); return err }()},
 		{"del", func() error { _, err := delServerCmd("", "s"); return err }()},
@@ -124,7 +124,7 @@ func TestTypedCommandsRefuseBadValues(t *testing.T) {
 		err  error
 	}{
 		{"a state that is not one", func() error { _, err := setStateCmd("b", "s", "up"); return err }()},
-		{"a weight over 256", func() error { _, err := SetWeightCmd("b", "s", 257); return err }()},
+		{"a weight over 256", func() error { _, err := setWeightCmd("b", "s", 257); return err }()},
 		{"a host name for an address", func() error { _, err := setAddrCmd("b", "s", "localhost", 80); return err }()},
 		{"port 0", func() error { _, err := setAddrCmd("b", "s", "127.0.0.1", 0); return err }()},
 		{"a health that is not one", func() error { _, err := setHealthCmd("b", "s", "sick"); return err }()},

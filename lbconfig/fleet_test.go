@@ -161,7 +161,7 @@ func TestFleetAppliesServerChangesToEveryInstance(t *testing.T) {
 	}
 	must(t, f.setWeight(ctx, "app_blue", "app-blue-0", 10))
 	must(t, f.SetAddr(ctx, "app_blue", "app-blue-0", "127.0.0.1", blue.port()+1))
-	cmd, err := SetWeightCmd("app_blue", "app-blue-0", 20)
+	cmd, err := setWeightCmd("app_blue", "app-blue-0", 20)
 	must(t, err)
 	must(t, f.Do(ctx, cmd))
 	for _, c := range []*Client{a, b} {

@@ -35,8 +35,8 @@ func (m *Master) version(ctx context.Context) (Version, error) {
 	return parseVersion(strings.TrimSpace(out))
 }
 
-// ShowProc lists the master and its workers.
-func (m *Master) ShowProc(ctx context.Context) ([]Proc, error) {
+// showProc lists the master and its workers.
+func (m *Master) showProc(ctx context.Context) ([]masterProc, error) {
 	out, err := m.exec(ctx, "show proc")
 	if err != nil {
 		return nil, err
@@ -50,7 +50,7 @@ func (m *Master) ShowProc(ctx context.Context) ([]Proc, error) {
 
 // worker is the current worker's pid and the master's reload count.
 func (m *Master) worker(ctx context.Context) (pid, reloads int, err error) {
-	procs, err := m.ShowProc(ctx)
+	procs, err := m.showProc(ctx)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -50,7 +50,7 @@ func TestObserverHearsEveryCommandSentWithItsVerbAndOutcome(t *testing.T) {
 	}
 
 	// Two commands on one line, the second refused: each is heard with its own result.
-	_, err = c.Do(ctx, setWeightCmd(t, "app_blue", "app-blue-0", 50), setWeightCmd(t, "app_blue", "nope", 50))
+	_, err = c.Do(ctx, mustSetWeightCmd(t, "app_blue", "app-blue-0", 50), mustSetWeightCmd(t, "app_blue", "nope", 50))
 	if !errors.Is(err, ErrNoSuchServer) {
 		t.Fatalf("%v, want ErrNoSuchServer", err)
 	}
@@ -77,10 +77,10 @@ func TestObserverHearsEveryCommandSentWithItsVerbAndOutcome(t *testing.T) {
 	}
 }
 
-// setWeightCmd is SetWeightCmd or the test's end.
-func setWeightCmd(t *testing.T, backend, server string, w int) Command {
+// setWeightCmd is setWeightCmd or the test's end.
+func mustSetWeightCmd(t *testing.T, backend, server string, w int) Command {
 	t.Helper()
-	c, err := SetWeightCmd(backend, server, w)
+	c, err := setWeightCmd(backend, server, w)
 	must(t, err)
 	return c
 }

@@ -345,8 +345,8 @@ func (c *Client) setState(ctx context.Context, backend, server string, st State)
 	return c.run1(ctx, func() (Command, error) { return setStateCmd(backend, server, st) })
 }
 
-// SetWeightCmd is `set server be/s weight <w>` (0..256).
-func SetWeightCmd(backend, server string, weight int) (Command, error) {
+// setWeightCmd is `set server be/s weight <w>` (0..256).
+func setWeightCmd(backend, server string, weight int) (Command, error) {
 	ref, err := serverRef(backend, server)
 	if err != nil {
 		return Command{}, err
@@ -359,7 +359,7 @@ func SetWeightCmd(backend, server string, weight int) (Command, error) {
 
 // setWeight sets a server's weight.
 func (c *Client) setWeight(ctx context.Context, backend, server string, weight int) error {
-	return c.run1(ctx, func() (Command, error) { return SetWeightCmd(backend, server, weight) })
+	return c.run1(ctx, func() (Command, error) { return setWeightCmd(backend, server, weight) })
 }
 
 // setAddrCmd is `set server be/s addr <ip> port <port>`.

@@ -522,8 +522,8 @@ func parseBackends(out string) ([]string, error) {
 	return names, nil
 }
 
-// Proc is one process of the master CLI's `show proc`.
-type Proc struct {
+// masterProc is one process of the master CLI's `show proc`.
+type masterProc struct {
 	Pid     int
 	Type    string // master, worker, program
 	Reloads int
@@ -534,8 +534,8 @@ type Proc struct {
 // parseShowProc reads the master CLI's `show proc`. The current worker comes first among
 // the workers; old workers (still finishing connections after a reload) follow, marked
 // with a "# old workers" section in some versions.
-func parseShowProc(out string) ([]Proc, error) {
-	var procs []Proc
+func parseShowProc(out string) ([]masterProc, error) {
+	var procs []masterProc
 	for n, line := range strings.Split(out, "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -553,7 +553,7 @@ func parseShowProc(out string) ([]Proc, error) {
 		if err != nil {
 			return nil, parseErr("show proc", "line %d: reloads %q", n+1, f[2])
 		}
-		p := Proc{Pid: pid, Type: f[1], Reloads: reloads}
+		p := masterProc{Pid: pid, Type: f[1], Reloads: reloads}
 		// "[failed: 0]" follows the master's reload count.
 		rest := f[3:]
 		if len(rest) > 0 && strings.HasPrefix(rest[0], "[") {
