@@ -177,12 +177,11 @@ func TestLoad_TargetsOnlyLoopbackAndTheTestsNamespaces(t *testing.T) {
 	if err := (&Load{Addr: "127.0.0.1:80", Host: "x"}).Start(); err == nil {
 		t.Error("a load without workers started")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	ok := &Load{Addr: ln.Addr().String(), Host: "x", KeepAlive: 1, Namespaces: []string{"10.215.9.2"}}
+	// A server that answers: Stop waits for the request in flight, which a listener
+	// that never answers would hold for the read timeout (30 s).
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	ok := &Load{Addr: srv.Listener.Addr().String(), Host: "x", KeepAlive: 1, Namespaces: []string{"10.215.9.2"}}
 	if err := ok.Start(); err != nil {
 		t.Fatalf("loopback with namespaces listed: %v", err)
 	}
