@@ -87,7 +87,7 @@ func run(ctx context.Context, n int, deploy bool, idle time.Duration, dir, prefi
 		names[i] = fmt.Sprintf("%s-%d", prefix, i)
 		cfg.WriteString(stack.App{Name: names[i], Image: image, Check: time.Second}.YAML())
 	}
-	opts := stack.Options{Dir: dir, Swap: swapBin, Consul: consul, Log: os.Stderr, Apps: cfg.String()}
+	opts := stack.Options{Dir: dir, Swap: swapBin, Consul: consul, Log: os.Stderr, Apps: cfg.String(), HostPorts: benchkit.HostPorts}
 	return stack.With(ctx, opts, func(st *stack.Stack) error {
 		return measure(ctx, st, bin, image, names, deploy, idle)
 	})

@@ -89,7 +89,7 @@ func run(ctx context.Context, n, replicas, workers int, delay time.Duration, dir
 		return fmt.Errorf("%w: run `make build` first", err)
 	}
 	v1, _ := imageRefs(app)
-	opts := stack.Options{Dir: dir, Swap: swapBin, Consul: consul, Log: os.Stderr, CheckBinary: check,
+	opts := stack.Options{Dir: dir, Swap: swapBin, Consul: consul, Log: os.Stderr, CheckBinary: check, HostPorts: benchkit.HostPorts,
 		Apps: stack.App{Name: app, Image: v1, Replicas: replicas, ScaleDownDelay: delay}.YAML()}
 	return withImages(ctx, opts, app, bin, func(st *stack.Stack) error {
 		return measureSwaps(ctx, st, n, replicas, workers, delay, app, check)

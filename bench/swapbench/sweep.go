@@ -128,10 +128,8 @@ func runPoint(ctx context.Context, c sweepConfig, p point, bin []byte) (res swee
 	v1, _ := imageRefs(c.app)
 	// 5 minutes to start 64 replicas, and to remove them.
 	app := stack.App{Name: c.app, Image: v1, Replicas: p.Replicas, DeployTimeout: 5 * time.Minute}
-	// host_ports: below the kernel's ephemeral ports (the load's connections take
-	// theirs there) and the stack's own (procs.FreePort's, 20000-31999).
 	opts := stack.Options{Dir: c.dir, Swap: c.swapBin, Consul: c.consul, Log: indentWriter{c.log},
-		HAProxies: p.HAProxies, HostPorts: "10000-19999", Apps: app.YAML(), DownTimeout: 5 * time.Minute}
+		HAProxies: p.HAProxies, HostPorts: benchkit.HostPorts, Apps: app.YAML(), DownTimeout: 5 * time.Minute}
 	err = withImages(ctx, opts, c.app, bin, func(st *stack.Stack) error {
 		res, err = measurePoint(ctx, c, p, st)
 		return err

@@ -31,6 +31,13 @@ func RegisterStackFlags(fs *flag.FlagSet, name string) *StackFlags {
 	return f
 }
 
+// HostPorts is docker.host_ports for every benchmark's stack: below the kernel's
+// ephemeral ports (32768-60999, swap's default range), where the load's outgoing
+// connections take theirs — one took the port swap picked for a container before Docker
+// bound it, and the deploy failed — and below procs.FreePort's (20000-31999), where the
+// stack's own processes listen.
+const HostPorts = "10000-19999"
+
 // UpStack starts the stack in f.Dir with apps (swap.yaml's apps: section), after
 // removing what a killed run left there. down stops it and joins its error into *err;
 // call it deferred even when UpStack fails (it removes what was started).
@@ -41,7 +48,7 @@ func (f *StackFlags) UpStack(ctx context.Context, apps string) (st *stack.Stack,
 			return nil, down, err
 		}
 	}
-	st, err = stack.Up(ctx, stack.Options{Dir: f.Dir, Swap: f.Swap, Consul: f.Consul, Log: os.Stderr, Apps: apps})
+	st, err = stack.Up(ctx, stack.Options{Dir: f.Dir, Swap: f.Swap, Consul: f.Consul, Log: os.Stderr, Apps: apps, HostPorts: HostPorts})
 	if st != nil {
 		if rerr := recordStackID(st.ID); rerr != nil {
 			err = errors.Join(err, rerr)
