@@ -125,14 +125,24 @@ func (r *Reconciler) pass(ctx context.Context, app string) (PassResult, error) {
 		return res, err
 	}
 	log := r.log().With(zap.String("app", app))
-	if holder, held, err := r.Locks.LockHolder(ctx, app); err != nil {
-		return res, fmt.Errorf("reconcile %s: read its lock: %w", app, err)
+	// The lock is read beside the pass's other reads (one round trip's wait, not two);
+	// while a swap holds it, what was read is dropped.
+	var (
+		holder  string
+		held    bool
+		lockErr error
+		locked  = make(chan struct{})
+	)
+	go func() { defer close(locked); holder, held, lockErr = r.Locks.LockHolder(ctx, app) }()
+	o, jIndex, outIndex, err := r.observe(ctx, spec)
+	<-locked
+	if lockErr != nil {
+		return res, fmt.Errorf("reconcile %s: read its lock: %w", app, lockErr)
 	} else if held {
 		res.Skipped = "a swap holds the lock (" + holder + "): it owns the app until it ends"
 		log.Debug("reconcile skipped", zap.String("why", res.Skipped))
 		return res, nil
 	}
-	o, jIndex, outIndex, err := r.observe(ctx, spec)
 	if err != nil {
 		return res, err
 	}
@@ -148,16 +158,25 @@ func (r *Reconciler) pass(ctx context.Context, app string) (PassResult, error) {
 	if len(d.Actions) == 0 && maps.Equal(d.Out, o.Out) {
 		return res, nil
 	}
-	// A swap may have started since the reads: it owns the app now.
-	if holder, held, err := r.Locks.LockHolder(ctx, app); err != nil {
-		return res, fmt.Errorf("reconcile %s: read its lock: %w", app, err)
+	// A swap may have started since the reads: it owns the app now. Lock and journal
+	// are read side by side.
+	var (
+		jIdx      uint64
+		jErr      error
+		journaled = make(chan struct{})
+	)
+	go func() { defer close(journaled); _, jIdx, jErr = r.Store.Get(ctx, JournalKey(app)) }()
+	holder, held, lockErr = r.Locks.LockHolder(ctx, app)
+	<-journaled
+	if lockErr != nil {
+		return res, fmt.Errorf("reconcile %s: read its lock: %w", app, lockErr)
 	} else if held {
 		res.Skipped = "a swap took the lock (" + holder + ") during the pass: it owns the app"
 		return res, nil
 	}
-	if _, idx, err := r.Store.Get(ctx, JournalKey(app)); err != nil {
-		return res, fmt.Errorf("reconcile %s: read its journal: %w", app, err)
-	} else if idx != jIndex {
+	if jErr != nil {
+		return res, fmt.Errorf("reconcile %s: read its journal: %w", app, jErr)
+	} else if jIdx != jIndex {
 		res.Skipped = "a swap wrote its journal during the pass: it owns the app"
 		return res, nil
 	}
@@ -201,43 +220,98 @@ func (r *Reconciler) pass(ctx context.Context, app string) (PassResult, error) {
 }
 
 // observe reads everything a pass compares: KV state and journal, Consul's instances,
-// HAProxy's servers and maps, and the loop's record. It also returns the journal's and
-// the record's indexes.
+// HAProxy's servers and maps, the mesh's target and the loop's record. It also returns
+// the journal's and the record's indexes. The reads are independent, so they run side
+// by side: a pass waits for the slowest round trip instead of the sum of eight (the
+// reconcile lag in docs/benchmarks.md is mostly these reads). The first error, in the
+// order below, is returned.
 func (r *Reconciler) observe(ctx context.Context, spec *deployments.App) (o Observed, jIndex, outIndex uint64, err error) {
 	app := spec.Name
 	k := kv{store: r.Store}
-	st, err := k.state(ctx, app)
-	if err != nil {
-		return o, 0, 0, fmt.Errorf("reconcile %s: %w", app, err)
+	o = Observed{App: app, Route: spec.Route, Servers: map[string][]ServerAdmin{}}
+	var (
+		st       *storedState
+		j        *storedJournal
+		jOK      bool
+		servers  = make([][]ServerAdmin, len(deployments.Colors))
+		mesh     MeshTarget
+		rec      rotationRecord
+		reads    []func() error
+		failures []error
+	)
+	reads = append(reads,
+		func() (err error) {
+			if st, err = k.state(ctx, app); err != nil {
+				return fmt.Errorf("reconcile %s: %w", app, err)
+			}
+			return nil
+		},
+		func() (err error) {
+			if j, jOK, err = k.journal(ctx, app); err != nil {
+				return fmt.Errorf("reconcile %s: %w", app, err)
+			}
+			return nil
+		},
+		func() (err error) {
+			if o.Instances, err = r.Registry.Instances(ctx, app); err != nil {
+				return fmt.Errorf("reconcile %s: list its instances in Consul: %w; HAProxy is left as it is", app, err)
+			}
+			return nil
+		})
+	for i, c := range deployments.Colors {
+		be := deployments.BackendName(app, c)
+		reads = append(reads, func() (err error) {
+			if servers[i], err = r.Rotation.ServerAdmins(ctx, be); err != nil {
+				return fmt.Errorf("reconcile %s: read the servers of %s: %w", app, be, err)
+			}
+			return nil
+		})
 	}
-	o = Observed{App: app, Route: spec.Route, State: st.State, Servers: map[string][]ServerAdmin{}}
-	if j, ok, err := k.journal(ctx, app); err != nil {
-		return o, 0, 0, fmt.Errorf("reconcile %s: %w", app, err)
-	} else if ok {
+	reads = append(reads,
+		func() (err error) {
+			if o.Maps, err = r.Rotation.RouteEntries(ctx, spec.Route); err != nil {
+				return fmt.Errorf("reconcile %s: read the maps' entries for %q: %w", app, spec.Route, err)
+			}
+			return nil
+		},
+		func() error {
+			if r.Mesh == nil {
+				return nil
+			}
+			t, err := r.Mesh.Target(ctx, app)
+			if err != nil {
+				t.Problem = err.Error()
+			}
+			mesh = t
+			return nil
+		},
+		func() (err error) {
+			if outIndex, _, err = k.load(ctx, RotationKey(app, r.Host), &rec); err != nil {
+				return fmt.Errorf("reconcile %s: %w", app, err)
+			}
+			return nil
+		})
+	failures = make([]error, len(reads))
+	var wg sync.WaitGroup
+	for i, read := range reads {
+		wg.Add(1)
+		go func() { defer wg.Done(); failures[i] = read() }()
+	}
+	wg.Wait()
+	for _, err := range failures {
+		if err != nil {
+			return o, 0, 0, err
+		}
+	}
+	o.State = st.State
+	if jOK {
 		o.Journal, jIndex = &j.Journal, j.index
 	}
-	if o.Instances, err = r.Registry.Instances(ctx, app); err != nil {
-		return o, 0, 0, fmt.Errorf("reconcile %s: list its instances in Consul: %w; HAProxy is left as it is", app, err)
-	}
-	for _, c := range deployments.Colors {
-		be := deployments.BackendName(app, c)
-		if o.Servers[be], err = r.Rotation.ServerAdmins(ctx, be); err != nil {
-			return o, 0, 0, fmt.Errorf("reconcile %s: read the servers of %s: %w", app, be, err)
-		}
-	}
-	if o.Maps, err = r.Rotation.RouteEntries(ctx, spec.Route); err != nil {
-		return o, 0, 0, fmt.Errorf("reconcile %s: read the maps' entries for %q: %w", app, spec.Route, err)
+	for i, c := range deployments.Colors {
+		o.Servers[deployments.BackendName(app, c)] = servers[i]
 	}
 	if r.Mesh != nil {
-		t, err := r.Mesh.Target(ctx, app)
-		if err != nil {
-			t.Problem = err.Error()
-		}
-		o.Mesh = &t
-	}
-	var rec rotationRecord
-	if outIndex, _, err = k.load(ctx, RotationKey(app, r.Host), &rec); err != nil {
-		return o, 0, 0, fmt.Errorf("reconcile %s: %w", app, err)
+		o.Mesh = &mesh
 	}
 	o.Out = rec.Out
 	return o, jIndex, outIndex, nil
