@@ -31,6 +31,10 @@ import (
 	"github.com/swap-dev/swap/health"
 )
 
+// A benchmark program in one file, like the others: the flags, the run with its two
+// probers, the measurement window and the report are read top to bottom together
+// (the targets' server, the agent and /proc sampling have files of their own).
+
 // imgDir is -img: where the plots go (make bench's suite passes docs/img); "" is img/
 // beside -doc.
 var imgDir = flag.String("img", "", "with -doc: the `directory` of the plots (default: img/ beside -doc)")
