@@ -132,3 +132,78 @@ func TestResumeRecordsTheImageTheDeployStartedThoughItsTagMoved(t *testing.T) {
 		t.Fatalf("green recorded with image %s, want the one it started, %s", cs.ImageID, started)
 	}
 }
+
+func TestCleanupRemovesTheImageOfADeployRolledBackButNotOneLiveOrKeptSince(t *testing.T) {
+	h := newHarness(t, func(a *deployments.App) { a.Retain = 1 })
+	ctx := context.Background()
+	h.deploy(t, "web:v1")
+	v1 := h.state(t).Colors[deployments.Blue].ImageID
+
+	// web:v2 fails to start: rolled back, its image recorded for the next cleanup.
+	h.rt.startErr = errors.New("no space left on device")
+	if _, err := h.s.Deploy(ctx, "web", "web:v2", Options{}); err == nil {
+		t.Fatal("the deploy of web:v2 did not fail")
+	}
+	h.rt.startErr = nil
+	bad, err := h.rt.InspectImage(ctx, "web:v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failed := h.state(t).Failed; len(failed) != 1 || failed[0].ID != bad.ID || failed[0].Ref != "web:v2" {
+		t.Fatalf("failed images %+v, want web:v2 %s", failed, bad.ID)
+	}
+	// A dry run of swap cleanup names it and removes nothing.
+	res, err := h.s.Cleanup(ctx, "web", Options{DryRun: true})
+	if err != nil || !strings.Contains(res.Message, "web:v2 ("+deployments.ShortID(bad.ID)+") (of a deploy rolled back)") {
+		t.Fatalf("dry run: %v, %q", err, res.Message)
+	}
+	if _, err := h.rt.InspectImage(ctx, bad.ID); err != nil {
+		t.Fatalf("the dry run removed web:v2: %v", err)
+	}
+
+	// web:v3 is built and deployed: its cleanup removes web:v2 by ID, keeps v1 (retain 1).
+	h.deploy(t, "web:v3")
+	if _, err := h.rt.InspectImage(ctx, bad.ID); !errors.Is(err, ErrImageNotFound) {
+		t.Errorf("web:v2 %s of the deploy rolled back is still there (%v)", bad.ID, err)
+	}
+	if _, err := h.rt.InspectImage(ctx, v1); err != nil {
+		t.Errorf("web:v1, the rollback target, was removed: %v", err)
+	}
+	if st := h.state(t); len(st.Failed) != 0 {
+		t.Errorf("failed images after the cleanup: %+v", st.Failed)
+	}
+
+	// web:v4 fails, then is deployed again unchanged and works: it is live, not removed,
+	// and no longer recorded as failed.
+	h.rt.startErr = errors.New("port in use")
+	if _, err := h.s.Deploy(ctx, "web", "web:v4", Options{}); err == nil {
+		t.Fatal("the deploy of web:v4 did not fail")
+	}
+	h.rt.startErr = nil
+	h.deploy(t, "web:v4")
+	st := h.state(t)
+	v4 := st.Colors[st.Live].ImageID
+	if _, err := h.rt.InspectImage(ctx, v4); err != nil || st.Colors[st.Live].Image != "web:v4" {
+		t.Fatalf("live %+v; web:v4 %s: %v", st.Colors[st.Live], v4, err)
+	}
+	if len(st.Failed) != 0 {
+		t.Errorf("failed images %+v: web:v4 is live now", st.Failed)
+	}
+
+	// swap cleanup removes a failed image too.
+	h.rt.startErr = errors.New("oom")
+	if _, err := h.s.Deploy(ctx, "web", "web:v5", Options{}); err == nil {
+		t.Fatal("the deploy of web:v5 did not fail")
+	}
+	h.rt.startErr = nil
+	v5, _ := h.rt.InspectImage(ctx, "web:v5")
+	if res, err := h.s.Cleanup(ctx, "web", Options{}); err != nil || !strings.Contains(res.Message, "removed 1 image(s)") {
+		t.Fatalf("cleanup: %v, %+v", err, res)
+	}
+	if _, err := h.rt.InspectImage(ctx, v5.ID); !errors.Is(err, ErrImageNotFound) {
+		t.Errorf("swap cleanup left web:v5 of the deploy rolled back (%v)", err)
+	}
+	if _, err := h.rt.InspectImage(ctx, v4); err != nil {
+		t.Errorf("swap cleanup removed the live web:v4: %v", err)
+	}
+}

@@ -442,8 +442,8 @@ func (s *Switcher) continueJournalOr(ctx context.Context, app string, opts Optio
 	return res, err
 }
 
-// Cleanup removes the images of app's earlier deploys beyond retain that no container
-// uses, by image ID, and, when docker.cleanup.prune_dangling is set, the host's dangling
+// Cleanup removes the images of app's earlier deploys beyond retain, and those of
+// deploys rolled back (State.Failed), that no container uses, by image ID, and, when docker.cleanup.prune_dangling is set, the host's dangling
 // images older than prune_until. It removes nothing else.
 func (s *Switcher) Cleanup(ctx context.Context, app string, opts Options) (*Result, error) {
 	spec, st, err := s.appState(ctx, app)
@@ -457,6 +457,10 @@ func (s *Switcher) Cleanup(ctx context.Context, app string, opts Options) (*Resu
 			for _, img := range st.Previous[spec.Retain:] {
 				drop = append(drop, img.String())
 			}
+			st.Previous = st.Previous[:spec.Retain]
+		}
+		for _, img := range st.unkeptFailed() {
+			drop = append(drop, img.String()+" (of a deploy rolled back)")
 		}
 		res.Outcome, res.Message = OutcomeDryRun, fmt.Sprintf("would remove %d image(s) unless in use: %v", len(drop), drop)
 		if c := s.Config.Docker.Cleanup; c.PruneDangling {
@@ -474,14 +478,15 @@ func (s *Switcher) Cleanup(ctx context.Context, app string, opts Options) (*Resu
 	if st, err = s.kv().state(ctx, app); err != nil { // re-read under the lock
 		return nil, err
 	}
-	before := len(st.Previous)
-	st.Previous = r.removeImages(ctx, st.Previous, spec.Retain)
-	removed := before - len(st.Previous)
+	before := len(st.Previous) + len(st.Failed)
+	st.Previous = r.removeImages(ctx, st.Previous, retained(spec.Retain))
+	st.Failed = r.removeImages(ctx, st.unkeptFailed(), never)
+	removed := before - len(st.Previous) - len(st.Failed)
 	if err := s.kv().saveState(ctx, st); err != nil {
 		return nil, err
 	}
 	res.Outcome = OutcomeDone
-	res.Message = fmt.Sprintf("removed %d image(s), kept %d", removed, len(st.Previous))
+	res.Message = fmt.Sprintf("removed %d image(s), kept %d", removed, len(st.Previous)+len(st.Failed))
 	n, ran, err := s.pruneDangling(ctx)
 	if err != nil {
 		return nil, err

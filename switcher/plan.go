@@ -118,7 +118,7 @@ func (p Plan) String() string {
 			step("retire: remove %s's servers, Consul entries and containers", p.From)
 		}
 	}
-	step("cleanup: remove the images of earlier deploys beyond retain that no container uses")
+	step("cleanup: remove the images of earlier deploys beyond retain, and of deploys rolled back, that no container uses")
 	step("commit: record %s live with %s", p.To, p.Image)
 	if p.From != "" && p.ScaleDownDelay > 0 {
 		step("retire: keep %s up for scale_down_delay %s, the lock free for `swap rollback %s` to flip back; then remove its servers, Consul entries and containers",

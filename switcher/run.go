@@ -24,8 +24,10 @@ type run struct {
 	started time.Time
 	// insts are To's instances once started (or found, on resume).
 	insts []deployments.Instance
-	// previous is State.Previous as cleanup leaves it, for commit.
-	previous []Image
+	// previous and failed are State.Previous and State.Failed as cleanup leaves them,
+	// for commit (cleaned: cleanup ran in this process).
+	previous, failed []Image
+	cleaned          bool
 }
 
 // errWaiting stops execute after the preview step when the app does not auto-promote.
@@ -256,6 +258,9 @@ func (r *run) finish(ctx context.Context, outcome string, why error) error {
 		return err
 	}
 	st.addHistory(r.record(outcome, why, r.j.Steps))
+	if outcome == OutcomeRolledBack {
+		st.pushFailed(r.plan.image()) // for the next cleanup: its containers are gone
+	}
 	if err := s.kv().saveState(ctx, st); err != nil {
 		return err
 	}

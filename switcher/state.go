@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/swap-dev/swap/deployments"
@@ -19,8 +20,12 @@ type State struct {
 	// Previous lists images that were live before, newest first, by reference and ID:
 	// rollback targets and what cleanup keeps `retain` of. (Older states recorded bare
 	// references; they read as an Image without ID.)
-	Previous []Image  `json:"previous,omitempty"`
-	History  []Record `json:"history,omitempty"` // newest last, at most maxHistory
+	Previous []Image `json:"previous,omitempty"`
+	// Failed lists the images of deploys that were rolled back, by ID: never live, so
+	// no rollback target. The next cleanup removes them — unless a container uses one,
+	// or it is live or a rollback target by then (a retried deploy of that very image).
+	Failed  []Image  `json:"failed,omitempty"`
+	History []Record `json:"history,omitempty"` // newest last, at most maxHistory
 }
 
 // ColorState is one color's running version.
@@ -225,6 +230,36 @@ func (s *State) pushPrevious(img Image) {
 		out = out[:maxHistory]
 	}
 	s.Previous = out
+}
+
+// pushFailed records img, the image of a deploy rolled back, for the next cleanup:
+// only by ID (cleanup removes by ID), and not when the state keeps it (a color runs
+// it, or it is a rollback target) or records it already.
+func (s *State) pushFailed(img Image) {
+	if img.ID == "" || s.keeps(img) || slices.ContainsFunc(s.Failed, img.Same) {
+		return
+	}
+	s.Failed = append(s.Failed, img)
+	if len(s.Failed) > maxHistory {
+		s.Failed = s.Failed[len(s.Failed)-maxHistory:]
+	}
+}
+
+// keeps reports whether img is an image the state needs: a color's (live, or kept up
+// for scale_down_delay) or a rollback target.
+func (s *State) keeps(img Image) bool {
+	for _, cs := range s.Colors {
+		if cs.image().Same(img) {
+			return true
+		}
+	}
+	return slices.ContainsFunc(s.Previous, img.Same)
+}
+
+// unkeptFailed is Failed without the images the state keeps (keeps): what a cleanup
+// may remove.
+func (s *State) unkeptFailed() []Image {
+	return slices.DeleteFunc(slices.Clone(s.Failed), s.keeps)
 }
 
 // image is the color's image.

@@ -245,8 +245,8 @@ func (r *run) retire(ctx context.Context) error {
 	return r.removeColor(ctx, r.plan.From, StepRetire)
 }
 
-// cleanup removes the images of earlier deploys beyond retain that no container uses,
-// by image ID (an image whose tag moved is still found; whatever the tag names now is
+// cleanup removes the images of earlier deploys beyond retain, and those of deploys
+// rolled back since the last cleanup (State.Failed), that no container uses, by image ID (an image whose tag moved is still found; whatever the tag names now is
 // not touched), then, only when docker.cleanup.prune_dangling asks for it, the host's
 // dangling images older than prune_until. Failures here are reported but do not fail
 // the swap.
@@ -258,7 +258,14 @@ func (r *run) cleanup(ctx context.Context) error {
 	}
 	st.pushPrevious(r.plan.fromImage())
 	prev := slices.DeleteFunc(slices.Clone(st.Previous), r.plan.image().Same)
-	r.previous = r.removeImages(ctx, prev, r.app.Retain)
+	r.previous = r.removeImages(ctx, prev, retained(r.app.Retain))
+	// The images of deploys rolled back since: all of them go, but for this run's (live
+	// now), a color's (From may stay up for scale_down_delay) and the rollback targets
+	// kept, which are forgotten here: Previous and the colors look after those.
+	st.Previous = r.previous
+	st.Colors[r.plan.To] = ColorState{Image: r.plan.Image, ImageID: r.plan.ImageID, Digest: r.plan.ImageDigest}
+	r.failed = r.removeImages(ctx, st.unkeptFailed(), never)
+	r.cleaned = true
 	msg := fmt.Sprintf("%d previous image(s) kept", len(r.previous))
 	n, ran, err := s.pruneDangling(ctx)
 	if err != nil {
@@ -271,12 +278,21 @@ func (r *run) cleanup(ctx context.Context) error {
 	return nil
 }
 
-// removeImages removes the images of previous beyond the first retain, unless a
-// container still uses them, and returns the images still there.
-func (r *run) removeImages(ctx context.Context, previous []Image, retain int) (left []Image) {
+// never keeps no image: removeImages removes every image it is given.
+func never(int, Image) bool { return false }
+
+// retained keeps the first n images of a list (newest first): removeImages' keep for
+// State.Previous and `retain`.
+func retained(n int) func(int, Image) bool {
+	return func(i int, _ Image) bool { return i < n }
+}
+
+// removeImages removes the images of imgs that keep does not keep, unless a container
+// still uses them, and returns the images still there.
+func (r *run) removeImages(ctx context.Context, imgs []Image, keep func(i int, img Image) bool) (left []Image) {
 	s := r.s
-	for i, img := range previous {
-		if i < retain {
+	for i, img := range imgs {
+		if keep(i, img) {
 			left = append(left, img)
 			continue
 		}
@@ -307,6 +323,9 @@ func (r *run) commit(ctx context.Context) error {
 		r.previous = slices.DeleteFunc(slices.Clone(st.Previous), r.plan.image().Same)
 	}
 	st.Previous = r.previous
+	if r.cleaned {
+		st.Failed = r.failed
+	}
 	st.Live = r.plan.To
 	if r.plan.From != "" {
 		if r.j.RetireAt.IsZero() {

@@ -9,6 +9,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
+
+	"github.com/swap-dev/swap/deployments"
 )
 
 // Four deploys with retain 1, then a rollback: cleanup keeps the live image, retain
@@ -134,4 +136,40 @@ func (s *stack) hasContainer(name string) bool {
 		s.t.Fatalf("inspect %s: %v", name, err)
 	}
 	return err == nil
+}
+
+// A deploy rolled back (here: an image without a command, so Docker refuses to create
+// its container) leaves its image on the host until the next cleanup, which removes it
+// by ID — `swap cleanup --dry-run` names it first — and keeps the live image and the
+// rollback target.
+func TestE2E_TheImageOfADeployRolledBackGoesWithTheNextCleanup(t *testing.T) {
+	t.Parallel()
+	app := e2eApp("failimg")
+	host := app + ".test"
+	s := newStack(t, appConfig(app, oneReplica+"    retain: 1\n"))
+	brokenRef := "swap-e2e/" + app + ":broken"
+	broken := s.docker.LoadImage(t, app+"-broken", brokenRef, time.Now(), nil) // no command
+
+	s.mustSwap("deploy", app, "--image", s.v1)
+	s.waitAnswer(host, "color=blue version=v1")
+	l := s.startLoad(host, "/", 2)
+	r := s.swap(nil, "deploy", app, "--image", brokenRef)
+	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "rolled back") {
+		t.Fatalf("a deploy of an image without a command: want it rolled back, got %s", r)
+	}
+	s.requireImages(map[string]bool{broken: true}) // kept until the next cleanup
+
+	dry := s.mustSwap("cleanup", app, "--dry-run")
+	if !strings.Contains(dry.stdout, brokenRef+" ("+deployments.ShortID(broken)+") (of a deploy rolled back)") {
+		t.Fatalf("cleanup --dry-run does not name the image of the deploy rolled back:\n%s", dry)
+	}
+	s.requireImages(map[string]bool{broken: true})
+
+	s.mustSwap("deploy", app, "--image", s.v2)
+	s.waitAnswer(host, "color=green version=v2")
+	l.requireNoFailures(t)
+	s.requireImages(map[string]bool{broken: false, s.v1: true, s.v2: true})
+	if st := s.mustSwap("cleanup", app); !strings.Contains(st.stdout, "removed 0 image(s)") {
+		t.Fatalf("cleanup after the deploy's own: want nothing left to remove:\n%s", st)
+	}
 }

@@ -140,7 +140,7 @@ func newResumeCmd() *cobra.Command {
 }
 
 func newCleanupCmd() *cobra.Command {
-	return appCmd("cleanup", "Remove the app's images beyond retain that no container uses, and dangling images", (*switcher.Switcher).Cleanup)
+	return appCmd("cleanup", "Remove the app's images beyond retain and those of deploys rolled back, unless a container uses them (and dangling images, with docker.cleanup.prune_dangling)", (*switcher.Switcher).Cleanup)
 }
 
 // rootSwitch makes `swap <app> <color>` a spelling of `swap switch <app> <color>`.

@@ -104,7 +104,7 @@ var stepNote = map[switcher.Step]string{
 	switcher.StepVerify:    "watch the new color's 5xx and health in three views for the verify window (3s)",
 	switcher.StepDrain:     "the old color's backups out, then wait until it has no sessions",
 	switcher.StepRetire:    "HAProxy del server x2, Consul deregister, docker stop + rm x2",
-	switcher.StepCleanup:   "remove old images swap ran, beyond retain",
+	switcher.StepCleanup:   "remove old images swap ran, beyond retain, and failed deploys' images",
 	switcher.StepCommit:    "write the state and history, release the lock",
 }
 
