@@ -89,7 +89,7 @@ bench: deps build ## the benchmark suite (BENCH=short: the quick run): tables in
 	@$(GO) run ./bench/suite -mode $(BENCH) $(BENCH_SUITE)
 
 clean: ## remove build output and the containers/images made by swap's tests
-	rm -rf $(BIN)/swap $(BIN)/demoapp dist
+	rm -rf $(BIN)/swap $(BIN)/demoapp $(BIN)/swap-demo dist
 	@ids=$$(docker ps -aq --filter label=swap.test 2>/dev/null); \
 	if [ -n "$$ids" ]; then echo "clean: removing test containers"; docker rm -f $$ids >/dev/null; fi
 	@ids=$$(docker images -q --filter label=swap.test 2>/dev/null | sort -u); \

@@ -296,7 +296,7 @@ func (d *demo) printEvent(t0 time.Time, e switcher.Event) {
 	if e.Elapsed > 0 {
 		took = e.Elapsed.Round(time.Millisecond).String()
 	}
-	d.printf("  %7.2fs %s %-8s %8s  %s\n", e.Time.Sub(t0).Seconds(), kindMark[e.Kind], e.Step, took, e.Message)
+	d.printf("  %7.2fs %s %-9s %8s  %s\n", e.Time.Sub(t0).Seconds(), kindMark[e.Kind], e.Step, took, e.Message)
 }
 
 // teardown removes the stack (unless -keep and the demo went well). It runs with its own

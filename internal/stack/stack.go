@@ -310,7 +310,9 @@ func (s *Stack) DemoImage(ctx context.Context, ref, version string, demoapp []by
 func (s *Stack) Serve(ctx context.Context) (string, error) {
 	t0 := time.Now()
 	sock := filepath.Join(s.Dir, serveSocket)
-	p, err := s.start(s.opts.Swap, servePid, serveLog, s.Config, s.env("info"), "serve", "--listen", "unix://"+sock)
+	// The marker is the socket: it is on the command line (the config is only in the
+	// environment, which a later Down cannot read).
+	p, err := s.start(s.opts.Swap, servePid, serveLog, sock, s.env("info"), "serve", "--listen", "unix://"+sock)
 	if err != nil {
 		return "", fmt.Errorf("start swap serve: %w", err)
 	}

@@ -165,7 +165,16 @@ func TestDown_RemovesEverythingTheStackStarted(t *testing.T) {
 
 func TestDownDir_RemovesWhatAKilledRunLeftBehind(t *testing.T) {
 	s := up(t)
+	// swap serve too: a killed demo leaves it running beside HAProxy and Consul (its
+	// pid file's marker once named the config, which is not on its command line, and
+	// Down(dir) left it running).
+	if _, err := s.Serve(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	pids := s.pids()
+	if len(pids) != 3 {
+		t.Fatalf("%d processes started, want consul, haproxy and swap serve", len(pids))
+	}
 	// As if the demo was killed: nothing of s runs its cleanup, only the directory is left.
 	downDir(t, s, pids)
 }
