@@ -272,7 +272,11 @@ func (s *Stack) render(ctx context.Context) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("swap lb render: %v\n%s", err, out.String())
 	}
-	s.logf("haproxy files      swap lb render wrote %s (%d instances, %s)", filepath.Join(s.Dir, haproxyDir), s.opts.HAProxies, since(t0))
+	instances := "1 instance"
+	if s.opts.HAProxies > 1 {
+		instances = fmt.Sprintf("%d instances", s.opts.HAProxies)
+	}
+	s.logf("haproxy files      swap lb render wrote %s (%s, %s)", filepath.Join(s.Dir, haproxyDir), instances, since(t0))
 	return nil
 }
 
