@@ -443,8 +443,9 @@ func (s *Switcher) continueJournalOr(ctx context.Context, app string, opts Optio
 }
 
 // Cleanup removes the images of app's earlier deploys beyond retain, and those of
-// deploys rolled back (State.Failed), that no container uses, by image ID, and, when docker.cleanup.prune_dangling is set, the host's dangling
-// images older than prune_until. It removes nothing else.
+// deploys rolled back (State.Failed), that no container uses, by image ID, and, when
+// docker.cleanup.prune_dangling is set, the host's dangling images older than
+// prune_until. It removes nothing else.
 func (s *Switcher) Cleanup(ctx context.Context, app string, opts Options) (*Result, error) {
 	spec, st, err := s.appState(ctx, app)
 	if err != nil {

@@ -25,7 +25,7 @@ type run struct {
 	// insts are To's instances once started (or found, on resume).
 	insts []deployments.Instance
 	// previous and failed are State.Previous and State.Failed as cleanup leaves them,
-	// for commit (cleaned: cleanup ran in this process).
+	// for commit, once cleaned (cleanup ran in this process).
 	previous, failed []Image
 	cleaned          bool
 }

@@ -246,8 +246,9 @@ func (r *run) retire(ctx context.Context) error {
 }
 
 // cleanup removes the images of earlier deploys beyond retain, and those of deploys
-// rolled back since the last cleanup (State.Failed), that no container uses, by image ID (an image whose tag moved is still found; whatever the tag names now is
-// not touched), then, only when docker.cleanup.prune_dangling asks for it, the host's
+// rolled back since the last cleanup (State.Failed), that no container uses, by image
+// ID (an image whose tag moved is still found; whatever the tag names now is not
+// touched), then, only when docker.cleanup.prune_dangling asks for it, the host's
 // dangling images older than prune_until. Failures here are reported but do not fail
 // the swap.
 func (r *run) cleanup(ctx context.Context) error {
@@ -263,8 +264,7 @@ func (r *run) cleanup(ctx context.Context) error {
 	// now), a color's (From may stay up for scale_down_delay) and the rollback targets
 	// kept, which are forgotten here: Previous and the colors look after those.
 	st.Previous = r.previous
-	st.Colors[r.plan.To] = ColorState{Image: r.plan.Image, ImageID: r.plan.ImageID, Digest: r.plan.ImageDigest}
-	r.failed = r.removeImages(ctx, st.unkeptFailed(), never)
+	r.failed = r.removeImages(ctx, slices.DeleteFunc(st.unkeptFailed(), r.plan.image().Same), never)
 	r.cleaned = true
 	msg := fmt.Sprintf("%d previous image(s) kept", len(r.previous))
 	n, ran, err := s.pruneDangling(ctx)
@@ -318,13 +318,11 @@ func (r *run) commit(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if r.previous == nil {
-		st.pushPrevious(r.plan.fromImage())
-		r.previous = slices.DeleteFunc(slices.Clone(st.Previous), r.plan.image().Same)
-	}
-	st.Previous = r.previous
 	if r.cleaned {
-		st.Failed = r.failed
+		st.Previous, st.Failed = r.previous, r.failed
+	} else { // cleanup ran in an earlier process (resume): its result is in st
+		st.pushPrevious(r.plan.fromImage())
+		st.Previous = slices.DeleteFunc(st.Previous, r.plan.image().Same)
 	}
 	st.Live = r.plan.To
 	if r.plan.From != "" {
