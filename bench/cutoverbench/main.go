@@ -121,7 +121,7 @@ func run(ctx context.Context, o *benchkit.Options, sf *benchkit.StackFlags, roun
 			return err
 		}
 		running = append(running, p)
-		if err := benchkit.WaitHTTP(ctx, fmt.Sprintf("127.0.0.1:%d", port), "", "/healthz", 20*time.Second); err != nil {
+		if err := stack.WaitAnswer(ctx, fmt.Sprintf("127.0.0.1:%d", port), "", "/healthz", "", 20*time.Second); err != nil {
 			return fmt.Errorf("demoapp %s: %w", color, err)
 		}
 		ports[color] = port
@@ -189,7 +189,7 @@ func run(ctx context.Context, o *benchkit.Options, sf *benchkit.StackFlags, roun
 			}},
 	}
 	for _, m := range methods {
-		if err := benchkit.WaitHTTP(ctx, m.Frontend, host, "/", 20*time.Second); err != nil {
+		if err := stack.WaitAnswer(ctx, m.Frontend, host, "/", "", 20*time.Second); err != nil {
 			return fmt.Errorf("%s frontend: %w", m.Name, err)
 		}
 	}

@@ -18,7 +18,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -235,26 +234,10 @@ func (d *demo) checkAppFree(ctx context.Context) error {
 
 // waitAnswer polls the frontend until it answers with want.
 func (d *demo) waitAnswer(ctx context.Context, want string) error {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second}
-	var last string
-	for {
-		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+d.front+"/", nil)
-		req.Host = d.host
-		if resp, err := client.Do(req); err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if last = strings.TrimSpace(string(b)); resp.StatusCode == 200 && last == want {
-				return nil
-			}
-		} else {
-			last = err.Error()
-		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
-			return fmt.Errorf("the frontend %s never answered %q for %s (last: %s)", d.front, want, d.host, last)
-		}
+	if err := stack.WaitAnswer(ctx, d.front, d.host, "/", want, 15*time.Second); err != nil {
+		return fmt.Errorf("the frontend %s never answered %q for %s: %w", d.front, want, d.host, err)
 	}
+	return nil
 }
 
 var kindMark = map[switcher.EventKind]string{
