@@ -65,10 +65,7 @@ func (d templateData) Port(name string) int { return d.h.Port(name) }
 // admin socket answers and stops HAProxy in t.Cleanup.
 func HAProxy(t testing.TB, cfg string) *HAProxyInstance {
 	t.Helper()
-	bin, err := exec.LookPath("haproxy")
-	if err != nil {
-		Require(t, "haproxy", err)
-	}
+	bin := haproxyBinary(t)
 	dir := t.TempDir()
 	h := &HAProxyInstance{
 		Dir:        dir,
@@ -93,9 +90,6 @@ func HAProxy(t testing.TB, cfg string) *HAProxyInstance {
 	if err := os.WriteFile(h.CfgPath, out.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if b, err := exec.Command(bin, "-c", "-q", "-f", h.CfgPath).CombinedOutput(); err != nil {
-		t.Fatalf("testenv: haproxy -c rejects the config: %v\n%s\n--- config ---\n%s", err, b, out.String())
-	}
 	h.start(t, bin, nil)
 	return h
 }
@@ -113,18 +107,21 @@ func RunHAProxy(t testing.TB, cfgPath, adminSock string) *HAProxyInstance {
 // files, reached from any namespace.
 func RunHAProxyIn(t testing.TB, wrap []string, cfgPath, adminSock string) *HAProxyInstance {
 	t.Helper()
+	dir := filepath.Dir(cfgPath)
+	h := &HAProxyInstance{Dir: dir, CfgPath: cfgPath, AdminSock: adminSock,
+		MasterSock: filepath.Join(dir, "master.sock"), t: t, ports: map[string]int{}}
+	h.start(t, haproxyBinary(t), wrap)
+	return h
+}
+
+// haproxyBinary is haproxy in PATH (Require: skipped without it, failed in CI).
+func haproxyBinary(t testing.TB) string {
+	t.Helper()
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
 		Require(t, "haproxy", err)
 	}
-	dir := filepath.Dir(cfgPath)
-	h := &HAProxyInstance{Dir: dir, CfgPath: cfgPath, AdminSock: adminSock,
-		MasterSock: filepath.Join(dir, "master.sock"), t: t, ports: map[string]int{}}
-	if b, err := exec.Command(bin, "-c", "-q", "-f", cfgPath).CombinedOutput(); err != nil {
-		t.Fatalf("testenv: haproxy -c rejects %s: %v\n%s", cfgPath, err, b)
-	}
-	h.start(t, bin, wrap)
-	return h
+	return bin
 }
 
 // Port returns the loopback port named name, allocating a free one on first use.
@@ -144,9 +141,14 @@ func (h *HAProxyInstance) Addr(name string) string {
 	return "127.0.0.1:" + strconv.Itoa(h.Port(name))
 }
 
-// start runs HAProxy (under the command prefix wrap) and stops it in t.Cleanup.
+// start checks h's config (`haproxy -c`), runs HAProxy on it (under the command prefix
+// wrap) and stops it in t.Cleanup.
 func (h *HAProxyInstance) start(t testing.TB, bin string, wrap []string) {
 	t.Helper()
+	if b, err := exec.Command(bin, "-c", "-q", "-f", h.CfgPath).CombinedOutput(); err != nil {
+		cfg, _ := os.ReadFile(h.CfgPath)
+		t.Fatalf("testenv: haproxy -c rejects %s: %v\n%s\n--- config ---\n%s", h.CfgPath, err, b, cfg)
+	}
 	h.log = &procs.Buffer{}
 	var err error
 	h.h, err = procs.StartHAProxy(context.Background(), procs.HAProxyOptions{Bin: bin, Config: h.CfgPath,
