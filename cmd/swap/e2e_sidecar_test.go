@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -125,13 +124,7 @@ func TestE2E_SidecarImageRunsServeAsNonRootAndSwapsUnderLoadCheckingFilesInHAPro
 func (s *stack) sidecarImage() string {
 	t := s.t
 	root := testenv.RepoRoot(t)
-	bin := filepath.Join(t.TempDir(), "swap")
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/swap")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build of the static swap: %v\n%s", err, out)
-	}
+	bin := testenv.Binary(t, "./cmd/swap")
 	dockerfile, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)

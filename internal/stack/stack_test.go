@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,34 +20,8 @@ import (
 	"github.com/swap-dev/swap/internal/testenv"
 )
 
-var swapBin struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// swapBinary builds cmd/swap once per test process.
-func swapBinary(t *testing.T) string {
-	t.Helper()
-	swapBin.once.Do(func() {
-		dir, err := os.MkdirTemp("", "swap-stack-bin-")
-		if err != nil {
-			swapBin.err = err
-			return
-		}
-		swapBin.path = filepath.Join(dir, "swap")
-		cmd := exec.Command("go", "build", "-o", swapBin.path, "./cmd/swap")
-		cmd.Dir = testenv.RepoRoot(t)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			swapBin.err = fmt.Errorf("go build ./cmd/swap: %v\n%s", err, out)
-		}
-	})
-	if swapBin.err != nil {
-		t.Fatal(swapBin.err)
-	}
-	return swapBin.path
-}
+// swapBinary is cmd/swap, built once per test process.
+func swapBinary(t *testing.T) string { t.Helper(); return testenv.Binary(t, "./cmd/swap") }
 
 const testApps = `  %[1]s:
     image: %[2]s

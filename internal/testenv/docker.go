@@ -100,34 +100,56 @@ func isNotFound(err error) bool {
 		strings.Contains(err.Error(), "unrecognized image ID"))
 }
 
-var demoBin struct {
+// DemoBinary builds examples/demoapp as a static binary once per test process.
+func DemoBinary(t testing.TB) string {
+	t.Helper()
+	return Binary(t, "./examples/demoapp")
+}
+
+var binaries struct {
+	sync.Mutex
+	built map[string]*binary // by package
+}
+
+type binary struct {
 	once sync.Once
 	path string
 	err  error
 }
 
-// DemoBinary builds examples/demoapp as a static binary once per test process.
-func DemoBinary(t testing.TB) string {
+// Binary builds the repository's package pkg ("./cmd/swap") as a static binary
+// (CGO_ENABLED=0, -trimpath) once per test process and returns its path.
+func Binary(t testing.TB, pkg string) string {
 	t.Helper()
 	root := RepoRoot(t)
-	demoBin.once.Do(func() {
-		dir, err := os.MkdirTemp("", "swap-demoapp-")
+	binaries.Lock()
+	if binaries.built == nil {
+		binaries.built = map[string]*binary{}
+	}
+	b := binaries.built[pkg]
+	if b == nil {
+		b = &binary{}
+		binaries.built[pkg] = b
+	}
+	binaries.Unlock()
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "swap-bin-")
 		if err != nil {
-			demoBin.err = err
+			b.err = err
 			return
 		}
-		demoBin.path = filepath.Join(dir, "demoapp")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", demoBin.path, "./examples/demoapp")
+		b.path = filepath.Join(dir, filepath.Base(pkg))
+		cmd := exec.Command("go", "build", "-trimpath", "-o", b.path, pkg)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			demoBin.err = fmt.Errorf("go build ./examples/demoapp: %v\n%s", err, out)
+			b.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 		}
 	})
-	if demoBin.err != nil {
-		t.Fatalf("testenv: %v", demoBin.err)
+	if b.err != nil {
+		t.Fatalf("testenv: %v", b.err)
 	}
-	return demoBin.path
+	return b.path
 }
 
 // DemoImage makes examples/demoapp into a FROM-scratch image tagged
